@@ -1,0 +1,235 @@
+"""One-layer linear self-attention (LSA) for in-context weight prediction.
+
+Embedding of a prompt with ``N`` examples (columns are tokens, ``D = 2d + 2`` rows)::
+
+    Z0 = [[X,        0  ],   d rows  features
+          [yᵀ,       0  ],   1 row   labels
+          [0_{d×N},  ŵ0 ],   d rows  weight-estimate slot
+          [0_{1×N},  1  ]]   1 row   constant
+
+Layer: ``f(Z) = Z + (1/N) V Z (Zᵀ W Z)`` (no mask: every token is a key and a value;
+``N`` counts only the examples). The prediction ``ŵ`` is the weight slot of the last
+column of ``f(Z)``. Test-time chain of thought appends the token ``(0, 0, ŵ_i, 1)`` and
+applies the same layer again.
+
+Two parameterisations:
+
+* :class:`StructuredLSA`: only ``V31`` (weight rows × feature columns), ``W13 = a·I`` and
+  ``W24 = −c`` are non-zero. Then one step is ``ŵ ← ŵ + V31 Ŝ (a ŵ − c w)``, and with
+  ``a = c`` and ``c·V31 = −Γ⁻¹`` it is the pseudo-Newton step of Proposition 3.2.
+* :class:`FullLSA`: free ``V, W ∈ R^{D×D}``.
+
+Both share :meth:`LinearSelfAttention.cot` (appends tokens and re-applies the layer)
+and :meth:`LinearSelfAttention.cot_fast` (reuses the prompt's Gram matrix ``Σ_t z_t z_tᵀ``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._checks import DEFAULT_DTYPE, as_tensor, check_pos_int, make_generator
+from .prompts import Prompts
+from .theory import lsa_precond
+
+
+def embed(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor | None = None) -> torch.Tensor:
+    """Embed prompts as ``Z0`` of shape (batch, 2d+2, N+1).
+
+    Args:
+        X: (batch, N, d) features; y: (batch, N) labels; w0: (batch, d) start estimate (0 if None).
+    """
+    if X.ndim != 3 or y.shape != X.shape[:2]:
+        raise ValueError(f"`X` must be (batch, N, d) and `y` (batch, N); got {tuple(X.shape)}, {tuple(y.shape)}")
+    B, N, d = X.shape
+    Z = X.new_zeros(B, 2 * d + 2, N + 1)
+    Z[:, :d, :N] = X.transpose(1, 2)
+    Z[:, d, :N] = y
+    if w0 is not None:
+        if w0.shape != (B, d):
+            raise ValueError(f"`w0` must have shape ({B}, {d}), got {tuple(w0.shape)}")
+        Z[:, d + 1 : 2 * d + 1, N] = w0
+    Z[:, 2 * d + 1, N] = 1.0
+    return Z
+
+
+def query_token(w_hat: torch.Tensor) -> torch.Tensor:
+    """The CoT token ``(0_d, 0, ŵ, 1)`` for each prompt, shape (batch, 2d+2, 1)."""
+    B, d = w_hat.shape
+    z = w_hat.new_zeros(B, 2 * d + 2, 1)
+    z[:, d + 1 : 2 * d + 1, 0] = w_hat
+    z[:, 2 * d + 1, 0] = 1.0
+    return z
+
+
+class LinearSelfAttention(nn.Module):
+    """Base class: subclasses define the ``(D, D)`` matrices ``V`` and ``W``."""
+
+    dim: int
+
+    @property
+    def V(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def W(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def weight_slot(self, Z: torch.Tensor) -> torch.Tensor:
+        """The ŵ rows of every column of ``Z``: (batch, d, T)."""
+        d = self.dim
+        return Z[:, d + 1 : 2 * d + 1, :]
+
+    def forward(self, Z: torch.Tensor, num_examples: int) -> torch.Tensor:
+        """``f(Z) = Z + (1/N) V Z (Zᵀ W Z)``; ``Z``: (batch, 2d+2, T), ``N = num_examples``."""
+        if Z.ndim != 3 or Z.shape[1] != 2 * self.dim + 2:
+            raise ValueError(f"`Z` must be (batch, {2 * self.dim + 2}, T), got {tuple(Z.shape)}")
+        V, W = self.V, self.W
+        if Z.device != V.device:
+            raise ValueError(f"`Z` is on {Z.device} but the model is on {V.device}; move one with .to()")
+        scores = Z.transpose(1, 2) @ (W @ Z)  # (batch, T, T)
+        return Z + (V @ Z @ scores) / num_examples
+
+    def _check_prompts(self, prompts: Prompts) -> None:
+        if prompts.dim != self.dim:
+            raise ValueError(f"`prompts` have d={prompts.dim} but the model has dim={self.dim}")
+        if prompts.X.device != self.V.device:
+            raise ValueError(
+                f"`prompts` are on {prompts.X.device} but the model is on {self.V.device}; "
+                "use prompts.to(device)"
+            )
+
+    def predict(self, prompts: Prompts, w0: torch.Tensor | None = None) -> torch.Tensor:
+        """One forward pass from ``ŵ0`` (0 by default): ŵ1, shape (batch, d)."""
+        self._check_prompts(prompts)
+        Z = embed(prompts.X, prompts.y, w0)
+        return self.weight_slot(self(Z, prompts.context_len))[:, :, -1]
+
+    def cot(self, prompts: Prompts, num_steps: int, w0: torch.Tensor | None = None) -> torch.Tensor:
+        """Chain of thought by really appending tokens: iterates ŵ_0..ŵ_k, (batch, k+1, d).
+
+        Step i applies the layer to ``[Z0, q_1, …, q_i]`` (prompt plus the tokens
+        generated so far) and reads ŵ_{i+1} from the last column.
+        """
+        self._check_prompts(prompts)
+        k = check_pos_int(num_steps, "num_steps", minimum=0)
+        Z = embed(prompts.X, prompts.y, w0)
+        iterates = [self.weight_slot(Z)[:, :, -1]]
+        for _ in range(k):
+            w_next = self.weight_slot(self(Z, prompts.context_len))[:, :, -1]
+            iterates.append(w_next)
+            Z = torch.cat([Z, query_token(w_next)], dim=2)
+        return torch.stack(iterates, dim=1)
+
+    def cot_fast(self, prompts: Prompts, num_steps: int, w0: torch.Tensor | None = None) -> torch.Tensor:
+        """Same iterates as :meth:`cot`, reusing the prompt statistics: (batch, k+1, d).
+
+        The last column of ``f(Z)`` is ``q + (1/N) V (Σ_t z_t z_tᵀ) W q``; the Gram
+        matrix ``Σ_t z_t z_tᵀ`` is computed once and updated by ``q qᵀ`` per new token.
+        """
+        self._check_prompts(prompts)
+        k = check_pos_int(num_steps, "num_steps", minimum=0)
+        Z = embed(prompts.X, prompts.y, w0)
+        gram = Z @ Z.transpose(1, 2)  # (batch, D, D), includes the query column
+        q = Z[:, :, -1:]
+        VW = self.V, self.W
+        d, N = self.dim, prompts.context_len
+        iterates = [q[:, d + 1 : 2 * d + 1, 0]]
+        for _ in range(k):
+            out = q + VW[0] @ (gram @ (VW[1] @ q)) / N
+            w_next = out[:, d + 1 : 2 * d + 1, 0]
+            iterates.append(w_next)
+            q = query_token(w_next)
+            gram = gram + q @ q.transpose(1, 2)
+        return torch.stack(iterates, dim=1)
+
+
+class StructuredLSA(LinearSelfAttention):
+    """LSA with only ``V31`` (trainable), ``W13 = a·I`` and ``W24 = −c`` non-zero.
+
+    Args:
+        dim: feature dimension d.
+        c: the label key-query scale (``W24 = −c``).
+        a: the weight-slot key-query scale (``W13 = a·I``); tied to ``c`` when None.
+        init_scale: ``V31`` starts at ``init_scale · G`` with G standard normal (0 = zeros).
+        seed: seed of that initialisation.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        c: float = 1.0,
+        a: float | None = None,
+        init_scale: float = 0.0,
+        seed: int = 0,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = DEFAULT_DTYPE,
+    ) -> None:
+        super().__init__()
+        self.dim = check_pos_int(dim, "dim")
+        g = make_generator(seed)
+        v31 = init_scale * torch.randn(dim, dim, generator=g, dtype=torch.float64)
+        self.v31 = nn.Parameter(v31.to(device=device, dtype=dtype))
+        self.register_buffer("c", torch.tensor(float(c), device=device, dtype=dtype))
+        self.register_buffer("a", torch.tensor(float(c if a is None else a), device=device, dtype=dtype))
+
+    @classmethod
+    def from_theory(cls, train_cov: Any, context_len: int, c: float = 1.0) -> StructuredLSA:
+        """The closed-form trained model of Theorem 3.1: ``V31 = −Γ⁻¹ / c``."""
+        G = lsa_precond(train_cov, context_len)
+        model = cls(G.shape[0], c=c, device=G.device, dtype=G.dtype)
+        with torch.no_grad():
+            model.v31.copy_(-G / c)
+        return model
+
+    @property
+    def precond(self) -> torch.Tensor:
+        """The learned preconditioner ``G = −c·V31`` (equals Γ⁻¹ at the optimum)."""
+        return -self.c * self.v31
+
+    @property
+    def V(self) -> torch.Tensor:
+        d = self.dim
+        V = self.v31.new_zeros(2 * d + 2, 2 * d + 2)
+        V[d + 1 : 2 * d + 1, :d] = self.v31
+        return V
+
+    @property
+    def W(self) -> torch.Tensor:
+        d = self.dim
+        W = self.v31.new_zeros(2 * d + 2, 2 * d + 2)
+        W[:d, d + 1 : 2 * d + 1] = self.a * torch.eye(d, dtype=W.dtype, device=W.device)
+        W[d, 2 * d + 1] = -self.c
+        return W
+
+
+class FullLSA(LinearSelfAttention):
+    """LSA with free ``V, W ∈ R^{(2d+2)×(2d+2)}``, initialised ``init_std · N(0, 1)``."""
+
+    def __init__(
+        self,
+        dim: int,
+        init_std: float = 0.01,
+        seed: int = 0,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = DEFAULT_DTYPE,
+    ) -> None:
+        super().__init__()
+        self.dim = check_pos_int(dim, "dim")
+        D = 2 * dim + 2
+        g = make_generator(seed)
+        init_std = float(as_tensor(init_std, "init_std"))
+        self.v = nn.Parameter((init_std * torch.randn(D, D, generator=g, dtype=torch.float64)).to(device, dtype))
+        self.w = nn.Parameter((init_std * torch.randn(D, D, generator=g, dtype=torch.float64)).to(device, dtype))
+
+    @property
+    def V(self) -> torch.Tensor:
+        return self.v
+
+    @property
+    def W(self) -> torch.Tensor:
+        return self.w

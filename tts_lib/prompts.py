@@ -1,0 +1,104 @@
+"""In-context weight prediction prompts.
+
+A prompt holds ``n`` examples ``x_i ~ N(0, Λ)`` with labels ``y_i = <w, x_i> (+ noise)``
+for one task vector ``w ~ N(0, I_d)``; the model must output ``w`` itself.
+Sampling always happens on the CPU in float64 with a CPU generator and the result is
+then moved, so the same seed gives the same prompts on the CPU and on a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ._checks import check_cov, check_pos_int, make_generator
+
+
+@dataclass
+class Prompts:
+    """A batch of prompts. ``X``: (batch, n, d), ``y``: (batch, n), ``w``: (batch, d)."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    w: torch.Tensor
+
+    @property
+    def batch(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def context_len(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.X.shape[2]
+
+    def emp_cov(self) -> torch.Tensor:
+        """Empirical covariance ``Ŝ = Xᵀ X / n`` of each prompt, shape (batch, d, d)."""
+        return self.X.transpose(1, 2) @ self.X / self.context_len
+
+    def emp_corr(self) -> torch.Tensor:
+        """Feature-label moment ``b = Xᵀ y / n`` (equals ``Ŝ w`` without noise), shape (batch, d)."""
+        return (self.X.transpose(1, 2) @ self.y.unsqueeze(-1)).squeeze(-1) / self.context_len
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Prompts:
+        """A copy on another device and/or dtype."""
+        return Prompts(*(t.to(device=device, dtype=dtype) for t in (self.X, self.y, self.w)))
+
+
+def cov_sqrt(cov: torch.Tensor) -> torch.Tensor:
+    """Symmetric PSD square root (works for singular covariances)."""
+    eigvals, eigvecs = torch.linalg.eigh(cov)
+    return (eigvecs * eigvals.clamp_min(0.0).sqrt()) @ eigvecs.T
+
+
+def sample_prompts(
+    cov: Any,
+    context_len: int,
+    batch: int,
+    *,
+    generator: torch.Generator | int | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    noise_std: float = 0.0,
+    w: torch.Tensor | None = None,
+) -> Prompts:
+    """Draw ``batch`` prompts of ``context_len`` examples with feature covariance ``cov``.
+
+    Args:
+        cov: (d, d) feature covariance Λ (symmetric PSD).
+        context_len: examples per prompt, ``n >= 1``.
+        batch: number of prompts.
+        generator: a CPU ``torch.Generator`` or an int seed (fresh randomness when None).
+        device, dtype: where the result goes (default: ``cov``'s device, float64 if
+            ``cov`` is not a floating tensor).
+        noise_std: label noise standard deviation.
+        w: optional (batch, d) task vectors to use instead of drawing ``w ~ N(0, I)``.
+
+    Returns:
+        :class:`Prompts` with ``X`` (batch, n, d), ``y`` (batch, n), ``w`` (batch, d).
+    """
+    cov_t = check_cov(cov, "cov")
+    context_len = check_pos_int(context_len, "context_len")
+    batch = check_pos_int(batch, "batch")
+    if not (float(noise_std) >= 0):
+        raise ValueError(f"`noise_std` must be >= 0, got {noise_std!r}")
+    device = cov_t.device if device is None else device
+    dtype = dtype or cov_t.dtype
+    dim = cov_t.shape[0]
+    g = make_generator(generator)
+    root = cov_sqrt(cov_t.detach().to("cpu", torch.float64))
+    if w is None:
+        w_cpu = torch.randn(batch, dim, generator=g, dtype=torch.float64)
+    else:
+        if w.shape != (batch, dim):
+            raise ValueError(f"`w` must have shape ({batch}, {dim}), got {tuple(w.shape)}")
+        w_cpu = w.detach().to("cpu", torch.float64)
+    X = torch.randn(batch, context_len, dim, generator=g, dtype=torch.float64) @ root
+    y = (X @ w_cpu.unsqueeze(-1)).squeeze(-1)
+    if noise_std > 0:
+        y = y + noise_std * torch.randn(batch, context_len, generator=g, dtype=torch.float64)
+    return Prompts(X, y, w_cpu).to(device=device, dtype=dtype)

@@ -1,0 +1,157 @@
+"""Training the LSA on single-step prompts (no CoT during training).
+
+Loss: ``½ E‖ŵ1 − w‖²`` over fresh prompts, ``ŵ1`` the model's prediction from ``ŵ0 = 0``.
+A run draws every batch from one seeded CPU generator, so the same seed gives the same
+run on the same machine. A task mixture trains on prompts whose task ``ℓ`` (covariance
+``Λ_ℓ``, context length ``n_ℓ``) is drawn with probability ``π_ℓ``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ._checks import check_cov, check_pos_int, check_positive, make_generator
+from .lsa import LinearSelfAttention
+from .prompts import sample_prompts
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN/inf or blew up; lower the learning rate."""
+
+
+@dataclass
+class TrainTask:
+    """One training task: feature covariance, context length and mixture weight."""
+
+    cov: Any
+    context_len: int
+    weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of :func:`train_lsa`."""
+
+    num_steps: int = 1000
+    batch_size: int = 512
+    lr: float = 0.1
+    optimizer: str = "sgd"  # "sgd" or "adam"
+    lr_schedule: str = "cosine"  # "constant" or "cosine" (decays to 0 at the last step)
+    seed: int = 0
+    log_every: int = 10
+    progress: bool = True
+
+
+@dataclass
+class History:
+    """Loss per step and the tracked metric every ``log_every`` steps."""
+
+    loss: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    metric: list[float] = field(default_factory=list)
+
+
+def _as_tasks(tasks: TrainTask | Sequence[TrainTask], dim: int) -> list[TrainTask]:
+    tasks = [tasks] if isinstance(tasks, TrainTask) else list(tasks)
+    if not tasks:
+        raise ValueError("`tasks` must contain at least one TrainTask")
+    out = []
+    for i, t in enumerate(tasks):
+        if not isinstance(t, TrainTask):
+            raise ValueError(f"`tasks[{i}]` must be a TrainTask(cov, context_len, weight)")
+        cov = check_cov(t.cov, f"tasks[{i}].cov", dim=dim)
+        n = check_pos_int(t.context_len, f"tasks[{i}].context_len")
+        if not (float(t.weight) >= 0):
+            raise ValueError(f"`tasks[{i}].weight` must be >= 0, got {t.weight!r}")
+        out.append(TrainTask(cov, n, float(t.weight)))
+    if sum(t.weight for t in out) <= 0:
+        raise ValueError("the task weights must have a positive sum")
+    return out
+
+
+def train_lsa(
+    model: LinearSelfAttention,
+    tasks: TrainTask | Sequence[TrainTask],
+    config: TrainConfig | None = None,
+    *,
+    track: Callable[[LinearSelfAttention], float] | None = None,
+) -> History:
+    """Train ``model`` in place on fresh prompts; returns the :class:`History`.
+
+    Args:
+        model: a :class:`~tts_lib.lsa.StructuredLSA` or :class:`~tts_lib.lsa.FullLSA`;
+            prompts are created on the model's device and dtype.
+        tasks: one :class:`TrainTask` or a mixture of them.
+        config: :class:`TrainConfig`.
+        track: optional ``model -> float`` recorded every ``config.log_every`` steps
+            (e.g. the distance of the learned preconditioner to ``Γ⁻¹``).
+
+    Raises:
+        TrainingDivergedError: when the loss becomes NaN/inf or exceeds 1e6 × its start.
+    """
+    cfg = config or TrainConfig()
+    num_steps = check_pos_int(cfg.num_steps, "config.num_steps")
+    batch = check_pos_int(cfg.batch_size, "config.batch_size")
+    lr = check_positive(cfg.lr, "config.lr")
+    log_every = check_pos_int(cfg.log_every, "config.log_every")
+    task_list = _as_tasks(tasks, model.dim)
+    param = next(model.parameters())
+    device, dtype = param.device, param.dtype
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    else:
+        raise ValueError(f"`config.optimizer` must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+    if cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / num_steps))
+        )
+    elif cfg.lr_schedule == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    else:
+        raise ValueError(f"`config.lr_schedule` must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+
+    gen = make_generator(cfg.seed)
+    probs = torch.tensor([t.weight for t in task_list], dtype=torch.float64)
+    probs = probs / probs.sum()
+    hist = History()
+    first_loss = None
+    for step in tqdm(range(num_steps), disable=not cfg.progress, desc="train LSA", leave=False):
+        if len(task_list) == 1:
+            counts = [batch]
+        else:
+            idx = torch.multinomial(probs, batch, replacement=True, generator=gen)
+            counts = torch.bincount(idx, minlength=len(task_list)).tolist()
+        loss = torch.zeros((), device=device, dtype=dtype)
+        for task, count in zip(task_list, counts, strict=True):
+            if count == 0:
+                continue
+            pr = sample_prompts(task.cov, task.context_len, count, generator=gen, device=device, dtype=dtype)
+            w_hat = model.predict(pr)
+            loss = loss + 0.5 * ((w_hat - pr.w) ** 2).sum() / batch
+        value = float(loss.detach())
+        if first_loss is None:
+            first_loss = value
+        if not math.isfinite(value) or value > 1e6 * max(first_loss, 1e-12):
+            raise TrainingDivergedError(
+                f"training diverged at step {step} (loss {value:.3g}, started at {first_loss:.3g}); "
+                f"lower config.lr (now {lr:g}) — for SGD on the structured LSA it must stay below "
+                "theory.max_stable_lr(train_cov, context_len)"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        hist.loss.append(value)
+        if track is not None and (step % log_every == 0 or step == num_steps - 1):
+            with torch.no_grad():
+                hist.steps.append(step)
+                hist.metric.append(float(track(model)))
+    return hist
