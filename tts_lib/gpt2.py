@@ -67,6 +67,7 @@ from torch import nn
 
 from ._checks import as_tensor, check_cov, check_pos_int, check_positive, make_generator
 from .prompts import sample_prompts
+from .train import TrainingDivergedError  # one error class for every trainer of the library
 
 LAYOUTS = ("compact", "interleaved")
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
@@ -151,7 +152,7 @@ class Curriculum:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class GPT2TrainConfig:
     """Training protocol of :func:`train_gpt2`.
 
     Attributes:
@@ -199,7 +200,7 @@ class TrainConfig:
             raise ValueError(f"`start_noise_min` ({lo}) must be <= `start_noise_max` ({hi})")
 
 
-def config_to_dict(model_cfg: GPT2RegressorConfig, train_cfg: TrainConfig | None = None) -> dict[str, Any]:
+def config_to_dict(model_cfg: GPT2RegressorConfig, train_cfg: GPT2TrainConfig | None = None) -> dict[str, Any]:
     """Plain-JSON view of the configs (for manifests)."""
     out: dict[str, Any] = {"model": asdict(model_cfg)}
     if train_cfg is not None:
@@ -207,7 +208,7 @@ def config_to_dict(model_cfg: GPT2RegressorConfig, train_cfg: TrainConfig | None
     return out
 
 
-def config_from_dict(data: dict[str, Any]) -> tuple[GPT2RegressorConfig, TrainConfig | None]:
+def config_from_dict(data: dict[str, Any]) -> tuple[GPT2RegressorConfig, GPT2TrainConfig | None]:
     """Inverse of :func:`config_to_dict`."""
     model_cfg = GPT2RegressorConfig(**data["model"])
     train_cfg = None
@@ -215,25 +216,25 @@ def config_from_dict(data: dict[str, Any]) -> tuple[GPT2RegressorConfig, TrainCo
         t = dict(data["train"])
         if t.get("curriculum") is not None:
             t["curriculum"] = Curriculum(**t["curriculum"])
-        train_cfg = TrainConfig(**t)
+        train_cfg = GPT2TrainConfig(**t)
     return model_cfg, train_cfg
 
 
-PRESETS: dict[str, tuple[GPT2RegressorConfig, TrainConfig]] = {
+PRESETS: dict[str, tuple[GPT2RegressorConfig, GPT2TrainConfig]] = {
     # for tests: trains in a few seconds
     "tiny": (
         GPT2RegressorConfig(dim=3, width=32, layers=2, heads=2, max_context=16),
-        TrainConfig(context_len=8, steps=150, batch=32, lr=3e-3, warmup=10),
+        GPT2TrainConfig(context_len=8, steps=150, batch=32, lr=3e-3, warmup=10),
     ),
     # for the chapter on a CPU: about two minutes
     "cpu": (
         GPT2RegressorConfig(dim=5, width=64, layers=3, heads=2, max_context=64),
-        TrainConfig(context_len=20, steps=6000, batch=64, lr=1e-3, warmup=200),
+        GPT2TrainConfig(context_len=20, steps=6000, batch=64, lr=1e-3, warmup=200),
     ),
     # the paper's model (Garg et al. scale), Adam 1e-4, batch 64, curriculum: GPU only
     "paper": (
         GPT2RegressorConfig(dim=20, width=256, layers=12, heads=8, layout="interleaved", max_context=64),
-        TrainConfig(
+        GPT2TrainConfig(
             context_len=40,
             steps=500_000,
             batch=64,
@@ -246,7 +247,7 @@ PRESETS: dict[str, tuple[GPT2RegressorConfig, TrainConfig]] = {
 }
 
 
-def preset(name: str, **overrides: Any) -> tuple[GPT2RegressorConfig, TrainConfig]:
+def preset(name: str, **overrides: Any) -> tuple[GPT2RegressorConfig, GPT2TrainConfig]:
     """The ``(model, train)`` configs of a preset (``tiny``, ``cpu``, ``paper``).
 
     Keyword overrides go to whichever config has the field, e.g.
@@ -256,7 +257,7 @@ def preset(name: str, **overrides: Any) -> tuple[GPT2RegressorConfig, TrainConfi
         raise ValueError(f"`name` must be one of {sorted(PRESETS)}, got {name!r}")
     model_cfg, train_cfg = PRESETS[name]
     model_fields = set(GPT2RegressorConfig.__dataclass_fields__)
-    train_fields = set(TrainConfig.__dataclass_fields__)
+    train_fields = set(GPT2TrainConfig.__dataclass_fields__)
     unknown = set(overrides) - model_fields - train_fields
     if unknown:
         raise ValueError(f"unknown override(s) {sorted(unknown)}; valid: {sorted(model_fields | train_fields)}")
@@ -622,10 +623,6 @@ def cot_errors(
 # --------------------------------------------------------------------------- training
 
 
-class TrainingDivergedError(RuntimeError):
-    """Raised when the training loss becomes NaN or infinite."""
-
-
 @dataclass
 class TrainResult:
     """Output of :func:`train_gpt2`: per-step losses (‖ŵ1 − w‖²/d averaged over the batch)."""
@@ -649,7 +646,7 @@ class TrainResult:
 
 def sample_starts(
     w: torch.Tensor,
-    cfg: TrainConfig,
+    cfg: GPT2TrainConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """Training starting estimates for targets ``w`` (batch, d), drawn on the CPU.
@@ -666,7 +663,7 @@ def sample_starts(
     return torch.where(zero, torch.zeros_like(noisy), noisy).to(device=w.device, dtype=w.dtype)
 
 
-def _lr_factor(step: int, cfg: TrainConfig) -> float:
+def _lr_factor(step: int, cfg: GPT2TrainConfig) -> float:
     if cfg.warmup and step < cfg.warmup:
         return (step + 1) / cfg.warmup
     if cfg.schedule == "constant":
@@ -678,7 +675,7 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
 def train_gpt2(
     model: GPT2Regressor,
     cov: Any,
-    cfg: TrainConfig,
+    cfg: GPT2TrainConfig,
     *,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -691,7 +688,7 @@ def train_gpt2(
         model: a :class:`GPT2Regressor` (moved to ``device``).
         cov: (d, d) training covariance Λ (e.g. ``isotropic_cov(d)`` or
             ``power_law_cov(d, 1.0, trace=d)``); under a curriculum the leading block is used.
-        cfg: :class:`TrainConfig` (steps, batch, lr, start distribution, curriculum).
+        cfg: :class:`GPT2TrainConfig` (steps, batch, lr, start distribution, curriculum).
         seed: seeds the prompt and start generator (a CPU generator: same data on every device).
         device: where to train (default: the model's device).
         progress: show a tqdm progress bar.
@@ -706,8 +703,8 @@ def train_gpt2(
 
     if not isinstance(model, GPT2Regressor):
         raise ValueError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
-    if not isinstance(cfg, TrainConfig):
-        raise ValueError(f"`cfg` must be a TrainConfig, got {type(cfg).__name__}")
+    if not isinstance(cfg, GPT2TrainConfig):
+        raise ValueError(f"`cfg` must be a GPT2TrainConfig, got {type(cfg).__name__}")
     seed = check_pos_int(seed, "seed", minimum=0)
     d = model.config.dim
     cov_t = check_cov(cov, "cov", dim=d).detach().to("cpu", torch.float64)
