@@ -372,9 +372,7 @@ class GPT2Regressor(nn.Module):
         w_hat = as_tensor(w_hat, name, device=ref.device, dtype=ref.dtype)
         d = self.config.dim
         if w_hat.ndim not in (2, 3) or w_hat.shape[0] != batch or w_hat.shape[-1] != d:
-            raise ValueError(
-                f"`{name}` must have shape ({batch}, {d}) or ({batch}, q, {d}), got {tuple(w_hat.shape)}"
-            )
+            raise ValueError(f"`{name}` must have shape ({batch}, {d}) or ({batch}, q, {d}), got {tuple(w_hat.shape)}")
         return w_hat
 
     def prompt_tokens(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -709,9 +707,7 @@ def train_gpt2(
     d = model.config.dim
     cov_t = check_cov(cov, "cov", dim=d).detach().to("cpu", torch.float64)
     if model.config.layout == "interleaved" and cfg.context_len > model.config.max_context:
-        raise ValueError(
-            f"`context_len`={cfg.context_len} exceeds the model's max_context={model.config.max_context}"
-        )
+        raise ValueError(f"`context_len`={cfg.context_len} exceeds the model's max_context={model.config.max_context}")
     if device is not None:
         model.to(device)
     ref = model.read_in.weight

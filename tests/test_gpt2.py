@@ -1,0 +1,238 @@
+"""Tests of the GPT-2 regressor, its training, checkpoints and the benchmark (fast: tiny preset)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from tts_lib.gpt2 import (  # noqa: E402
+    GPT2RegressorConfig,
+    GPT2TrainConfig,
+    TrainingDivergedError,
+    build_model,
+    cot_errors,
+    cot_rollout,
+    preset,
+    sample_starts,
+    train_gpt2,
+)
+from tts_lib.gpt2_train import load_checkpoint, main, save_checkpoint  # noqa: E402
+from tts_lib.prompts import sample_prompts  # noqa: E402
+from tts_lib.tasks import isotropic_cov  # noqa: E402
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def tiny(layout: str = "compact", **kw):
+    cfg, train_cfg = preset("tiny", layout=layout, **kw)
+    return build_model(cfg, seed=0), cfg, train_cfg
+
+
+def prompts(dim: int = 3, m: int = 8, batch: int = 6, seed: int = 0, dtype=torch.float32):
+    return sample_prompts(isotropic_cov(dim), m, batch, generator=seed, dtype=dtype)
+
+
+@pytest.mark.parametrize("layout", ["compact", "interleaved"])
+@pytest.mark.parametrize("keep_history", [False, True])
+def test_cache_matches_recompute(layout: str, keep_history: bool) -> None:
+    model, cfg, _ = tiny(layout)
+    pr = prompts()
+    w0 = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    a = cot_rollout(model, pr.X, pr.y, 6, w0=w0, use_cache=True, keep_history=keep_history)
+    b = cot_rollout(model, pr.X, pr.y, 6, w0=w0, use_cache=False, keep_history=keep_history)
+    assert a.shape == (6, 7, 3)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a[:, 0], w0)
+    # float64: agreement to round-off
+    m64 = model.double()
+    a = cot_rollout(m64, pr.X.double(), pr.y.double(), 4, keep_history=keep_history)
+    b = cot_rollout(m64, pr.X.double(), pr.y.double(), 4, use_cache=False, keep_history=keep_history)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_history_changes_later_steps_only() -> None:
+    model, _, _ = tiny()
+    pr = prompts()
+    a = cot_rollout(model, pr.X, pr.y, 3, keep_history=False)
+    b = cot_rollout(model, pr.X, pr.y, 3, keep_history=True)
+    torch.testing.assert_close(a[:, :2], b[:, :2])  # first step: a single query token either way
+    assert not torch.allclose(a[:, 3], b[:, 3])
+
+
+def test_forward_shapes_and_multi_query() -> None:
+    for layout in ("compact", "interleaved"):
+        model, _, _ = tiny(layout)
+        pr = prompts(m=5, batch=4)
+        assert model(pr.X, pr.y, torch.zeros(4, 3)).shape == (4, 3)
+        w = torch.randn(4, 2, 3)
+        out = model(pr.X, pr.y, w)
+        assert out.shape == (4, 2, 3)
+        # query 0 in a two-query sequence equals the single-query prediction (causal attention)
+        torch.testing.assert_close(out[:, 0], model(pr.X, pr.y, w[:, 0]), rtol=1e-5, atol=1e-5)
+
+
+def test_compact_accepts_any_context_interleaved_does_not() -> None:
+    model, cfg, _ = tiny("compact")
+    pr = prompts(m=40)
+    assert cot_rollout(model, pr.X, pr.y, 2).shape == (6, 3, 3)
+    model, cfg, _ = tiny("interleaved")
+    with pytest.raises(ValueError, match="max_context"):
+        cot_rollout(model, pr.X, pr.y, 2)
+
+
+def test_bad_input_errors() -> None:
+    model, _, _ = tiny()
+    pr = prompts()
+    with pytest.raises(ValueError, match="`X`"):
+        model(pr.X[..., :2], pr.y, torch.zeros(6, 3))
+    with pytest.raises(ValueError, match="`y`"):
+        model(pr.X, pr.y[:, :3], torch.zeros(6, 3))
+    with pytest.raises(ValueError, match="`w_hat`"):
+        model(pr.X, pr.y, torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="`k`"):
+        cot_rollout(model, pr.X, pr.y, -1)
+    with pytest.raises(ValueError, match="`w0`"):
+        cot_rollout(model, pr.X, pr.y, 2, w0=torch.zeros(6, 4))
+    with pytest.raises(ValueError, match="NaN"):
+        cot_rollout(model, pr.X * float("nan"), pr.y, 2)
+    with pytest.raises(ValueError, match="`heads`"):
+        GPT2RegressorConfig(width=30, heads=4)
+    with pytest.raises(ValueError, match="`layout`"):
+        GPT2RegressorConfig(layout="bogus")
+    with pytest.raises(ValueError, match="`start_noise_min`"):
+        GPT2TrainConfig(start_noise_min=2.0, start_noise_max=1.0)
+    with pytest.raises(ValueError, match="`name`"):
+        preset("huge")
+    with pytest.raises(ValueError, match="unknown override"):
+        preset("tiny", widht=3)
+    with pytest.raises(ValueError, match="`cov`"):
+        train_gpt2(model, isotropic_cov(4), GPT2TrainConfig(steps=1))
+
+
+def test_sample_starts() -> None:
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(4000, 3, dtype=torch.float64)
+    cfg = GPT2TrainConfig(start_zero_prob=0.25, start_noise_min=0.1, start_noise_max=0.1)
+    w0 = sample_starts(w, cfg, g)
+    zero = (w0 == 0).all(1)
+    assert abs(zero.double().mean().item() - 0.25) < 0.03
+    resid = (w0 - w)[~zero]
+    assert abs(resid.std().item() - 0.1) < 0.01
+
+
+def test_training_reduces_loss_and_is_seeded() -> None:
+    model, cfg, train_cfg = tiny()
+    res = train_gpt2(model, isotropic_cov(cfg.dim), train_cfg, seed=0, progress=False)
+    assert len(res.losses) == train_cfg.steps
+    first = sum(res.losses[:10]) / 10
+    assert res.final_loss(20) < 0.5 * first
+    assert not model.training
+    # CoT from zero: the first step beats the zero estimate (error d in expectation)
+    err = cot_errors(model, isotropic_cov(cfg.dim), cfg.max_context, 2, batch=200, seed=5)
+    assert err.shape == (200, 3)
+    assert err[:, 1].mean() < 0.7 * err[:, 0].mean()
+    # same seed, same losses
+    model2, _, _ = tiny()
+    res2 = train_gpt2(model2, isotropic_cov(cfg.dim), replace_steps(train_cfg, 5), seed=0, progress=False)
+    assert res2.losses == res.losses[:5]  # still in warm-up, so the schedule is the same
+
+
+def replace_steps(cfg: GPT2TrainConfig, steps: int) -> GPT2TrainConfig:
+    return dataclasses.replace(cfg, steps=steps)
+
+
+def test_nan_loss_stops_with_clear_error() -> None:
+    model, cfg, train_cfg = tiny()
+    with torch.no_grad():
+        model.read_out.weight.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="NaN|nan"):
+        train_gpt2(model, isotropic_cov(cfg.dim), replace_steps(train_cfg, 3), progress=False)
+
+
+def test_checkpoint_round_trip_tamper_and_mismatch(tmp_path) -> None:
+    model, cfg, train_cfg = tiny()
+    train_cfg = replace_steps(train_cfg, 3)
+    res = train_gpt2(model, isotropic_cov(cfg.dim), train_cfg, seed=0, progress=False)
+    path = save_checkpoint(model, tmp_path, "m", train_cfg=train_cfg, train_cov="isotropic", result=res)
+    manifest = json.loads(path.read_text())
+    assert manifest["steps"] == 3 and len(manifest["sha256"]) == 64
+    loaded, _ = load_checkpoint(path, expected=cfg, expected_train=train_cfg, train_cov="isotropic")
+    pr = prompts()
+    torch.testing.assert_close(cot_rollout(loaded, pr.X, pr.y, 3), cot_rollout(model, pr.X, pr.y, 3))
+    # loading through the .pt path works as well
+    load_checkpoint(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="does not match.*layers"):
+        load_checkpoint(path, expected=GPT2RegressorConfig(**{**manifest["config"]["model"], "layers": 3}))
+    with pytest.raises(ValueError, match="train_cov"):
+        load_checkpoint(path, train_cov="skewed")
+    with pytest.raises(ValueError, match="steps"):
+        load_checkpoint(path, expected_train=replace_steps(train_cfg, 4))
+    # tamper with the weights file: refused before torch.load
+    data = bytearray((tmp_path / "m.pt").read_bytes())
+    data[-20] ^= 0xFF
+    (tmp_path / "m.pt").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256"):
+        load_checkpoint(path)
+
+
+def test_cli_writes_checkpoint(tmp_path, capsys) -> None:
+    rc = main(
+        [
+            "--preset",
+            "tiny",
+            "--steps",
+            "4",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--train-cov",
+            "skewed",
+        ]
+    )
+    assert rc == 0
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["gpt2_tiny_compact_skewed_n8_seed1.json", "gpt2_tiny_compact_skewed_n8_seed1.pt"]
+    manifest = json.loads((tmp_path / files[0]).read_text())
+    assert manifest["command"].startswith("python -m tts_lib.gpt2_train --preset tiny")
+    assert manifest["train_cov"] == "skewed" and math.isfinite(manifest["final_loss"])
+    assert set(manifest["versions"]) >= {"torch", "transformers", "python"}
+    load_checkpoint(tmp_path / files[0], expected=preset("tiny")[0], train_cov="skewed")
+
+
+def test_bench_quick_smoke(tmp_path) -> None:
+    from tts_lib import bench
+
+    out = tmp_path / "b.json"
+    records = bench.main(["--quick", "--device", "cpu", "--json", str(out), "--only", "gpt2_cot"])
+    data = json.loads(out.read_text())
+    assert data == records
+    names = {r["name"] for r in data}
+    assert "gpt2_cot_cache_speedup_k10" in names
+    for r in data:
+        assert set(r) == {"name", "device", "value", "unit"}
+        assert math.isfinite(r["value"]) and r["value"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_cuda_matches_cpu() -> None:
+    model, cfg, train_cfg = tiny()
+    pr = prompts()
+    cpu = cot_rollout(model, pr.X, pr.y, 4)
+    gpu_model = build_model(cfg, seed=0, device="cuda")
+    gpu = cot_rollout(gpu_model, pr.X.cuda(), pr.y.cuda(), 4)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(
+        cot_rollout(gpu_model, pr.X.cuda(), pr.y.cuda(), 4, use_cache=False), gpu, rtol=1e-4, atol=1e-4
+    )
+    res = train_gpt2(gpu_model, isotropic_cov(cfg.dim), train_cfg, seed=0, progress=False)
+    assert res.device.startswith("cuda")
+    assert res.final_loss(20) < 0.5 * sum(res.losses[:10]) / 10

@@ -1,0 +1,178 @@
+"""Benchmarks of the course library (a measurement, not a test).
+
+Usage::
+
+    python -m tts_lib.bench [--json PATH] [--device cpu|cuda|all] [--quick] [--threads N] [--only PREFIX]
+
+prints a table and, with ``--json``, writes a JSON list of records
+``{"name", "device", "value", "unit"}``. Timings are medians over repeats, taken with
+``torch.set_num_threads(--threads)`` (default 1: on the 2-core course VMs two-thread
+timings swing by 3–10×); the thread count is recorded as ``torch_num_threads``.
+
+Benchmarks are plain functions ``fn(device: str, quick: bool) -> list[Record]`` listed
+in :data:`GPT2_BENCHMARKS` and :data:`LSA_BENCHMARKS`. **LSA hook:** LSA benchmarks (structured-LSA training steps/s,
+analytic error-curve sweep time) go into :data:`LSA_BENCHMARKS` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+Record = dict[str, Any]
+Benchmark = Callable[[str, bool], list[Record]]
+
+
+def record(name: str, device: str, value: float, unit: str) -> Record:
+    """One benchmark result."""
+    return {"name": name, "device": device, "value": float(value), "unit": unit}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timeit(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` runs (after ``warmup`` runs)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --------------------------------------------------------------------------- GPT-2
+
+
+def bench_gpt2_train(device: str, quick: bool) -> list[Record]:
+    """GPT-2 training steps/s and ms/step per preset and layout (paper preset: 2 steps on a CPU)."""
+    from .gpt2 import build_model, preset, train_gpt2
+    from .tasks import isotropic_cov
+
+    out: list[Record] = []
+    presets = ["tiny", "cpu"] + ([] if quick and device == "cpu" else ["paper"])
+    for name in presets:
+        for layout in ("compact", "interleaved"):
+            steps = 2 if (name == "paper" and device == "cpu") else (5 if quick else 30)
+            cfg, tcfg = preset(name, layout=layout, steps=steps, warmup=0)
+            model = build_model(cfg, seed=0, device=device)
+            cov = isotropic_cov(cfg.dim)
+            train_gpt2(model, cov, preset(name, steps=1, warmup=0)[1], seed=1, progress=False)  # warm-up
+            res = train_gpt2(model, cov, tcfg, seed=0, progress=False)
+            tag = f"{name}_{layout}"
+            out.append(record(f"gpt2_train_steps_per_s_{tag}", device, steps / res.wall_s, "steps/s"))
+            out.append(record(f"gpt2_train_ms_per_step_{tag}", device, res.ms_per_step, "ms"))
+    return out
+
+
+def bench_gpt2_cot(device: str, quick: bool) -> list[Record]:
+    """CoT rollout time with and without the key/value cache (cpu preset, m = n = 20).
+
+    Records ``gpt2_cot_{layout}_k{k}_{cache|recompute}_ms``, the cost per CoT step
+    ``gpt2_cot_step_ms_{layout}_{cache|recompute}`` (slope between k = 1 and k = 20) and
+    the speed-up at k = 10: ``gpt2_cot_cache_speedup_k10`` (compact layout) and
+    ``gpt2_cot_cache_speedup_k10_interleaved``. Batch: 256 prompts (64 with ``--quick``).
+    """
+    from .gpt2 import build_model, cot_rollout, preset
+    from .prompts import sample_prompts
+    from .tasks import isotropic_cov
+
+    batch, repeats = (64, 1) if quick else (256, 5)
+    out: list[Record] = []
+    for layout in ("compact", "interleaved"):
+        cfg, tcfg = preset("cpu", layout=layout)
+        model = build_model(cfg, seed=0, device=device)
+        pr = sample_prompts(isotropic_cov(cfg.dim), tcfg.context_len, batch, generator=0)
+        pr = pr.to(device=device, dtype=torch.float32)
+        ms: dict[tuple[int, bool], float] = {}
+
+        def run(k: int, cache: bool, model=model, pr=pr) -> None:
+            cot_rollout(model, pr.X, pr.y, k, use_cache=cache)
+
+        for k in (1, 5, 10, 20):
+            for cache in (True, False):
+                t = timeit(lambda k=k, cache=cache: run(k, cache), device, repeats)
+                ms[k, cache] = 1000 * t
+                kind = "cache" if cache else "recompute"
+                out.append(record(f"gpt2_cot_{layout}_k{k}_{kind}_ms", device, ms[k, cache], "ms"))
+        for cache in (True, False):
+            kind = "cache" if cache else "recompute"
+            step = max((ms[20, cache] - ms[1, cache]) / 19, 1e-6)
+            out.append(record(f"gpt2_cot_step_ms_{layout}_{kind}", device, step, "ms/step"))
+        suffix = "" if layout == "compact" else "_interleaved"
+        out.append(record(f"gpt2_cot_cache_speedup_k10{suffix}", device, ms[10, False] / ms[10, True], "x"))
+    return out
+
+
+# --------------------------------------------------------------------------- LSA hook
+
+#: LSA benchmarks, ``fn(device, quick) -> list[Record]`` (structured-LSA training steps/s,
+#: analytic error-curve sweep time). Another developer adds them here.
+LSA_BENCHMARKS: list[Benchmark] = []
+
+GPT2_BENCHMARKS: list[Benchmark] = [bench_gpt2_train, bench_gpt2_cot]
+
+
+def all_benchmarks() -> list[Benchmark]:
+    """Every registered benchmark (read at call time, so later additions count)."""
+    return [*GPT2_BENCHMARKS, *LSA_BENCHMARKS]
+
+
+def _devices(arg: str) -> list[str]:
+    if arg == "all":
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if arg.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda requested but no CUDA device is available")
+    return [arg]
+
+
+def format_table(records: list[Record]) -> str:
+    """Fixed-width table of records."""
+    w = max([len(r["name"]) for r in records] + [4])
+    lines = [f"{'name':<{w}}  {'device':<6}  {'value':>12}  unit"]
+    lines += [f"{r['name']:<{w}}  {r['device']:<6}  {r['value']:>12.4g}  {r['unit']}" for r in records]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[Record]:
+    ap = argparse.ArgumentParser(prog="python -m tts_lib.bench", description="Benchmarks of tts_lib.")
+    ap.add_argument("--json", default=None, help="write the records to this file")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or all")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller batches")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the CPU timings")
+    ap.add_argument("--only", default=None, help="run only benchmarks whose function name contains this")
+    args = ap.parse_args(argv)
+    if args.threads < 1:
+        raise SystemExit(f"error: --threads must be >= 1, got {args.threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        records = [record("torch_num_threads", "cpu", torch.get_num_threads(), "threads")]
+        for device in _devices(args.device):
+            for fn in all_benchmarks():
+                if args.only and args.only not in fn.__name__:
+                    continue
+                records += fn(device, args.quick)
+    finally:
+        torch.set_num_threads(previous)
+    print(format_table(records))
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
+    return records
+
+
+if __name__ == "__main__":
+    main()
