@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from tts_lib import lsa, tasks, theory
+from tts_lib.prompts import sample_prompts
+
+
+def _pseudo_newton(G: torch.Tensor, prompts, num_steps: int) -> torch.Tensor:
+    S, w = prompts.emp_cov(), prompts.w
+    w_hat, out = torch.zeros_like(w), [torch.zeros_like(w)]
+    for _ in range(num_steps):
+        w_hat = w_hat - (G @ S @ (w_hat - w).unsqueeze(-1)).squeeze(-1)
+        out.append(w_hat)
+    return torch.stack(out, 1)
+
+
+def test_embedding_layout():
+    p = sample_prompts(tasks.isotropic_cov(2), 3, 1, generator=0)
+    w0 = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
+    Z = lsa.embed(p.X, p.y, w0)[0]
+    assert Z.shape == (6, 4)
+    torch.testing.assert_close(Z[:2, :3], p.X[0].T)
+    torch.testing.assert_close(Z[2, :3], p.y[0])
+    assert Z[3:, :3].abs().max() == 0 and Z[:3, 3].abs().max() == 0
+    torch.testing.assert_close(Z[3:5, 3], w0[0])
+    assert Z[5, 3] == 1
+
+
+def test_forward_pass_is_gamma_inverse_times_moment(skewed_cov):
+    model = lsa.StructuredLSA.from_theory(skewed_cov, 10)
+    p = sample_prompts(skewed_cov, 15, 32, generator=1)
+    G = theory.lsa_precond(skewed_cov, 10)
+    torch.testing.assert_close(model.predict(p), (G @ p.emp_corr().unsqueeze(-1)).squeeze(-1))
+    torch.testing.assert_close(model.precond, G)
+
+
+def test_cot_equals_fast_path_and_pseudo_newton(skewed_cov, iso_cov):
+    model = lsa.StructuredLSA.from_theory(skewed_cov, 10)
+    p = sample_prompts(iso_cov, 25, 16, generator=2)
+    real = model.cot(p, 6)
+    torch.testing.assert_close(real, model.cot_fast(p, 6), rtol=0, atol=1e-10)
+    torch.testing.assert_close(real, _pseudo_newton(model.precond, p, 6), rtol=0, atol=1e-10)
+
+
+def test_full_lsa_cot_paths_agree():
+    model = lsa.FullLSA(3, init_std=0.3, seed=4)
+    p = sample_prompts(tasks.isotropic_cov(3), 9, 8, generator=3)
+    torch.testing.assert_close(model.cot(p, 5), model.cot_fast(p, 5), rtol=1e-9, atol=1e-9)
+
+
+def test_mismatched_key_query_scale_biases_cot(skewed_cov):
+    c, a = 1.0, 2.0
+    model = lsa.StructuredLSA(4, c=c, a=a)
+    with torch.no_grad():
+        model.v31.copy_(-theory.lsa_precond(skewed_cov, 50) / a)
+    p = sample_prompts(skewed_cov, 400, 8, generator=5)
+    last = model.cot_fast(p, 200)[:, -1]
+    torch.testing.assert_close(last, (c / a) * p.w, rtol=1e-6, atol=1e-6)
+
+
+def test_w13_gets_no_gradient_from_zero_start(skewed_cov):
+    model = lsa.FullLSA(4, init_std=0.1, seed=0)
+    p = sample_prompts(skewed_cov, 10, 64, generator=6)
+    loss = ((model.predict(p) - p.w) ** 2).mean()
+    loss.backward()
+    d = 4
+    assert model.w.grad[:d, d + 1 : 2 * d + 1].abs().max() == 0  # W13: weight-slot keys are 0
+    assert model.w.grad[:d, 2 * d + 1].abs().max() > 0  # other blocks do get gradient
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda m, p: m.predict(sample_prompts(tasks.isotropic_cov(3), 5, 2, generator=0)), "d=3"),
+        (lambda m, p: m.cot(p, -1), "num_steps"),
+        (lambda m, p: m(torch.zeros(2, 5, 3, dtype=torch.float64), 3), "`Z`"),
+        (lambda m, p: lsa.embed(p.X, p.y[:, :2]), "`X`"),
+        (lambda m, p: lsa.embed(p.X, p.y, torch.zeros(1, 4)), "`w0`"),
+        (lambda m, p: lsa.StructuredLSA(0), "dim"),
+    ],
+)
+def test_bad_input(skewed_cov, call, match):
+    model = lsa.StructuredLSA(4)
+    p = sample_prompts(skewed_cov, 5, 2, generator=0)
+    with pytest.raises(ValueError, match=match):
+        call(model, p)

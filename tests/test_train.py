@@ -1,0 +1,86 @@
+import math
+
+import pytest
+import torch
+
+from tts_lib import lsa, tasks, theory
+from tts_lib.train import TrainConfig, TrainingDivergedError, TrainTask, train_lsa
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.linalg.norm(a - b) / torch.linalg.norm(b))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_trained_structured_lsa_reaches_gamma_inverse(alpha):
+    cov = tasks.power_law_cov(5, alpha, trace=5.0)
+    n = 20
+    target = theory.lsa_precond(cov, n)
+    model = lsa.StructuredLSA(5, init_scale=0.01, seed=1)
+    cfg = TrainConfig(num_steps=200, batch_size=1024, lr=0.5 * theory.max_stable_lr(cov, n), seed=0, progress=False)
+    hist = train_lsa(model, TrainTask(cov, n), cfg, track=lambda m: _rel(m.precond.detach(), target))
+    assert _rel(model.precond.detach(), target) < 0.02
+    assert hist.metric[-1] < 0.1 * hist.metric[0]
+    # the final loss is the optimum ½ E‖ŵ1 − w‖² of Theorem 3.1 (test prompts of n examples)
+    optimum = 0.5 * theory.cot_error(cov, n, cov, 1, test_len=n)
+    assert abs(sum(hist.loss[-50:]) / 50 - optimum) < 0.05 * optimum
+
+
+def test_same_seed_same_run():
+    cov = tasks.power_law_cov(3, 1.0)
+    cfg = TrainConfig(num_steps=20, batch_size=64, lr=0.05, seed=7, progress=False)
+    runs = []
+    for _ in range(2):
+        model = lsa.StructuredLSA(3)
+        runs.append(train_lsa(model, TrainTask(cov, 8), cfg).loss)
+    assert runs[0] == runs[1]
+
+
+def test_mixture_training_reaches_p_q_inverse():
+    lam1 = tasks.power_law_cov(4, 1.5, trace=4.0, rotation=tasks.random_rotation(4, seed=0))
+    lam2 = tasks.isotropic_cov(4)
+    mix = [TrainTask(lam1, 5, 0.7), TrainTask(lam2, 30, 0.3)]
+    target = theory.multitask_precond([lam1, lam2], [5, 30], [0.7, 0.3])
+    lr = 0.5 * min(theory.max_stable_lr(lam1, 5), theory.max_stable_lr(lam2, 30))
+    model = lsa.StructuredLSA(4)
+    train_lsa(model, mix, TrainConfig(num_steps=400, batch_size=1024, lr=lr, seed=2, progress=False))
+    assert _rel(model.precond.detach(), target) < 0.03
+    wrong = torch.linalg.inv(0.7 * theory.gamma(lam1, 5) + 0.3 * theory.gamma(lam2, 30))
+    assert _rel(model.precond.detach(), wrong) > 3 * _rel(model.precond.detach(), target)
+
+
+def test_step_size_condition():
+    cov = tasks.power_law_cov(4, 1.0, trace=4.0)
+    n = 10
+    lr_max = theory.max_stable_lr(cov, n)
+    const = dict(batch_size=2048, lr_schedule="constant", seed=0, progress=False)
+    model = lsa.StructuredLSA(4)
+    train_lsa(model, TrainTask(cov, n), TrainConfig(num_steps=150, lr=0.9 * lr_max, **const))
+    assert _rel(model.precond.detach(), theory.lsa_precond(cov, n)) < 0.1
+    with pytest.raises(TrainingDivergedError, match="lower config.lr"):
+        train_lsa(lsa.StructuredLSA(4), TrainTask(cov, n), TrainConfig(num_steps=2000, lr=1.3 * lr_max, **const))
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    model = lsa.StructuredLSA(3)
+    with torch.no_grad():
+        model.v31.fill_(math.nan)
+    with pytest.raises(TrainingDivergedError, match="diverged at step 0"):
+        train_lsa(model, TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(num_steps=3, progress=False))
+
+
+@pytest.mark.parametrize(
+    ("tasks_arg", "cfg", "match"),
+    [
+        ([], TrainConfig(), "at least one"),
+        (TrainTask(tasks.isotropic_cov(2), 5), TrainConfig(), r"must be \(3, 3\)"),
+        (TrainTask(tasks.isotropic_cov(3), 0), TrainConfig(), "context_len"),
+        (TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(lr=0.0), "config.lr"),
+        (TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(optimizer="lbfgs"), "optimizer"),
+        (TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(num_steps=0), "num_steps"),
+        ([TrainTask(tasks.isotropic_cov(3), 5, 0.0)], TrainConfig(), "positive sum"),
+    ],
+)
+def test_bad_arguments(tasks_arg, cfg, match):
+    with pytest.raises(ValueError, match=match):
+        train_lsa(lsa.StructuredLSA(3), tasks_arg, cfg)
