@@ -101,6 +101,8 @@ def test_bad_input_errors() -> None:
         cot_rollout(model, pr.X, pr.y, 2, w0=torch.zeros(6, 4))
     with pytest.raises(ValueError, match="NaN"):
         cot_rollout(model, pr.X * float("nan"), pr.y, 2)
+    with pytest.raises(ValueError, match="`w_hat`"):
+        model.step(model.encode_prompt(pr.X, pr.y), torch.zeros(6, 4))
     with pytest.raises(ValueError, match="`heads`"):
         GPT2RegressorConfig(width=30, heads=4)
     with pytest.raises(ValueError, match="`layout`"):
@@ -205,6 +207,12 @@ def test_cli_writes_checkpoint(tmp_path, capsys) -> None:
     assert manifest["train_cov"] == "skewed" and math.isfinite(manifest["final_loss"])
     assert set(manifest["versions"]) >= {"torch", "transformers", "python"}
     load_checkpoint(tmp_path / files[0], expected=preset("tiny")[0], train_cov="skewed")
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="checks the message shown where there is no GPU")
+def test_cli_refuses_missing_cuda(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        main(["--preset", "tiny", "--device", "cuda", "--out", str(tmp_path)])
 
 
 def test_bench_quick_smoke(tmp_path) -> None:

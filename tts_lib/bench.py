@@ -119,9 +119,52 @@ def bench_gpt2_cot(device: str, quick: bool) -> list[Record]:
 
 # --------------------------------------------------------------------------- LSA hook
 
-#: LSA benchmarks, ``fn(device, quick) -> list[Record]`` (structured-LSA training steps/s,
-#: analytic error-curve sweep time). Another developer adds them here.
-LSA_BENCHMARKS: list[Benchmark] = []
+
+def bench_lsa_train(device: str, quick: bool) -> list[Record]:
+    """Structured-LSA training steps/s (d = 20, n = 40, batch 512, float64, SGD)."""
+    from .lsa import StructuredLSA
+    from .tasks import isotropic_cov
+    from .train import TrainConfig, TrainTask, train_lsa
+
+    d, n, steps = 20, 40, (10 if quick else 100)
+    task = TrainTask(isotropic_cov(d, device=device), n)
+    model = StructuredLSA(d, device=device)
+    train_lsa(model, task, TrainConfig(num_steps=2, batch_size=512, lr=1e-3, progress=False))  # warm-up
+    cfg = TrainConfig(num_steps=steps, batch_size=512, lr=1e-3, progress=False)
+    t = timeit(lambda: train_lsa(model, task, cfg), device, 1, warmup=0)
+    return [record("lsa_structured_train_steps_per_s", device, steps / t, "steps/s")]
+
+
+def bench_theory_sweep(device: str, quick: bool) -> list[Record]:
+    """Analytic error-curve sweeps (d = 20, training λ_i ∝ 1/i, isotropic test).
+
+    ``theory_error_curve_sweep_ms``: population curves k = 0..100 for n = 1..200;
+    ``theory_error_curve_finite_m_sweep_ms``: first-order finite-m curves (m = 40),
+    k = 0..20 for n = 1..30.
+    """
+    from .tasks import isotropic_cov, power_law_cov
+    from .theory import error_curve, lsa_precond
+
+    d = 20
+    lam = power_law_cov(d, 1.0, trace=float(d), device=device)
+    sig = isotropic_cov(d, device=device)
+    repeats = 1 if quick else 5
+
+    def sweep(ns: range, k: int, m: int | None) -> None:
+        G = torch.stack([lsa_precond(lam, n) for n in ns])
+        error_curve(G, sig, k, test_len=m)
+
+    t_pop = timeit(lambda: sweep(range(1, 201), 100, None), device, repeats)
+    t_fin = timeit(lambda: sweep(range(1, 31), 20, 40), device, repeats)
+    return [
+        record("theory_error_curve_sweep_ms", device, 1000 * t_pop, "ms"),
+        record("theory_error_curve_finite_m_sweep_ms", device, 1000 * t_fin, "ms"),
+    ]
+
+
+#: LSA benchmarks, ``fn(device, quick) -> list[Record]``: structured-LSA training
+#: steps/s and analytic error-curve sweep time. Add further LSA/theory benchmarks here.
+LSA_BENCHMARKS: list[Benchmark] = [bench_lsa_train, bench_theory_sweep]
 
 GPT2_BENCHMARKS: list[Benchmark] = [bench_gpt2_train, bench_gpt2_cot]
 
