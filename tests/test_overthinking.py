@@ -158,7 +158,7 @@ def test_trained_on_a_singular_cov_keeps_the_missing_column_zero():
     cfg = TrainConfig(num_steps=150, batch_size=256, lr=0.9 * theory.max_stable_lr(lam, n), progress=False, seed=1)
     train_lsa(model, TrainTask(lam, n), cfg)
     G = model.precond.detach()
-    assert float(G[:, -1].abs().max()) == 0.0
+    assert float(G[:, -1].abs().max()) < 1e-12  # zero to float precision (exactly 0 on our CPUs)
     target = theory.trained_precond(lam, n)
     assert float((G - target).norm() / target.norm()) < 0.03
 
