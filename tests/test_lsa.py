@@ -34,6 +34,18 @@ def test_forward_pass_is_gamma_inverse_times_moment(skewed_cov):
     torch.testing.assert_close(model.precond, G)
 
 
+def test_predict_is_the_attention_forward_pass_with_its_gradients(skewed_cov):
+    """predict() uses the Gram-matrix form; it equals the last column of f(Z0), gradients included."""
+    model = lsa.StructuredLSA(4, init_scale=0.3, seed=2)
+    p = sample_prompts(skewed_cov, 40, 16, generator=7)
+    fast = model.predict(p)
+    full = model.weight_slot(model(lsa.embed(p.X, p.y), p.context_len))[:, :, -1]
+    torch.testing.assert_close(fast, full, rtol=0, atol=1e-12)
+    (g_fast,) = torch.autograd.grad(((fast - p.w) ** 2).sum(), model.v31)
+    (g_full,) = torch.autograd.grad(((full - p.w) ** 2).sum(), model.v31)
+    torch.testing.assert_close(g_fast, g_full, rtol=1e-10, atol=1e-12)
+
+
 def test_cot_equals_fast_path_and_pseudo_newton(skewed_cov, iso_cov):
     model = lsa.StructuredLSA.from_theory(skewed_cov, 10)
     p = sample_prompts(iso_cov, 25, 16, generator=2)

@@ -8,7 +8,6 @@ import torch
 from tts_lib import overthinking as ot
 from tts_lib import tasks, theory
 from tts_lib.lsa import StructuredLSA
-from tts_lib.prompts import sample_prompts
 from tts_lib.train import TrainConfig, TrainTask, train_lsa
 
 D = 5
@@ -134,27 +133,12 @@ def test_per_direction_error_matches_monte_carlo():
     assert (se < 0.01 * per[3]).all()  # the check has teeth
 
 
-def test_gram_lsa_predicts_and_trains_like_structured():
-    lam = tasks.power_law_cov(4, 1.0, trace=4)
-    a, b = StructuredLSA(4, init_scale=0.1, seed=3), ot.GramStructuredLSA(4, init_scale=0.1, seed=3)
-    pr = sample_prompts(lam, 30, 16, generator=0)
-    pa, pb = a.predict(pr), b.predict(pr)
-    torch.testing.assert_close(pa, pb, rtol=1e-10, atol=1e-12)
-    (ga,) = torch.autograd.grad(((pa - pr.w) ** 2).sum(), a.v31)
-    (gb,) = torch.autograd.grad(((pb - pr.w) ** 2).sum(), b.v31)
-    torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-12)
-    cfg = TrainConfig(num_steps=40, batch_size=64, lr=0.5 * theory.max_stable_lr(lam, 30), progress=False)
-    train_lsa(a, TrainTask(lam, 30), cfg)
-    train_lsa(b, TrainTask(lam, 30), cfg)
-    torch.testing.assert_close(a.v31, b.v31, rtol=1e-8, atol=1e-10)
-
-
 def test_trained_on_a_singular_cov_keeps_the_missing_column_zero():
     """SGD from zero: no gradient reaches V31's column of a missing skill (x has no component there)."""
     ev = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0], dtype=torch.float64)
     lam = tasks.diag_cov(ev)
     n = 10
-    model = ot.GramStructuredLSA(D)
+    model = StructuredLSA(D)
     cfg = TrainConfig(num_steps=150, batch_size=256, lr=0.9 * theory.max_stable_lr(lam, n), progress=False, seed=1)
     train_lsa(model, TrainTask(lam, n), cfg)
     G = model.precond.detach()

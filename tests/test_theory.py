@@ -173,9 +173,8 @@ def test_multitask_and_trained_preconditioners(skewed_cov, iso_cov):
     # mixture: stationary point of the mixture loss Σ π_ℓ ‖I − G S_ℓ‖² (population form)
     pi = torch.tensor([0.3, 0.7], dtype=torch.float64)
     G = theory.multitask_precond([skewed_cov, iso_cov], [5, 20], pi)
-    grad = sum(
-        p * (-lam + G @ lam @ theory.gamma(lam, n)) for p, lam, n in zip(pi, [skewed_cov, iso_cov], [5, 20])
-    )
+    pairs = zip(pi, [skewed_cov, iso_cov], [5, 20], strict=True)
+    grad = sum(p * (-lam + G @ lam @ theory.gamma(lam, n)) for p, lam, n in pairs)
     assert grad.abs().max() < 1e-10
     wrong = torch.linalg.inv(pi[0] * theory.gamma(skewed_cov, 5) + pi[1] * theory.gamma(iso_cov, 20))
     assert (G - wrong).norm() > 0.01 * G.norm()

@@ -8,10 +8,11 @@ Modules (one per concept):
 * :mod:`tts_lib.lsa` — the linear self-attention layer (structured and full) and CoT.
 * :mod:`tts_lib.train` — training the LSA on fresh prompts.
 * :mod:`tts_lib.baselines` — least squares and one-step estimators, exact one-step errors.
+* :mod:`tts_lib.overthinking` — per-skill overthinking condition, phase diagrams.
 * :mod:`tts_lib.plotting` — the course's figure style.
 """
 
-from . import baselines, lsa, plotting, prompts, tasks, theory, train
+from . import baselines, lsa, overthinking, plotting, prompts, tasks, theory, train
 
-__all__ = ["baselines", "lsa", "plotting", "prompts", "tasks", "theory", "train"]
+__all__ = ["baselines", "lsa", "overthinking", "plotting", "prompts", "tasks", "theory", "train"]
 __version__ = "0.1.0"

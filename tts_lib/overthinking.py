@@ -32,8 +32,6 @@ from typing import Any
 import torch
 
 from ._checks import as_tensor, check_cov, check_pos_int, check_same_device
-from .lsa import StructuredLSA
-from .prompts import Prompts
 
 _PRECONDS = ("formula", "trained")
 
@@ -308,20 +306,3 @@ def per_direction_error(precond: Any, test_cov: Any, max_steps: int) -> torch.Te
         P = P @ M
         out.append((P * P).sum(-1))
     return torch.stack(out, dim=-2)
-
-
-# --------------------------------------------------------------------------- faster training
-
-
-class GramStructuredLSA(StructuredLSA):
-    """:class:`~tts_lib.lsa.StructuredLSA` whose :meth:`predict` uses the prompt's Gram matrix.
-
-    Same layer, same parameters, same output (to float rounding): the last column of
-    ``f(Z) = Z + (1/N) V Z (Zᵀ W Z)`` is ``q + (1/N) V (Z Zᵀ) W q``, which costs
-    ``O(B N D²)`` instead of the ``O(B N² D)`` of the full attention matrix. Use it to
-    train on long contexts (``n`` in the hundreds) with :func:`tts_lib.train.train_lsa`.
-    """
-
-    def predict(self, prompts: Prompts, w0: torch.Tensor | None = None) -> torch.Tensor:
-        """One forward pass from ``ŵ0`` (0 by default): ŵ1, shape (batch, d)."""
-        return self.cot_fast(prompts, 1, w0)[:, 1]
