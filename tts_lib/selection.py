@@ -9,7 +9,7 @@ This module picks ``π`` for a target covariance ``Σ``:
   ``‖I − Σ⁻¹ Σ_ℓ π_ℓ Λ_ℓ‖_F²`` (one formulation of the paper's QP; needs ``Σ ≻ 0``).
 * :func:`mixture_error` — the exact population k-step CoT error ``‖(I − G(π) Σ)^k‖_F²``
   of the model trained on the mixture, batched over candidate mixtures.
-* :func:`minimize_on_simplex` — projected gradient descent with the exact Euclidean
+* :func:`minimize_on_simplex` — accelerated projected gradient with the exact Euclidean
   projection :func:`project_simplex` (sort-based) and a backtracking line search;
   :func:`kkt_residual` certifies the answer; :func:`grid_search` evaluates a whole
   simplex grid (:func:`simplex_grid`) in one batched call.
@@ -58,7 +58,8 @@ def simplex_grid(num_tasks: int, resolution: int, *, dtype: torch.dtype = DEFAUL
     """All mixtures whose weights are multiples of ``1/resolution``: shape (N, num_tasks).
 
     ``N = C(resolution + num_tasks − 1, num_tasks − 1)`` (e.g. 1771 for 4 tasks at 1/20).
-    Rows are in lexicographic order of the integer counts; the vertices are included.
+    Rows are in decreasing lexicographic order of the integer counts (the first row is the
+    vertex ``e_1``); all vertices are included.
     """
     L = check_pos_int(num_tasks, "num_tasks")
     r = check_pos_int(resolution, "resolution")
