@@ -175,15 +175,18 @@ def error_curve(
     d = sig.shape[0]
     eye = torch.eye(d, dtype=sig.dtype, device=sig.device)
     M = eye - G @ sig
+    if test_len is None or K == 0:  # keep one power at a time: memory O(batch · d²)
+        power, errs = eye.expand_as(M), []
+        for _ in range(K + 1):
+            errs.append(_fro2(power))
+            power = power @ M
+        return torch.stack(errs, dim=-1)
+    m = _n(test_len, "test_len")
     powers = [eye.expand_as(M)]
     for _ in range(K):
         powers.append(powers[-1] @ M)
     P = torch.stack(powers, dim=-3)  # (..., K+1, d, d): P[p] = M^p
-    err = _fro2(P)
-    if test_len is None or K == 0:
-        return err
-    m = _n(test_len, "test_len")
-    return err + _first_order_correction(G, sig, P, K) / m
+    return _fro2(P) + _first_order_correction(G, sig, P, K) / m
 
 
 def _phi(A: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
