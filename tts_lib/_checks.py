@@ -66,6 +66,17 @@ def check_cov(
     return c
 
 
+def check_precond(precond: Any, cov: Any, cov_name: str = "test_cov") -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a (batched) preconditioner ``G`` (..., d, d) against a covariance (d, d); return both."""
+    sig = check_cov(cov, cov_name)
+    G = as_tensor(precond, "precond", dtype=sig.dtype)
+    d = sig.shape[0]
+    if G.ndim < 2 or G.shape[-2:] != (d, d):
+        raise ValueError(f"`precond` must have shape (..., {d}, {d}) to match `{cov_name}`, got {tuple(G.shape)}")
+    check_same_device(**{"precond": G, cov_name: sig})
+    return G, sig
+
+
 def check_pos_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """Return ``value`` as an int after checking ``value >= minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

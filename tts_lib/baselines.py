@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ._checks import as_tensor, check_cov, check_pos_int, check_same_device
+from ._checks import as_tensor, check_cov, check_pos_int, check_precond
 from .prompts import Prompts
 from .tasks import skills
 from .theory import moment_sas
@@ -133,16 +133,6 @@ def gd_step(prompts: Prompts, step_size: float, w0: torch.Tensor | None = None) 
 # --------------------------------------------------------------------------- closed forms
 
 
-def _precond_and_cov(precond: Any, cov: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    sig = check_cov(cov, "cov")
-    G = as_tensor(precond, "precond", dtype=sig.dtype)
-    d = sig.shape[0]
-    if G.ndim < 2 or G.shape[-2:] != (d, d):
-        raise ValueError(f"`precond` must have shape (..., {d}, {d}) to match `cov`, got {tuple(G.shape)}")
-    check_same_device(precond=G, cov=sig)
-    return G, sig
-
-
 def one_step_error_matrix(
     precond: Any,
     cov: Any,
@@ -161,7 +151,7 @@ def one_step_error_matrix(
         context_len: test context length ``m`` or None.
         noise_std: label noise ``σ``.
     """
-    G, sig = _precond_and_cov(precond, cov)
+    G, sig = check_precond(precond, cov, "cov")
     s = _check_noise(noise_std)
     eye = torch.eye(sig.shape[0], dtype=sig.dtype, device=sig.device)
     Gt = G.transpose(-1, -2)

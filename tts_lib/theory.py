@@ -27,6 +27,7 @@ from ._checks import (
     check_cov,
     check_pos_int,
     check_positive,
+    check_precond,
     check_same_device,
 )
 from .prompts import sample_prompts
@@ -130,16 +131,6 @@ def trained_precond(train_cov: Any, context_len: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- error of CoT
 
 
-def _check_precond(precond: Any, test_cov: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    sig = check_cov(test_cov, "test_cov")
-    G = as_tensor(precond, "precond", dtype=sig.dtype)
-    d = sig.shape[0]
-    if G.ndim < 2 or G.shape[-2:] != (d, d):
-        raise ValueError(f"`precond` must have shape (..., {d}, {d}) to match `test_cov`, got {tuple(G.shape)}")
-    check_same_device(precond=G, test_cov=sig)
-    return G, sig
-
-
 def _fro2(a: torch.Tensor) -> torch.Tensor:
     return (a * a).sum((-1, -2))
 
@@ -170,7 +161,7 @@ def error_curve(
     Returns:
         Tensor of shape (..., max_steps + 1).
     """
-    G, sig = _check_precond(precond, test_cov)
+    G, sig = check_precond(precond, test_cov)
     K = _k(max_steps, "max_steps")
     d = sig.shape[0]
     eye = torch.eye(d, dtype=sig.dtype, device=sig.device)
@@ -277,7 +268,7 @@ def mc_error_curve(
     ``ŵ_0 = 0``, vectorised over prompts. Returns shape (num_prompts, max_steps + 1):
     take ``.mean(0)`` for the expected error, ``.median(0)`` for a typical prompt.
     """
-    G, sig = _check_precond(precond, test_cov)
+    G, sig = check_precond(precond, test_cov)
     if G.ndim != 2:
         raise ValueError("`precond` must be a single (d, d) matrix for Monte Carlo")
     m = _n(test_len, "test_len")
@@ -307,7 +298,7 @@ def mc_error_curve(
 
 def spectral_radius(precond: Any, test_cov: Any) -> float:
     """Spectral radius of ``I − G Σ`` (the CoT contraction factor per step)."""
-    G, sig = _check_precond(precond, test_cov)
+    G, sig = check_precond(precond, test_cov)
     eye = torch.eye(sig.shape[0], dtype=sig.dtype, device=sig.device)
     return float(torch.linalg.eigvals(eye - G @ sig).abs().max())
 
