@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shlex
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +24,14 @@ from tts_lib.gpt2 import (  # noqa: E402
     sample_starts,
     train_gpt2,
 )
-from tts_lib.gpt2_train import load_checkpoint, main, save_checkpoint  # noqa: E402
+from tts_lib.gpt2_train import (  # noqa: E402
+    _parser,
+    checkpoint_stem,
+    load_checkpoint,
+    main,
+    save_checkpoint,
+    train_cov_matrix,
+)
 from tts_lib.prompts import sample_prompts  # noqa: E402
 from tts_lib.tasks import isotropic_cov  # noqa: E402
 
@@ -244,3 +253,44 @@ def test_cuda_matches_cpu() -> None:
     res = train_gpt2(gpu_model, isotropic_cov(cfg.dim), train_cfg, seed=0, progress=False)
     assert res.device.startswith("cuda")
     assert res.final_loss(20) < 0.5 * sum(res.losses[:10]) / 10
+
+
+# --------------------------------------------------------------------------- committed checkpoints
+
+CHECKPOINTS = sorted((Path(__file__).resolve().parents[1] / "book" / "checkpoints").glob("*.json"))
+
+
+def test_committed_checkpoints_exist() -> None:
+    assert len(CHECKPOINTS) >= 5, CHECKPOINTS
+    total = sum(p.stat().st_size + p.with_suffix(".pt").stat().st_size for p in CHECKPOINTS)
+    assert total < 6e6, f"committed checkpoints take {total / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda p: p.stem)
+def test_committed_checkpoint_loads_and_verifies(path: Path) -> None:
+    """Each committed checkpoint: sha256 verified, configuration = the manifest's command, and it works."""
+    manifest = json.loads(path.read_text())
+    # the stored command, parsed again, names this configuration and this file
+    argv = shlex.split(manifest["command"])[3:]
+    args = _parser().parse_args(argv)
+    overrides = {
+        k: v
+        for k, v in {
+            "steps": args.steps,
+            "layout": args.layout,
+            "layers": args.layers,
+            "width": args.width,
+            "context_len": args.context_len,
+            "start_zero_prob": args.start_zero_prob,
+            "label_noise": args.label_noise,
+        }.items()
+        if v is not None
+    }
+    cfg, train_cfg = preset(args.preset, **overrides)
+    assert checkpoint_stem(args.preset, cfg, train_cfg, args.train_cov, args.seed) == path.stem
+    model, _ = load_checkpoint(path, expected=cfg, expected_train=train_cfg, train_cov=args.train_cov)
+    # a trained model: one step from zero on its own training distribution (test prompts of
+    # m = max(n, 4d) examples: m close to d has heavy-tailed errors) is far better than ŵ0 = 0
+    m = max(train_cfg.context_len, 4 * cfg.dim)
+    err = cot_errors(model, train_cov_matrix(args.train_cov, cfg.dim), m, 1, batch=200, seed=3)
+    assert err[:, 1].mean() < 0.2 * err[:, 0].mean()

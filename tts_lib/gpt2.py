@@ -168,6 +168,8 @@ class GPT2TrainConfig:
         start_noise_min, start_noise_max: range of the log-uniform noise level ``σ`` of
             the other starts ``ŵ0 = w + σ ε``.
         curriculum: optional :class:`Curriculum` on ``d`` and ``n``.
+        label_noise: standard deviation of Gaussian label noise in the training prompts,
+            ``y_i = <w, x_i> + label_noise · ξ_i`` (0: noiseless, as in the paper).
     """
 
     context_len: int = 20
@@ -181,6 +183,7 @@ class GPT2TrainConfig:
     start_noise_min: float = 0.01
     start_noise_max: float = 1.5
     curriculum: Curriculum | None = None
+    label_noise: float = 0.0
 
     def __post_init__(self) -> None:
         check_pos_int(self.context_len, "context_len")
@@ -198,6 +201,8 @@ class GPT2TrainConfig:
         hi = check_positive(self.start_noise_max, "start_noise_max")
         if lo > hi:
             raise ValueError(f"`start_noise_min` ({lo}) must be <= `start_noise_max` ({hi})")
+        if not float(self.label_noise) >= 0.0:
+            raise ValueError(f"`label_noise` must be >= 0, got {self.label_noise!r}")
 
 
 def config_to_dict(model_cfg: GPT2RegressorConfig, train_cfg: GPT2TrainConfig | None = None) -> dict[str, Any]:
@@ -597,6 +602,7 @@ def cot_errors(
     seed: int | torch.Generator = 0,
     device: torch.device | str | None = None,
     chunk: int = 500,
+    noise_std: float = 0.0,
     **rollout_kwargs: Any,
 ) -> torch.Tensor:
     """Squared errors ``‖ŵ_i − w‖²`` on fresh test prompts, shape (batch, k + 1), float64.
@@ -609,6 +615,7 @@ def cot_errors(
         batch: number of test prompts; ``chunk``: prompts per forward pass.
         seed: prompt seed (prompts are drawn on the CPU, so identical on every device).
         device: where to run (default: the model's device).
+        noise_std: label noise of the test prompts (``y = <w, x> + noise_std · ξ``).
         rollout_kwargs: passed to :func:`cot_rollout` (``use_cache``, ``keep_history``, ``w0``).
     """
     ref = model.read_in.weight
@@ -620,7 +627,7 @@ def cot_errors(
     out = []
     for start in range(0, batch, chunk):
         b = min(chunk, batch - start)
-        pr = sample_prompts(cov_t.to("cpu", torch.float64), context_len, b, generator=g)
+        pr = sample_prompts(cov_t.to("cpu", torch.float64), context_len, b, generator=g, noise_std=noise_std)
         pr = pr.to(device=device, dtype=ref.dtype)
         it = cot_rollout(model, pr.X, pr.y, k, **rollout_kwargs)
         out.append(((it.double() - pr.w.double().unsqueeze(1)) ** 2).sum(-1).cpu())
@@ -729,7 +736,7 @@ def train_gpt2(
     t0 = time.perf_counter()
     for step in bar:
         d_act, n_act = cfg.curriculum.at(step, d, cfg.context_len) if cfg.curriculum else (d, cfg.context_len)
-        pr = sample_prompts(cov_t[:d_act, :d_act], n_act, cfg.batch, generator=g)
+        pr = sample_prompts(cov_t[:d_act, :d_act], n_act, cfg.batch, generator=g, noise_std=cfg.label_noise)
         X, w = pr.X, pr.w
         if d_act < d:
             X = F.pad(X, (0, d - d_act))

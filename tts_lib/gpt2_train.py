@@ -3,7 +3,8 @@
 Usage::
 
     python -m tts_lib.gpt2_train --preset cpu --device cpu --seed 0 --out book/checkpoints \\
-        [--steps N] [--train-cov isotropic|skewed] [--layout compact|interleaved] [--context-len N]
+        [--steps N] [--train-cov isotropic|skewed|skewed2] [--layout compact|interleaved] \\
+        [--context-len N] [--start-zero-prob P] [--label-noise S]
 
 writes ``DIR/<stem>.pt`` (the ``state_dict``, via ``torch.save``) and ``DIR/<stem>.json``
 (the manifest: configs, seed, steps, losses, library versions, sha256 of the ``.pt`` file
@@ -12,7 +13,8 @@ the sha256 and refuses a checkpoint whose configuration differs from the request
 
 Training covariances: ``isotropic`` is ``Λ = I_d``; ``skewed`` has eigenvalues
 ``λ_i ∝ 1/i`` normalised to ``tr Λ = d`` (the covariance spectrum itself is ``1/i``,
-not ``1/i²`` as in Garg et al.'s square-root convention).
+not ``1/i²`` as in Garg et al.'s square-root convention); ``skewed2`` has ``λ_i ∝ 1/i²``,
+``tr Λ = d`` (the covariance of Garg et al.'s "skewed" setting). All are diagonal.
 """
 
 from __future__ import annotations
@@ -45,24 +47,43 @@ from .gpt2 import (
 from .tasks import isotropic_cov, power_law_cov
 
 MANIFEST_FORMAT = "tts_lib.gpt2/1"
-TRAIN_COVS = ("isotropic", "skewed")
+TRAIN_COVS = ("isotropic", "skewed", "skewed2")
 
 
 def train_cov_matrix(name: str, dim: int) -> torch.Tensor:
-    """The named training covariance (float64, (dim, dim)): ``isotropic`` or ``skewed`` (λ_i ∝ 1/i, tr = d)."""
+    """The named training covariance (float64, (dim, dim)): ``isotropic``, ``skewed`` (λ_i ∝ 1/i,
+    tr = d) or ``skewed2`` (λ_i ∝ 1/i², tr = d)."""
     dim = check_pos_int(dim, "dim")
     if name == "isotropic":
         return isotropic_cov(dim)
     if name == "skewed":
         return power_law_cov(dim, 1.0, trace=float(dim))
+    if name == "skewed2":
+        return power_law_cov(dim, 2.0, trace=float(dim))
     raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {name!r}")
 
 
 def checkpoint_stem(
     preset_name: str, cfg: GPT2RegressorConfig, train_cfg: GPT2TrainConfig, train_cov: str, seed: int
 ) -> str:
-    """File stem such as ``gpt2_cpu_compact_isotropic_n20_seed0``."""
-    return f"gpt2_{preset_name}_{cfg.layout}_{train_cov}_n{train_cfg.context_len}_seed{seed}"
+    """File stem such as ``gpt2_cpu_compact_isotropic_n20_seed0``.
+
+    A depth or width other than the preset's adds ``_L<layers>`` / ``_W<width>``, a start
+    distribution other than the default adds ``_zp<start_zero_prob>`` (``_zp1``: trained from
+    ``ŵ0 = 0`` only), label noise adds ``_noise<label_noise>``.
+    """
+    stem = f"gpt2_{preset_name}_{cfg.layout}_{train_cov}_n{train_cfg.context_len}"
+    if preset_name in PRESETS:
+        base = PRESETS[preset_name][0]
+        if cfg.layers != base.layers:
+            stem += f"_L{cfg.layers}"
+        if cfg.width != base.width:
+            stem += f"_W{cfg.width}"
+    if train_cfg.start_zero_prob != GPT2TrainConfig.start_zero_prob:
+        stem += f"_zp{train_cfg.start_zero_prob:g}"
+    if train_cfg.label_noise:
+        stem += f"_noise{train_cfg.label_noise:g}"
+    return f"{stem}_seed{seed}"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -196,7 +217,8 @@ def load_checkpoint(
     if expected is not None:
         problems += _diff(asdict(cfg), asdict(expected))
     if expected_train is not None:
-        problems += _diff(manifest["config"]["train"], asdict(expected_train))
+        # the parsed configuration (fields added to the library later take their defaults)
+        problems += _diff(asdict(train_cfg) if train_cfg is not None else {}, asdict(expected_train))
     if train_cov is not None and manifest.get("train_cov") != train_cov:
         problems.append(f"train_cov: checkpoint {manifest.get('train_cov')!r} vs requested {train_cov!r}")
     if problems:
@@ -223,6 +245,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--train-cov", choices=TRAIN_COVS, default="isotropic")
     ap.add_argument("--layout", choices=("compact", "interleaved"), default=None)
     ap.add_argument("--context-len", type=int, default=None, help="training n (default: the preset's)")
+    ap.add_argument("--layers", type=int, default=None, help="transformer blocks (default: the preset's)")
+    ap.add_argument("--width", type=int, default=None, help="hidden size (default: the preset's)")
+    ap.add_argument("--start-zero-prob", type=float, default=None, help="share of starts at ŵ0 = 0 (1: zero only)")
+    ap.add_argument("--label-noise", type=float, default=None, help="label noise std of the training prompts")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--stem", default=None, help="file stem (default: derived from the configuration)")
     ap.add_argument("--no-progress", action="store_true")
@@ -243,6 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         overrides["layout"] = args.layout
     if args.context_len is not None:
         overrides["context_len"] = args.context_len
+    if args.layers is not None:
+        overrides["layers"] = args.layers
+    if args.width is not None:
+        overrides["width"] = args.width
+    if args.start_zero_prob is not None:
+        overrides["start_zero_prob"] = args.start_zero_prob
+    if args.label_noise is not None:
+        overrides["label_noise"] = args.label_noise
     model_cfg, train_cfg = preset(args.preset, **overrides)
     cov = train_cov_matrix(args.train_cov, model_cfg.dim)
     model = build_model(model_cfg, seed=args.seed, device=args.device)
