@@ -262,21 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: --device cuda requested but no CUDA device is available; use --device cpu")
     if args.threads is not None:
         torch.set_num_threads(check_pos_int(args.threads, "threads"))
-    overrides: dict[str, Any] = {}
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    if args.layout is not None:
-        overrides["layout"] = args.layout
-    if args.context_len is not None:
-        overrides["context_len"] = args.context_len
-    if args.layers is not None:
-        overrides["layers"] = args.layers
-    if args.width is not None:
-        overrides["width"] = args.width
-    if args.start_zero_prob is not None:
-        overrides["start_zero_prob"] = args.start_zero_prob
-    if args.label_noise is not None:
-        overrides["label_noise"] = args.label_noise
+    override_names = ("steps", "layout", "context_len", "layers", "width", "start_zero_prob", "label_noise")
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in override_names if getattr(args, k) is not None}
     model_cfg, train_cfg = preset(args.preset, **overrides)
     cov = train_cov_matrix(args.train_cov, model_cfg.dim)
     model = build_model(model_cfg, seed=args.seed, device=args.device)
