@@ -103,8 +103,8 @@ def test_missing_skill_trained_vs_formula():
     assert float(r_trained[-1]) == 0.0
     torch.testing.assert_close(r_formula[:-1], r_trained[:-1])
     # per-direction errors of the two preconditioners
-    per_t = ot.per_direction_error(theory.trained_precond(lam, n), SIG, 10)
-    per_f = ot.per_direction_error(theory.lsa_precond(lam, n), SIG, 10)
+    per_t = theory.per_direction_error(theory.trained_precond(lam, n), SIG, 10)
+    per_f = theory.per_direction_error(theory.lsa_precond(lam, n), SIG, 10)
     torch.testing.assert_close(per_t.sum(-1), theory.error_curve(theory.trained_precond(lam, n), SIG, 10))
     torch.testing.assert_close(per_t[:, -1], torch.ones(11, dtype=torch.float64))
     assert per_f[-1, -1] > 1e10
@@ -119,7 +119,7 @@ def test_missing_skill_trained_vs_formula():
 def test_per_direction_error_matches_monte_carlo():
     lam = tasks.power_law_cov(D, 1.0, trace=D, rotation=tasks.random_rotation(D, seed=1))
     G = theory.lsa_precond(lam, 30)
-    per = ot.per_direction_error(G, SIG, 6)
+    per = theory.per_direction_error(G, SIG, 6)
     torch.testing.assert_close(per.sum(-1), theory.error_curve(G, SIG, 6))
     # Monte Carlo over w ~ N(0, I) of the population iteration (Ŝ = Σ): e_k = −M^k w
     w = torch.randn(200_000, D, generator=torch.Generator().manual_seed(2), dtype=torch.float64)

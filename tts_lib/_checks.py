@@ -66,6 +66,29 @@ def check_cov(
     return c
 
 
+def check_covs(covs: Any, name: str = "train_covs") -> list[torch.Tensor]:
+    """Check a non-empty list of covariances of one dimension, dtype and device; return them as tensors."""
+    if len(covs) == 0:
+        raise ValueError(f"`{name}` must contain at least one covariance")
+    first = check_cov(covs[0], f"{name}[0]")
+    out = [first]
+    for i, c in enumerate(list(covs)[1:], start=1):
+        t = check_cov(c, f"{name}[{i}]", dim=first.shape[0], dtype=first.dtype)
+        check_same_device(**{f"{name}[0]": first, f"{name}[{i}]": t})
+        out.append(t)
+    return out
+
+
+def check_weights(weights: Any, num_tasks: int, like: torch.Tensor) -> torch.Tensor:
+    """Mixture weights of shape (..., num_tasks), non-negative with a positive sum; returned normalised."""
+    pi = as_tensor(weights, "weights", device=like.device, dtype=like.dtype)
+    if pi.ndim < 1 or pi.shape[-1] != num_tasks:
+        raise ValueError(f"`weights` must have shape (..., {num_tasks}) (one weight per task), got {tuple(pi.shape)}")
+    if (pi < 0).any() or (pi.sum(-1) <= 0).any():
+        raise ValueError("`weights` must be non-negative with a positive sum")
+    return pi / pi.sum(-1, keepdim=True)
+
+
 def check_precond(precond: Any, cov: Any, cov_name: str = "test_cov") -> tuple[torch.Tensor, torch.Tensor]:
     """Check a (batched) preconditioner ``G`` (..., d, d) against a covariance (d, d); return both."""
     sig = check_cov(cov, cov_name)

@@ -277,32 +277,3 @@ def phase_diagram(
         (a == 1).sum(-1).to(a.dtype),
     )
     return PhaseDiagram(overthinks=over, best_steps=k_star, best_error=best, radius=radius)
-
-
-def per_direction_error(precond: Any, test_cov: Any, max_steps: int) -> torch.Tensor:
-    """Population error along each coordinate axis: ``E (ŵ_k − w)_i² = (M^k M^kᵀ)_ii``, ``M = I − GΣ``.
-
-    Works for any (non-commuting, singular) ``G``; rows sum to :func:`tts_lib.theory.error_curve`.
-
-    Args:
-        precond: ``G``, shape (..., d, d).
-        test_cov: ``Σ``, shape (d, d).
-        max_steps: largest ``k``.
-
-    Returns:
-        Tensor of shape (..., max_steps + 1, d).
-    """
-    sig = check_cov(test_cov, "test_cov")
-    G = as_tensor(precond, "precond", device=sig.device, dtype=sig.dtype)
-    d = sig.shape[0]
-    if G.ndim < 2 or G.shape[-2:] != (d, d):
-        raise ValueError(f"`precond` must have shape (..., {d}, {d}) to match `test_cov`, got {tuple(G.shape)}")
-    K = check_pos_int(max_steps, "max_steps", minimum=0)
-    eye = torch.eye(d, dtype=sig.dtype, device=sig.device)
-    M = eye - G @ sig
-    P = eye.expand_as(M)
-    out = [torch.diagonal(P @ P.transpose(-1, -2), dim1=-2, dim2=-1)]
-    for _ in range(K):
-        P = P @ M
-        out.append((P * P).sum(-1))
-    return torch.stack(out, dim=-2)

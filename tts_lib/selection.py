@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ._checks import DEFAULT_DTYPE, as_tensor, check_cov, check_pos_int, check_positive
+from ._checks import DEFAULT_DTYPE, as_tensor, check_cov, check_covs, check_pos_int, check_positive, check_weights
 from .tasks import power_law_cov
 from .theory import multitask_precond
 
@@ -231,32 +231,13 @@ def _check_target(target_cov: Any, dim: int, dtype: torch.dtype) -> torch.Tensor
     return check_cov(target_cov, "target_cov", dim=dim, dtype=dtype)
 
 
-def _check_train_covs(train_covs: Sequence[Any]) -> list[torch.Tensor]:
-    if len(train_covs) == 0:
-        raise ValueError("`train_covs` must contain at least one covariance")
-    first = check_cov(train_covs[0], "train_covs[0]")
-    return [first] + [
-        check_cov(c, f"train_covs[{i}]", dim=first.shape[0], dtype=first.dtype)
-        for i, c in enumerate(train_covs) if i > 0
-    ]
-
-
-def _check_weights(weights: Any, num_tasks: int, dtype: torch.dtype) -> torch.Tensor:
-    pi = as_tensor(weights, "weights", dtype=dtype)
-    if pi.ndim < 1 or pi.shape[-1] != num_tasks:
-        raise ValueError(f"`weights` must have shape (..., {num_tasks}) (one weight per task), got {tuple(pi.shape)}")
-    if (pi < 0).any() or (pi.sum(-1) <= 0).any():
-        raise ValueError("`weights` must be non-negative with a positive sum")
-    return pi / pi.sum(-1, keepdim=True)
-
-
 def qp_matrices(train_covs: Sequence[Any], target_cov: Any) -> tuple[torch.Tensor, torch.Tensor, float]:
     """``H``, ``b``, ``c`` with ``‖I − Σ⁻¹ Σ_ℓ π_ℓ Λ_ℓ‖_F² = πᵀHπ − 2bᵀπ + c``.
 
     ``H_{ℓm} = tr(Λ_ℓ Σ⁻² Λ_m)`` (a Gram matrix, so PSD: the problem is a convex QP),
     ``b_ℓ = tr(Σ⁻¹ Λ_ℓ)``, ``c = d``. Shapes (L, L), (L,), float. Needs ``Σ ≻ 0``.
     """
-    lams = _check_train_covs(train_covs)
+    lams = check_covs(train_covs)
     sig = _check_target(target_cov, lams[0].shape[0], lams[0].dtype)
     ev = torch.linalg.eigvalsh(sig)
     if ev.min() <= 1e-12 * ev.max().clamp_min(1e-300):
@@ -270,8 +251,8 @@ def qp_matrices(train_covs: Sequence[Any], target_cov: Any) -> tuple[torch.Tenso
 
 def qp_objective(weights: Any, train_covs: Sequence[Any], target_cov: Any) -> torch.Tensor:
     """``‖I − Σ⁻¹ Σ_ℓ π_ℓ Λ_ℓ‖_F²`` for mixtures of shape (..., L) (normalised to sum 1); returns (...)."""
-    lams = _check_train_covs(train_covs)
-    pi = _check_weights(weights, len(lams), lams[0].dtype)
+    lams = check_covs(train_covs)
+    pi = check_weights(weights, len(lams), lams[0])
     H, b, c = qp_matrices(lams, target_cov)
     return torch.einsum("...l,lm,...m->...", pi, H, pi) - 2 * pi @ b + c
 
@@ -315,11 +296,11 @@ def mixture_error(
     Returns:
         Shape (...) for an int ``num_steps``, (..., len(num_steps)) for a sequence.
     """
-    lams = _check_train_covs(train_covs)
+    lams = check_covs(train_covs)
     sig = _check_target(target_cov, lams[0].shape[0], lams[0].dtype)
     if len(context_lens) != len(lams):
         raise ValueError(f"`context_lens` must have {len(lams)} entries (one per task), got {len(context_lens)}")
-    pi = _check_weights(weights, len(lams), lams[0].dtype)
+    pi = check_weights(weights, len(lams), lams[0])
     single = isinstance(num_steps, (int,)) and not isinstance(num_steps, bool)
     ks = [check_pos_int(num_steps, "num_steps", minimum=0)] if single else [
         check_pos_int(k, "num_steps", minimum=0) for k in num_steps

@@ -25,10 +25,12 @@ import torch
 from ._checks import (
     as_tensor,
     check_cov,
+    check_covs,
     check_pos_int,
     check_positive,
     check_precond,
     check_same_device,
+    check_weights,
 )
 from .prompts import sample_prompts
 from .tasks import hardness
@@ -94,23 +96,14 @@ def multitask_precond(
     ``Λ_ℓ``'s range get no gradient and stay at 0. ``weights`` may be batched,
     shape (..., L), giving ``G`` of shape (..., d, d).
     """
-    if len(train_covs) == 0 or len(train_covs) != len(context_lens):
+    lams = check_covs(train_covs, "train_covs")
+    if len(context_lens) != len(lams):
         raise ValueError("`train_covs` and `context_lens` must be non-empty and of the same length")
-    lams = [check_cov(c, f"train_covs[{i}]") for i, c in enumerate(train_covs)]
-    d = lams[0].shape[0]
-    lams = [check_cov(c, f"train_covs[{i}]", dim=d, dtype=lams[0].dtype) for i, c in enumerate(lams)]
-    for i, c in enumerate(lams):
-        check_same_device(**{"train_covs[0]": lams[0], f"train_covs[{i}]": c})
     L = len(lams)
     if weights is None:
         pi = torch.full((L,), 1.0 / L, dtype=lams[0].dtype, device=lams[0].device)
     else:
-        pi = as_tensor(weights, "weights", device=lams[0].device, dtype=lams[0].dtype)
-        if pi.shape[-1] != L:
-            raise ValueError(f"`weights` must have last dimension {L} (one per task), got {tuple(pi.shape)}")
-        if (pi < 0).any() or (pi.sum(-1) <= 0).any():
-            raise ValueError("`weights` must be non-negative with a positive sum")
-        pi = pi / pi.sum(-1, keepdim=True)
+        pi = check_weights(weights, L, lams[0])
     lam_stack = torch.stack(lams)  # (L, d, d)
     lg = torch.stack([lam @ gamma(lam, n) for lam, n in zip(lams, context_lens, strict=True)])
     P = torch.einsum("...l,lij->...ij", pi, lam_stack)
@@ -166,18 +159,39 @@ def error_curve(
     d = sig.shape[0]
     eye = torch.eye(d, dtype=sig.dtype, device=sig.device)
     M = eye - G @ sig
-    if test_len is None or K == 0:  # keep one power at a time: memory O(batch · d²)
-        power, errs = eye.expand_as(M), []
-        for _ in range(K + 1):
-            errs.append(_fro2(power))
-            power = power @ M
-        return torch.stack(errs, dim=-1)
+    if test_len is None or K == 0:
+        return per_direction_error(G, sig, K).sum(-1)
     m = _n(test_len, "test_len")
     powers = [eye.expand_as(M)]
     for _ in range(K):
         powers.append(powers[-1] @ M)
     P = torch.stack(powers, dim=-3)  # (..., K+1, d, d): P[p] = M^p
     return _fro2(P) + _first_order_correction(G, sig, P, K) / m
+
+
+def per_direction_error(precond: Any, test_cov: Any, max_steps: int) -> torch.Tensor:
+    """Population error along each coordinate axis: ``E (ŵ_k − w)_i² = (M^k M^kᵀ)_ii``, ``M = I − GΣ``.
+
+    Works for any (non-commuting, singular) ``G``; summed over the last axis it is the
+    population :func:`error_curve`. Keeps one matrix power at a time (memory O(batch · d²)).
+
+    Args:
+        precond: ``G``, shape (..., d, d).
+        test_cov: ``Σ``, shape (d, d).
+        max_steps: largest ``k``.
+
+    Returns:
+        Tensor of shape (..., max_steps + 1, d).
+    """
+    G, sig = check_precond(precond, test_cov)
+    K = _k(max_steps, "max_steps")
+    eye = torch.eye(sig.shape[0], dtype=sig.dtype, device=sig.device)
+    M = eye - G @ sig
+    power, out = eye.expand_as(M), []
+    for _ in range(K + 1):
+        out.append((power * power).sum(-1))
+        power = power @ M
+    return torch.stack(out, dim=-2)
 
 
 def _phi(A: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
