@@ -302,15 +302,21 @@ def _sandbox_command(work: Path, runtime: Path, sandbox: bool) -> tuple[list[str
 
 
 def _runtime(root: Path) -> Path:
-    """A folder with the driver and a copy of the ``tts_lib`` package (nothing else of the source tree)."""
-    import tts_lib
+    """A folder with the driver and a copy of the ``tts_lib`` package (nothing else of the source tree).
 
+    Made once per ``grade`` run, before any submission; the package is located without being
+    imported (importing it imports torch: seconds).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("tts_lib")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("tts_lib is not importable here: `pip install -e .` or set PYTHONPATH to the repository")
     runtime = root / "runtime"
-    if not runtime.exists():
-        (runtime / "site").mkdir(parents=True)
-        shutil.copyfile(DRIVER, runtime / "driver.py")
-        shutil.copytree(Path(tts_lib.__file__).resolve().parent, runtime / "site" / "tts_lib",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (runtime / "site").mkdir(parents=True)
+    shutil.copyfile(DRIVER, runtime / "driver.py")
+    shutil.copytree(Path(list(spec.submodule_search_locations)[0]).resolve(), runtime / "site" / "tts_lib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return runtime
 
 
@@ -322,6 +328,8 @@ def _empty_record(submission: Path, error: str | None) -> dict:
 def grade_one(submission: Path, tests: dict[str, str], name: str, root: Path, timeout: float,
               sandbox: bool = True) -> dict:
     """Grade one notebook in a fresh sandboxed kernel; return its score record.
+
+    ``root`` holds the ``runtime`` folder made by :func:`_runtime`.
 
     The submission is copied alone into a fresh folder; the driver (in the sandbox) runs its
     cells, then receives the tests over a pipe and runs them. The whole sandbox (its own
@@ -344,7 +352,7 @@ def grade_one(submission: Path, tests: dict[str, str], name: str, root: Path, ti
         record["notes"].append(f"the notebook's metadata was lost: graded as assignment {name!r}")
     work = Path(tempfile.mkdtemp(prefix="sub-", dir=root))
     shutil.copyfile(submission, work / "submission.ipynb")
-    cmd, staged = _sandbox_command(work, _runtime(root), sandbox)
+    cmd, staged = _sandbox_command(work, root / "runtime", sandbox)
     cmd += [staged, f"{timeout:g}"]
     lines: queue.Queue = queue.Queue()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -507,6 +515,8 @@ def grade(
     lock = threading.Lock()
 
     with tempfile.TemporaryDirectory(prefix="grading-") as tmp:
+        _runtime(Path(tmp))
+
         def one(path: Path) -> dict:
             t0 = time.perf_counter()
             rec = grade_one(path, tests, name, Path(tmp), timeout, sandbox)
