@@ -550,6 +550,8 @@ def test_student_notebook_checks_alone_under_another_name_on_colab(dist, tmp_pat
         if "otter_answer_cell" in cell.metadata.get("tags", []) and key in answers and key != "def hardness":
             cell.source = answers[key]  # answer q2 and q3; leave q1 unanswered
     student.cells.insert(0, nbformat.v4.new_code_cell(COLAB_SHELL))
+    student.cells.append(nbformat.v4.new_code_cell(  # the simulation is what otter sees
+        "from otter.check.utils import IPythonInterpreter\nassert grader.interpreter is IPythonInterpreter.COLAB"))
     folder = tmp_path / "content"
     folder.mkdir()
     path = folder / "Copy of hardness.ipynb"
@@ -563,6 +565,7 @@ def test_student_notebook_checks_alone_under_another_name_on_colab(dist, tmp_pat
         if m:
             assert not [o for o in cell.outputs if o.output_type == "error"], f"{m.group(1)}: {cell.outputs}"
             outputs[m.group(1)] = json.dumps([o.get("data", o.get("text")) for o in cell.outputs])
+    assert not [o for o in nb.cells[-1].outputs if o.output_type == "error"], "otter did not see Colab"
     assert sorted(outputs) == ["q1", "q2", "q3"]
     assert "passed" in outputs["q2"] and "passed" in outputs["q3"]
     assert "failed" in outputs["q1"].lower() and "hardness d = 5" in outputs["q1"]
