@@ -2,17 +2,22 @@
 
 Runs the two documented commands of ``assignments/README.md`` once per module (fixtures):
 ``python assignments/build.py --dist TMP`` and, per assignment,
-``python assignments/build.py grade --assignment NAME --submissions DIR --out DIR``, on four
-submissions: the reference solutions, the unanswered student notebook, a notebook with
-plausible wrong answers and the solutions of another assignment (plus one endless notebook
-graded with a 10 s limit). Grading runs every notebook in a fresh kernel; the module takes
-about 1.5 minutes on 2 busy cores.
+``python assignments/build.py grade --assignment NAME --submissions DIR --out DIR``, on the
+reference solutions, the unanswered student notebook, notebooks with plausible wrong answers
+(each losing exactly the points of the tests that catch it) and the solutions of another
+assignment; plus hostile submissions (a GIL-holding endless loop, a snooper, a writer outside
+its folder, a killer of its grader) and a notebook whose metadata was lost, all graded in the
+bubblewrap sandbox side by side. Also: the student notebook checks alone in an empty folder
+under another name with Colab's interpreter simulated, and otter's Gradescope entry point
+``run_autograder`` in an emulated ``/autograder`` folder. About 3-4 minutes on 2 busy cores.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -30,16 +35,16 @@ TIMEOUT = 900
 
 # Points per question, as the source notebooks declare them.
 POINTS = {
-    "hardness": {"q1": 4, "q2": 2, "q3": 2},
-    "scaling": {"q1": 3, "q2": 3, "q3": 3, "q4": 2},
-    "overthinking": {"q1": 2, "q2": 3, "q3": 3, "q4": 3},
+    "hardness": {"q1": 5, "q2": 2, "q3": 2},
+    "scaling": {"q1": 3, "q2": 4, "q3": 3, "q4": 3},
+    "overthinking": {"q1": 3, "q2": 4, "q3": 3, "q4": 3},
 }
 
 # Plausible wrong answers (a replacement for the solution cell that starts with the key) and the
 # score each question must get with them.
 WRONG = {
     # hardness = tr/λ_max: right for isotropic tasks (public test) and scale-free (hidden test),
-    # wrong on power laws and finite on a missing skill (two hidden tests): 2 of 4.
+    # wrong on rotated power laws, finite on a missing skill, wrong on float32 power laws: 2 of 5.
     "hardness": (
         {
             "def hardness(": (
@@ -53,6 +58,7 @@ WRONG = {
     # Γ without the tr(Λ)/n ridge: only the n → ∞ limit (public test) survives: 1 of 3.
     # n*(k) from Corollary 3.5's bound instead of the exact error: exact for isotropic tasks
     # (public test), too large on power laws (two hidden tests): 1 of 3.
+    # min_steps that starts at k = 1 and returns max_steps instead of raising: 2 of 3.
     "scaling": (
         {
             "def gamma(": (
@@ -66,11 +72,21 @@ WRONG = {
                 "    hard = lam.sum() / lam.min()\n"
                 "    return max(1, math.ceil((1 + hard) * ((len(lam) / eps) ** (1 / (2 * k)) - 1)))\n"
             ),
+            "def min_steps(": (
+                "def min_steps(cov, n, eps, max_steps=1000):\n"
+                "    lam = np.linalg.eigvalsh(np.asarray(cov, dtype=float))\n"
+                "    factor2 = ((lam + lam.sum()) / ((n + 1) * lam + lam.sum())) ** 2\n"
+                "    for k in range(1, max_steps + 1):\n"
+                "        if np.sum(factor2**k) <= eps:\n"
+                "            return k\n"
+                "    return max_steps\n"
+            ),
         },
-        {"q1": 1, "q2": 3, "q3": 1, "q4": 2},
+        {"q1": 1, "q2": 4, "q3": 1, "q4": 2},
     ),
     # overthinking iff σ_i > γ_i (instead of 2γ_i): passes the clear-cut public cases, fails the
-    # borderline σ ∈ (γ, 2γ] and the comparison on random spectra: 1 of 3.
+    # borderline σ ∈ (γ, 2γ], σ = 2γ and random spectra: 1 of 4. γ_i of a *sorted* spectrum:
+    # right on sorted inputs, loses the unsorted one: 2 of 3.
     "overthinking": (
         {
             "def overthinking_skills(": (
@@ -78,10 +94,62 @@ WRONG = {
                 "    lam, sig = np.asarray(lam, dtype=float), np.asarray(sig, dtype=float)\n"
                 "    return sig > (1 + 1 / n) * lam + lam.sum() / n\n"
             ),
+            "def skill_gammas(": (
+                "def skill_gammas(lam, n):\n"
+                "    lam = np.sort(np.asarray(lam, dtype=float))[::-1]\n"
+                "    return (1 + 1 / n) * lam + lam.sum() / n\n"
+            ),
         },
         {"q1": 2, "q2": 1, "q3": 3, "q4": 3},
     ),
 }
+
+# A second wrong hardness notebook: q1 calls the reference function the question forbids (caught
+# by the guarded hidden test only: 4 of 5), q2's cell has a syntax error (0 of 2).
+WRONG2 = (
+    {
+        "def hardness(": "def hardness(cov):\n    return float(tasks.hardness(cov))\n",
+        "def power_law_hardness(": "def power_law_hardness(d, alpha)\n    return d ** alpha\n",
+    },
+    {"q1": 4, "q2": 0, "q3": 2},
+)
+
+# Hostile submissions (hardness), graded side by side in one run: (cell inserted after the
+# solution's set-up cell, expected score or None for 0 with an error).
+SNOOP = """\
+import glob, os
+import tts_lib
+found = []
+package = os.path.dirname(os.path.abspath(tts_lib.__file__))  # in a source tree: its root is one up
+roots = {os.getcwd(), "/tmp", "/opt", package, os.path.dirname(package)}
+for root in sorted(roots):
+    for pattern in ("**/hardness*.ipynb", "**/tests/q*.py", "**/*autograder*.zip", "**/assignments"):
+        found += glob.glob(os.path.join(root, pattern), recursive=True)
+for path in found:
+    if path.endswith(".ipynb"):
+        import json
+        for cell in json.load(open(path))["cells"]:
+            src = "".join(cell["source"])
+            if cell["cell_type"] == "code" and src.lstrip().startswith("def "):
+                exec(src.replace("# BEGIN SOLUTION", "").replace("# END SOLUTION", ""), globals())
+"""
+WRITE = """\
+import os
+import tts_lib
+escaped = []
+for target in ({outside!r}, tts_lib.__file__, os.path.join(os.path.dirname(tts_lib.__file__), "x.py")):
+    try:
+        open(target, "a").close()
+        escaped.append(target)
+    except OSError:
+        pass
+with open("/tmp/private.txt", "w") as f:  # a private /tmp is fine
+    f.write("ok")
+if escaped:  # a write escaped its folder: lose question 1's points
+    del hardness
+"""
+KILL = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.killpg(0, signal.SIGKILL)"
+GIL_LOOP = "sum(range(10**18))  # holds the GIL: no interrupt gets through"
 
 # The failure message of one hidden test that the wrong answers fail.
 HIDDEN_MESSAGE = {
@@ -89,12 +157,17 @@ HIDDEN_MESSAGE = {
     "scaling": "rotated power law, n = ",
     "overthinking": "σ between γ and 2γ does not overthink",
 }
+PUBLIC_MESSAGE = {  # the message of a public test the blank notebook fails
+    "hardness": "the isotropic task I_5 has hardness d = 5",
+    "scaling": "Γ is a (d, d) matrix",
+    "overthinking": "one γ per skill",
+}
 
 PROBE = """\
-import json, sys
-import tts_lib.tasks
-with open({path!r}, "w") as f:
-    json.dump({{"prefix": sys.prefix, "executable": sys.executable, "tts_lib": tts_lib.tasks.__file__}}, f)
+import sys
+import tts_lib
+if sys.prefix != {prefix!r} or not tts_lib.__file__.startswith("/opt/grader/site/tts_lib/"):
+    del hardness  # not this environment's Python, or tts_lib not the sandbox's copy: lose q1
 """
 
 
@@ -116,12 +189,38 @@ def dist(tmp_path_factory) -> Path:
     return out
 
 
+def _replace(nb, replacements: dict[str, str]) -> None:
+    replaced = set()
+    for cell in nb.cells:
+        for key, wrong in replacements.items():
+            if cell.cell_type == "code" and cell.source.lstrip().startswith(key):
+                cell.source = wrong
+                replaced.add(key)
+    assert replaced == set(replacements), "solution cells not found"
+
+
+def _stray_sandboxes() -> list[str]:
+    """Processes still running a grading driver or sitting in a grading folder."""
+    stray = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if "/opt/grader/driver.py" in cmd or "/grading-" in cwd:
+            stray.append(f"{pid}: {cmd[:100]} (cwd {cwd})")
+    return stray
+
+
 @pytest.fixture(scope="module")
 def graded(dist, tmp_path_factory) -> dict:
-    """Grade four submissions per assignment with the documented grade command."""
+    """Grade the submissions of every assignment, and the hostile ones, with the documented command."""
     root = tmp_path_factory.mktemp("grading")
-    probe_file = root / "probe.json"
     results = {}
+    runs = {}
     for i, name in enumerate(NAMES):
         subs = root / name / "submissions"
         subs.mkdir(parents=True)
@@ -129,27 +228,38 @@ def graded(dist, tmp_path_factory) -> dict:
         (subs / "solution.ipynb").write_bytes(solution.read_bytes())
         (subs / "blank.ipynb").write_bytes((dist / name / "student" / f"{name}.ipynb").read_bytes())
         nb = nbformat.read(solution, as_version=4)
-        replaced = set()
-        for cell in nb.cells:
-            for key, wrong in WRONG[name][0].items():
-                if cell.cell_type == "code" and cell.source.lstrip().startswith(key):
-                    cell.source = wrong
-                    replaced.add(key)
-        assert replaced == set(WRONG[name][0]), f"solution cells not found in {solution}"
-        if name == "hardness":  # record which Python the grading kernel runs
-            nb.cells.append(nbformat.v4.new_code_cell(PROBE.format(path=str(probe_file))))
+        _replace(nb, WRONG[name][0])
         nbformat.write(nb, subs / "wrong.ipynb")
         other = NAMES[(i + 1) % len(NAMES)]  # a notebook of another assignment
         (subs / "other.ipynb").write_bytes((dist / other / "autograder" / f"{other}.ipynb").read_bytes())
-    # a submission that never finishes, graded with a short time limit
-    loop = root / "loop" / "submissions"
-    loop.mkdir(parents=True)
+        runs[name] = (name, [])
     nb = nbformat.read(dist / "hardness" / "autograder" / "hardness.ipynb", as_version=4)
-    nb.cells.insert(4, nbformat.v4.new_code_cell("while True:\n    pass"))
-    nbformat.write(nb, loop / "endless.ipynb")
-    runs = {name: (name, []) for name in NAMES}
-    runs["loop"] = ("hardness", ["--timeout", "10"])
-    # the grade commands run side by side (each grades its notebooks one after another)
+    _replace(nb, WRONG2[0])
+    nbformat.write(nb, root / "hardness" / "submissions" / "wrong2.ipynb")
+    # hostile submissions and lost metadata, graded in one run with a shorter time limit
+    hostile = root / "hostile" / "submissions"
+    hostile.mkdir(parents=True)
+    outside = root / "outside" / "escaped.txt"
+    outside.parent.mkdir()
+    solution = dist / "hardness" / "autograder" / "hardness.ipynb"
+    for key, cell in {"gil": GIL_LOOP, "writer": WRITE.format(outside=str(outside)), "killer": KILL}.items():
+        nb = nbformat.read(solution, as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell(cell))
+        nbformat.write(nb, hostile / f"{key}.ipynb")
+    nb = nbformat.read(dist / "hardness" / "student" / "hardness.ipynb", as_version=4)
+    sol = nbformat.read(solution, as_version=4)
+    answer_q2 = next(c.source for c in sol.cells
+                     if c.cell_type == "code" and c.source.startswith("def power_law_hardness("))
+    _replace(nb, {"def power_law_hardness(": answer_q2})
+    nb.cells.append(nbformat.v4.new_code_cell(SNOOP))
+    nbformat.write(nb, hostile / "snoop.ipynb")
+    nb = nbformat.read(solution, as_version=4)
+    nb.metadata.pop("otter")
+    nb.cells.append(nbformat.v4.new_code_cell(PROBE.format(prefix=sys.prefix)))
+    nbformat.write(nb, hostile / "nometa.ipynb")
+    runs["hostile"] = ("hardness", ["--timeout", "60", "--jobs", "2"])
+    tts_init = Path(__import__("tts_lib").__file__)
+    before = hashlib.sha256(tts_init.read_bytes()).hexdigest()
     procs = {
         key: subprocess.Popen(
             [sys.executable, str(BUILD), "grade", "--assignment", name,
@@ -164,8 +274,10 @@ def graded(dist, tmp_path_factory) -> dict:
         assert proc.returncode == 0, f"build.py grade ({key}) failed:\n{output}"
         out = root / key / "out"
         data = json.loads((out / "scores.json").read_text())
-        results[key] = {"out": out, "by_file": {r["submission"]: r for r in data["submissions"]}}
-    results["probe"] = json.loads(probe_file.read_text())
+        results[key] = {"out": out, "by_file": {r["submission"]: r for r in data["submissions"]}, "log": output}
+    results["stray"] = _stray_sandboxes()
+    results["outside"] = outside
+    results["tts_lib_unchanged"] = hashlib.sha256(tts_init.read_bytes()).hexdigest() == before
     return results
 
 
@@ -182,6 +294,19 @@ def test_build_writes_student_notebook_and_autograder(dist, name):
         tests = sorted(n for n in z.namelist() if n.startswith("tests/"))
         assert tests == [f"tests/{q}.py" for q in POINTS[name]]
         assert "otter_config.json" in z.namelist()
+
+
+def _public_tests(student: dict) -> dict[str, dict]:
+    """The OK-format tests that the student notebook's public-tests cell writes."""
+    cell = next(c for c in student["cells"] if c.get("id") == "public-tests")
+    scope: dict = {}
+    exec(_src(cell).split("_os.makedirs")[0], scope)  # defines _PUBLIC_TESTS only
+    out = {}
+    for fname, source in scope["_PUBLIC_TESTS"].items():
+        test_scope: dict = {}
+        exec(source, test_scope)
+        out[Path(fname).stem] = test_scope["test"]
+    return out
 
 
 def _source_tests(name: str) -> dict[str, dict[str, list[str]]]:
@@ -207,11 +332,11 @@ def test_questions_points_and_test_split(dist, name):
     tests = _source_tests(name)
     assert list(tests) == list(POINTS[name]) and 3 <= len(tests) <= 4
     student = json.loads((dist / name / "student" / f"{name}.ipynb").read_text())
-    meta = student["metadata"]["otter"]["tests"]
+    public = _public_tests(student)
     with zipfile.ZipFile(dist / name / f"{name}-autograder.zip") as z:
         for q, cells in tests.items():
             assert cells["public"] and cells["hidden"], f"{name}/{q} needs public and hidden tests"
-            cases = meta[q]["suites"][0]["cases"]
+            cases = public[q]["suites"][0]["cases"]
             assert len(cases) == len(cells["public"]) and not any(c["hidden"] for c in cases)
             scope: dict = {}
             exec(z.read(f"tests/{q}.py").decode(), scope)  # an OK-format test file: `test = {...}`
@@ -260,7 +385,8 @@ def test_no_solution_or_hidden_test_in_student_notebook(dist, name):
         for src in cells["hidden"]:
             for line in src.splitlines()[1:]:
                 s = line.strip()
-                if s and not s.startswith(("import ", "from ", "#")) and s not in public:
+                # (lines of a dozen characters or fewer, such as `try:`, carry no test)
+                if len(s) > 12 and not s.startswith(("import ", "from ", "#")) and s not in public:
                     assert s not in student_text, f"{name}/{q}: hidden test line in the student notebook: {s}"
 
 
@@ -274,7 +400,7 @@ def _scores(rec: dict) -> dict[str, float]:
 @pytest.mark.parametrize("name", NAMES)
 def test_reference_solutions_score_full_marks(graded, name):
     rec = graded[name]["by_file"]["solution.ipynb"]
-    assert rec["error"] is None
+    assert rec["error"] is None and rec["cell_errors"] == []
     assert _scores(rec) == POINTS[name]
     assert rec["total"] == rec["possible"] == sum(POINTS[name].values())
 
@@ -300,39 +426,181 @@ def test_wrong_answers_lose_exactly_their_points(graded, name):
         assert lost == POINTS[name][q] - expected[q]
 
 
+def test_forbidden_call_and_syntax_error(graded):
+    """Calling tts_lib.tasks.hardness loses the guarded hidden test; a syntax error is reported as one."""
+    rec = graded["hardness"]["by_file"]["wrong2.ipynb"]
+    assert rec["error"] is None
+    assert _scores(rec) == WRONG2[1]
+    q1_failed = [t for t in rec["questions"]["q1"]["tests"] if not t["passed"]]
+    assert len(q1_failed) == 1 and "forbids" in q1_failed[0]["message"]
+    assert [e["ename"] for e in rec["cell_errors"]] == ["SyntaxError"]
+    public = (graded["hardness"]["out"] / "feedback" / "wrong2.public.txt").read_text()
+    assert "SyntaxError" in public and "Python could not read this cell" in public
+    assert "q2: 0 / 2 points" in public and "q1: 4 / 5 points" in public
+    assert "hidden tests: 3 of 4 passed (1 point lost)" in public
+    assert "forbids" not in public, "a hidden test's message stays hidden"
+    assert "forbids" in (graded["hardness"]["out"] / "feedback" / "wrong2.txt").read_text()
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_of_another_assignment_is_reported(graded, name):
     rec = graded[name]["by_file"]["other.ipynb"]
-    assert rec["error"] and rec["total"] == 0
+    assert rec["error"] and "notebook of assignment" in rec["error"] and rec["total"] == 0
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_grade_writes_csv_and_feedback(graded, name):
+def test_grade_writes_csv_final_grades_and_feedback(graded, name):
     out = graded[name]["out"]
     with open(out / "scores.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["submission"] for r in rows] == ["blank.ipynb", "other.ipynb", "solution.ipynb", "wrong.ipynb"]
+    files = ["blank.ipynb", "other.ipynb", "solution.ipynb", *(["wrong.ipynb", "wrong2.ipynb"] if name == "hardness"
+                                                                else ["wrong.ipynb"])]
+    assert [r["submission"] for r in rows] == files
     assert list(rows[0]) == ["submission", *POINTS[name], "total", "possible", "error"]
     by = {r["submission"]: r for r in rows}
     assert float(by["solution.ipynb"]["total"]) == sum(POINTS[name].values())
     assert float(by["wrong.ipynb"]["total"]) == sum(WRONG[name][1].values())
+    # otter grade's final_grades.csv layout: a points-per-question row, then one row per file
+    with open(out / "final_grades.csv", newline="") as f:
+        final = list(csv.DictReader(f))
+    assert list(final[0]) == ["file", *POINTS[name], "total_points_earned", "percent_correct", "grading_status"]
+    assert final[0]["file"] == "points-per-question" and final[0]["grading_status"] == "--"
+    assert {q: float(final[0][q]) for q in POINTS[name]} == POINTS[name]
+    fin = {r["file"]: r for r in final[1:]}
+    assert fin["solution.ipynb"]["grading_status"] == "Completed"
+    assert float(fin["solution.ipynb"]["percent_correct"]) == 1
+    assert "notebook of assignment" in fin["other.ipynb"]["grading_status"]
+    # feedback: per-question scores; hidden tests counted, their messages only in the full report
     full = (out / "feedback" / "wrong.txt").read_text()
     public = (out / "feedback" / "wrong.public.txt").read_text()
     hidden_message = HIDDEN_MESSAGE[name]  # the message of a hidden test the wrong answer fails
-    assert "Test case failed" in full and hidden_message in full
+    assert hidden_message in full
     assert hidden_message not in public, "the public report must not show hidden tests"
+    expected, total = WRONG[name][1], sum(POINTS[name].values())
+    assert f"{sum(expected.values()):g} / {total:g} points" in public.splitlines()[0]
+    for q, score in expected.items():
+        assert f"{q}: {score:g} / {POINTS[name][q]:g} points" in public
+    blank = (out / "feedback" / "blank.public.txt").read_text()
+    assert "public test 1 (1 pt): FAILED" in blank and PUBLIC_MESSAGE[name] in blank
 
 
-def test_grading_kernel_is_the_current_environment(graded):
-    """otter run (no Docker) runs submissions with this Python, where tts_lib is importable."""
-    import tts_lib.tasks
-
-    probe = graded["probe"]
-    assert probe["prefix"] == sys.prefix
-    assert Path(probe["tts_lib"]).resolve() == Path(tts_lib.tasks.__file__).resolve()
+# --------------------------------------------------------------------------- safety
 
 
-def test_endless_submission_times_out(graded):
-    rec = graded["loop"]["by_file"]["endless.ipynb"]
-    assert rec["total"] == 0 and "timed out" in rec["error"]
-    assert rec["seconds"] < 60
+def test_hostile_submissions_are_contained_and_the_others_graded(graded):
+    by = graded["hostile"]["by_file"]
+    full = sum(POINTS["hardness"].values())
+    gil = by["gil.ipynb"]
+    assert gil["total"] == 0 and "timed out after 60 s" in gil["error"]
+    assert gil["seconds"] < 120
+    killer = by["killer.ipynb"]
+    assert killer["total"] == 0 and "grading process died" in killer["error"]
+    snoop = by["snoop.ipynb"]  # found no tests, no solutions: only its own answer to q2 counts
+    assert snoop["error"] is None and _scores(snoop) == {"q1": 0, "q2": 2, "q3": 0}
+    writer = by["writer.ipynb"]  # every write outside its folder failed: full marks, nothing written
+    assert writer["error"] is None and writer["total"] == full
+    assert not graded["outside"].exists() and graded["tts_lib_unchanged"]
+    assert graded["stray"] == [], "a sandbox outlived its grading"
+
+
+def test_lost_metadata_is_graded_as_the_assignment_and_kernel_is_this_python(graded):
+    """The probe cell removes q1's answer unless the kernel is this Python with the sandbox's tts_lib copy."""
+    rec = graded["hostile"]["by_file"]["nometa.ipynb"]
+    assert rec["error"] is None and rec["total"] == sum(POINTS["hardness"].values())
+    assert any("metadata was lost" in n for n in rec["notes"])
+    assert "metadata was lost: graded as assignment 'hardness'" in (
+        graded["hostile"]["out"] / "feedback" / "nometa.public.txt").read_text()
+
+
+def test_scores_are_written_as_each_submission_finishes(graded):
+    """Each finished submission rewrites scores.csv at once (the log says how many rows it holds)."""
+    log = graded["hostile"]["log"]
+    counts = [int(m) for m in re.findall(r"^\w+\.ipynb: .*; (\d) of 5 in scores\.csv\)$", log, re.M)]
+    assert counts == [1, 2, 3, 4, 5], log
+    with open(graded["hostile"]["out"] / "scores.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 5
+
+
+# --------------------------------------------------------------------------- Colab and Gradescope
+
+COLAB_SHELL = """\
+# simulate Google Colab for otter: its shell's repr names google.colab
+import otter.check.utils as _otter_utils
+
+
+class _ColabShell:
+    def __repr__(self):
+        return "<google.colab._shell.Shell object>"
+
+
+_otter_utils.get_ipython = _ColabShell
+"""
+
+
+def test_student_notebook_checks_alone_under_another_name_on_colab(dist, tmp_path):
+    """Otter's Colab route: the notebook alone in an empty folder, renamed, with Colab's shell."""
+    from nbclient import NotebookClient
+
+    student = nbformat.read(dist / "hardness" / "student" / "hardness.ipynb", as_version=4)
+    solution = nbformat.read(dist / "hardness" / "autograder" / "hardness.ipynb", as_version=4)
+    answers = {c.source.split("(")[0]: c.source for c in solution.cells
+               if c.cell_type == "code" and c.source.startswith("def ")}
+    for cell in student.cells:
+        key = cell.source.split("(")[0]
+        if "otter_answer_cell" in cell.metadata.get("tags", []) and key in answers and key != "def hardness":
+            cell.source = answers[key]  # answer q2 and q3; leave q1 unanswered
+    student.cells.insert(0, nbformat.v4.new_code_cell(COLAB_SHELL))
+    student.cells.append(nbformat.v4.new_code_cell(  # the simulation is what otter sees
+        "from otter.check.utils import IPythonInterpreter\nassert grader.interpreter is IPythonInterpreter.COLAB"))
+    folder = tmp_path / "content"
+    folder.mkdir()
+    path = folder / "Copy of hardness.ipynb"
+    nbformat.write(student, path)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    outputs = {}
+    for cell in nb.cells:
+        m = re.fullmatch(r'grader\.check\("(q\d)"\)', cell.source.strip())
+        if m:
+            assert not [o for o in cell.outputs if o.output_type == "error"], f"{m.group(1)}: {cell.outputs}"
+            outputs[m.group(1)] = json.dumps([o.get("data", o.get("text")) for o in cell.outputs])
+    assert not [o for o in nb.cells[-1].outputs if o.output_type == "error"], "otter did not see Colab"
+    assert sorted(outputs) == ["q1", "q2", "q3"]
+    assert "passed" in outputs["q2"] and "passed" in outputs["q3"]
+    assert "failed" in outputs["q1"].lower() and "hardness d = 5" in outputs["q1"]
+    assert sorted(p.name for p in (folder / "public_tests").iterdir()) == ["q1.py", "q2.py", "q3.py"]
+
+
+def test_gradescope_run_autograder_in_an_emulated_autograder_folder(dist, tmp_path):
+    """otter's Gradescope entry point on the bundle (run in this environment: no image build)."""
+    bundle = dist / "hardness" / "hardness-autograder.zip"
+    env_yml = zipfile.ZipFile(bundle).read("environment.yml").decode()
+    assert re.search(r"tts_lib @ git\+https://github\.com/tts-course/training-data-tts@[0-9a-f]{40}$", env_yml, re.M)
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in env_yml
+    assert re.search(r"^\s*- torch==\d+\.\d+\.\d+\+cpu$", env_yml, re.M)
+    assert re.search(r"^\s*- python=3\.11$", env_yml, re.M)
+    ag = tmp_path / "autograder"
+    for sub in ("source", "submission", "results"):
+        (ag / sub).mkdir(parents=True)
+    zipfile.ZipFile(bundle).extractall(ag / "source")
+    # a student notebook (it carries the public-tests cell) with the solutions filled in
+    student = nbformat.read(dist / "hardness" / "student" / "hardness.ipynb", as_version=4)
+    solution = nbformat.read(dist / "hardness" / "autograder" / "hardness.ipynb", as_version=4)
+    answers = {c.source.split("(")[0]: c.source for c in solution.cells
+               if c.cell_type == "code" and c.source.startswith("def ")}
+    for cell in student.cells:
+        if "otter_answer_cell" in cell.metadata.get("tags", []):
+            cell.source = answers[cell.source.split("(")[0]]
+    nbformat.write(student, ag / "submission" / "alice.ipynb")
+    code = "import sys\nfrom otter.run.run_autograder import main\nmain(sys.argv[1])"
+    proc = subprocess.run([sys.executable, "-c", code, str(ag)], capture_output=True, text=True, timeout=TIMEOUT,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((ag / "results" / "results.json").read_text())
+    summary = [t for t in results["tests"] if t["name"] == "Public Tests"]
+    assert len(summary) == 1 and summary[0]["status"] == "passed", results
+    by_name = {t["name"]: t["score"] for t in results["tests"] if "score" in t}
+    assert by_name == POINTS["hardness"], results
+    assert {t["name"]: t["max_score"] for t in results["tests"] if "score" in t} == POINTS["hardness"]
+    assert sum(by_name.values()) == sum(POINTS["hardness"].values())

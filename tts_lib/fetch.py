@@ -1,0 +1,190 @@
+"""The committed GPT-2 checkpoints of Chapter 7, here or fetched (Colab, a bare ``pip install``).
+
+:func:`checkpoint_dir` returns a folder holding the checkpoint manifests (``*.json``) and weights
+(``*.pt``) that :func:`tts_lib.gpt2_train.load_checkpoint` reads:
+
+* the local ``book/checkpoints/`` (or ``checkpoints/`` next to the notebook) when it is there:
+  nothing is fetched;
+* else the files committed to the course repository at the pinned commit
+  :data:`CHECKPOINTS_REF`, downloaded once with pooch into a cache folder. Each manifest is
+  verified by the sha256 in :data:`MANIFEST_SHA256` (written by
+  ``python -m tts_lib.fetch --write-registry``), each weights file by the sha256 its manifest
+  records (:func:`manifest_files`).
+
+The download URL is built from :data:`REPOSITORY_URL`, which is the ``repository.url`` of the
+book's ``_config.yml`` (a test checks that the two agree).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from tts_lib._checkpoint_registry import CHECKPOINTS_REF, MANIFEST_SHA256
+
+REPOSITORY_URL = "https://github.com/tts-course/training-data-tts"
+"""The course repository: ``repository.url`` of ``_config.yml``."""
+CHECKPOINTS_PATH = "book/checkpoints"
+"""Where the checkpoints are committed, relative to the repository root."""
+
+__all__ = [
+    "CHECKPOINTS_PATH",
+    "CHECKPOINTS_REF",
+    "MANIFEST_SHA256",
+    "REPOSITORY_URL",
+    "CheckpointFetchError",
+    "checkpoint_dir",
+    "manifest_files",
+    "raw_url",
+]
+
+
+class CheckpointFetchError(OSError):
+    """A checkpoint file could not be downloaded (no network, wrong URL, server error)."""
+
+
+def raw_url(repository_url: str, ref: str, path: str) -> str:
+    """The raw-file URL of ``path`` at ``ref`` in a GitHub repository ``https://github.com/OWNER/NAME``."""
+    m = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?", repository_url)
+    if m is None:
+        raise ValueError(f"repository_url must look like https://github.com/OWNER/NAME, got {repository_url!r}")
+    if not ref:
+        raise ValueError("ref must be a tag or a commit, got an empty string")
+    return f"https://raw.githubusercontent.com/{m.group(1)}/{m.group(2)}/{ref}/{path.strip('/')}"
+
+
+def manifest_files(manifest: dict) -> list[tuple[str, str]]:
+    """``(file name, sha256)`` of every file a checkpoint manifest names (today: its weights file).
+
+    The one place that knows the manifest format: adapt it here if the format changes.
+    """
+    if not isinstance(manifest, dict) or "checkpoint" not in manifest or "sha256" not in manifest:
+        raise ValueError("a checkpoint manifest needs 'checkpoint' (file name) and 'sha256' keys")
+    return [(str(manifest["checkpoint"]), str(manifest["sha256"]))]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _local_candidates() -> list[Path]:
+    here = Path(__file__).resolve().parents[1] / CHECKPOINTS_PATH  # a source checkout / editable install
+    return [Path("checkpoints"), Path(CHECKPOINTS_PATH), here]
+
+
+def _has_checkpoints(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.json"))
+
+
+def _retrieve(url: str, sha256: str, name: str, folder: Path, progress: bool) -> Path:
+    import pooch  # imported here: only a fetch needs it
+    import requests
+
+    fix = (f"check the network, or clone {REPOSITORY_URL} and run the notebook from its book/ folder "
+           f"(then {CHECKPOINTS_PATH}/ is used and nothing is fetched)")
+    try:
+        path = pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=name, path=folder,
+                              downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60))
+    except requests.exceptions.RequestException as err:
+        raise CheckpointFetchError(f"could not download checkpoint file {name} from {url} "
+                                   f"({type(err).__name__}): {fix}") from err
+    except ValueError as err:
+        if "hash" not in str(err).lower():
+            raise
+        raise ValueError(f"checkpoint file {name} downloaded from {url} does not match its sha256 "
+                         f"{sha256[:12]}… (the file on the server differs from the pinned commit "
+                         f"{CHECKPOINTS_REF[:12]}); nothing was kept: {fix}") from err
+    return Path(path)
+
+
+def checkpoint_dir(
+    local: str | Path | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    base_url: str | None = None,
+    names: Iterable[str] | None = None,
+    progress: bool = False,
+) -> Path:
+    """The folder of Chapter 7's checkpoints: local when present, else fetched and verified.
+
+    Args:
+        local: a folder to use if it holds manifests (``*.json``). Default: ``checkpoints/``,
+            ``book/checkpoints/`` (relative to the working directory) and the source tree's
+            ``book/checkpoints/``. When one is present nothing is fetched.
+        cache_dir: where fetched files go. Default: pooch's per-user cache
+            ``…/tts_lib/checkpoints-<commit>``.
+        base_url: URL of the folder of checkpoint files. Default: the raw-file URL of
+            ``book/checkpoints`` in :data:`REPOSITORY_URL` at :data:`CHECKPOINTS_REF`.
+        names: manifest file names to fetch (default: all of :data:`MANIFEST_SHA256`).
+        progress: show a download progress bar (needs tqdm).
+
+    Returns:
+        The folder (manifests and weights side by side).
+
+    Raises:
+        CheckpointFetchError: a file could not be downloaded (the message names it and the fix).
+        ValueError: a downloaded file does not match its sha256, or an unknown manifest name.
+    """
+    candidates = [Path(local)] if local is not None else _local_candidates()
+    for folder in candidates:
+        if _has_checkpoints(folder):
+            return folder
+    wanted = sorted(MANIFEST_SHA256) if names is None else list(names)
+    unknown = [n for n in wanted if n not in MANIFEST_SHA256]
+    if unknown:
+        raise ValueError(f"unknown checkpoint manifest(s) {unknown}; known: {sorted(MANIFEST_SHA256)}")
+    if cache_dir is None:
+        import pooch
+
+        cache_dir = Path(pooch.os_cache("tts_lib")) / f"checkpoints-{CHECKPOINTS_REF[:12]}"
+    cache = Path(cache_dir)
+    base = (base_url or raw_url(REPOSITORY_URL, CHECKPOINTS_REF, CHECKPOINTS_PATH)).rstrip("/")
+    for name in wanted:
+        manifest_path = _retrieve(f"{base}/{name}", MANIFEST_SHA256[name], name, cache, progress)
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        for file_name, sha256 in manifest_files(manifest):
+            _retrieve(f"{base}/{file_name}", sha256, file_name, cache, progress)
+    return cache
+
+
+def write_registry(folder: str | Path | None = None, ref: str | None = None) -> Path:
+    """Rewrite ``tts_lib/_checkpoint_registry.py`` from the committed checkpoints.
+
+    ``ref`` defaults to the last commit that changed ``book/checkpoints`` (run it after that
+    commit, with a clean ``book/checkpoints``).
+    """
+    root = Path(__file__).resolve().parents[1]
+    folder = Path(folder) if folder is not None else root / CHECKPOINTS_PATH
+    if ref is None:
+        ref = subprocess.run(["git", "log", "-1", "--format=%H", "--", CHECKPOINTS_PATH], cwd=root,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    hashes = {p.name: _sha256(p) for p in sorted(folder.glob("*.json"))}
+    lines = [
+        '"""Pinned commit and manifest hashes of the committed checkpoints (``python -m tts_lib.fetch',
+        '--write-registry`` writes this file; do not edit it by hand)."""',
+        "",
+        f'CHECKPOINTS_REF = "{ref}"',
+        "MANIFEST_SHA256 = {",
+        *(f'    "{name}": "{digest}",' for name, digest in hashes.items()),
+        "}",
+        "",
+    ]
+    out = Path(__file__).with_name("_checkpoint_registry.py")
+    out.write_text("\n".join(lines), encoding="utf-8")
+    return out
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write-registry"]:
+        print(write_registry())
+    else:
+        print(checkpoint_dir(progress=True))
