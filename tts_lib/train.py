@@ -27,11 +27,12 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclass
 class TrainTask:
-    """One training task: feature covariance, context length and mixture weight."""
+    """One training task: feature covariance, context length, mixture weight, label noise std."""
 
     cov: Any
     context_len: int
     weight: float = 1.0
+    noise_std: float = 0.0
 
 
 @dataclass
@@ -69,7 +70,9 @@ def _as_tasks(tasks: TrainTask | Sequence[TrainTask], dim: int) -> list[TrainTas
         n = check_pos_int(t.context_len, f"tasks[{i}].context_len")
         if not (float(t.weight) >= 0):
             raise ValueError(f"`tasks[{i}].weight` must be >= 0, got {t.weight!r}")
-        out.append(TrainTask(cov, n, float(t.weight)))
+        if not (float(t.noise_std) >= 0 and math.isfinite(float(t.noise_std))):
+            raise ValueError(f"`tasks[{i}].noise_std` must be a finite number >= 0, got {t.noise_std!r}")
+        out.append(TrainTask(cov, n, float(t.weight), float(t.noise_std)))
     if sum(t.weight for t in out) <= 0:
         raise ValueError("the task weights must have a positive sum")
     return out
@@ -133,7 +136,10 @@ def train_lsa(
         for task, count in zip(task_list, counts, strict=True):
             if count == 0:
                 continue
-            pr = sample_prompts(task.cov, task.context_len, count, generator=gen, device=device, dtype=dtype)
+            pr = sample_prompts(
+                task.cov, task.context_len, count, generator=gen, device=device, dtype=dtype,
+                noise_std=task.noise_std,
+            )
             w_hat = model.predict(pr)
             loss = loss + 0.5 * ((w_hat - pr.w) ** 2).sum() / batch
         value = float(loss.detach())

@@ -1,0 +1,187 @@
+"""Training the structured LSA *with* a chain of thought: the k-step loss.
+
+The paper trains on one step (``k = 1``) and runs CoT only at test time. Here the
+training loss is the error after ``k`` steps of the model's own iteration,
+
+    L_k(G) = ½ E‖ŵ_k − w‖² = ½ E‖(I − G S)^k (ŵ_0 − w)‖²,   G = −c·V31,
+
+with ``S`` the empirical covariance of a training prompt (``n`` examples from ``N(0, Λ)``).
+For ``k = 1`` the optimum is ``Γ⁻¹`` (Theorem 3.1); for ``k >= 2`` it is a different
+preconditioner ``G_k``. In the isotropic case ``G = g·I``, ``Λ = I`` the loss is
+``½ E Σ_j (1 − g s_j)^{2k}`` over the eigenvalues ``s_j`` of ``S``: a convex function of
+``g`` whose minimiser moves, as ``k`` grows, from ``E s/E s²`` towards the value that
+equalises the contraction at both ends of the spectrum (a minimax, Chebyshev-like choice).
+
+Curvature: along one skill ``d²/dg² (1 − gs)^{2k} = 2k(2k − 1) s² (1 − gs)^{2k−2}``, i.e.
+``∝ k² ρ^{2k−2}`` with ``ρ = 1 − gs`` the current contraction factor. At ``G = 0``
+(``ρ = 1``) the Hessian of ``L_k`` is, as a quadratic form in ``G``,
+``k² E‖GS‖_F² + k(k − 1) E tr((GS)²)``: the stable learning rate from zero falls like ``1/k²``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ._checks import check_cov, check_pos_int, check_positive, make_generator
+from .lsa import StructuredLSA
+from .prompts import sample_prompts
+from .train import History, TrainConfig, TrainingDivergedError, TrainTask
+
+
+def train_lsa_cot(
+    model: StructuredLSA,
+    task: TrainTask,
+    num_cot_steps: int,
+    config: TrainConfig | None = None,
+    *,
+    start_noise: float = 0.0,
+) -> History:
+    """Train ``model`` in place on the k-step loss ``½ E‖ŵ_k − w‖²`` (CoT during training).
+
+    Each step draws fresh prompts from ``task`` and runs the model's own chain of thought
+    (:meth:`~tts_lib.lsa.LinearSelfAttention.cot_fast`) for ``k = num_cot_steps`` steps
+    from ``ŵ_0 = 0`` or, with ``start_noise = s > 0``, from ``ŵ_0 = w + s·N(0, I)`` (the
+    refinement training of chapter 7). Gradients flow through all k steps. SGD or Adam
+    with the schedule of :class:`~tts_lib.train.TrainConfig`.
+
+    Raises:
+        TrainingDivergedError: when the loss becomes NaN/inf or exceeds 1e6 × its start.
+    """
+    cfg = config or TrainConfig()
+    k = check_pos_int(num_cot_steps, "num_cot_steps")
+    steps = check_pos_int(cfg.num_steps, "config.num_steps")
+    batch = check_pos_int(cfg.batch_size, "config.batch_size")
+    lr = check_positive(cfg.lr, "config.lr")
+    if not isinstance(task, TrainTask):
+        raise ValueError("`task` must be a TrainTask(cov, context_len)")
+    if not (float(start_noise) >= 0 and math.isfinite(float(start_noise))):
+        raise ValueError(f"`start_noise` must be a finite number >= 0, got {start_noise!r}")
+    cov = check_cov(task.cov, "task.cov", dim=model.dim)
+    n = check_pos_int(task.context_len, "task.context_len")
+    param = next(model.parameters())
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    else:
+        raise ValueError(f"`config.optimizer` must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+    if cfg.lr_schedule not in ("cosine", "constant"):
+        raise ValueError(f"`config.lr_schedule` must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+    cosine = cfg.lr_schedule == "cosine"
+
+    def factor(s: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * s / steps)) if cosine else 1.0
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    gen = make_generator(cfg.seed)
+    hist, first = History(), None
+    for step in range(steps):
+        pr = sample_prompts(cov, n, batch, generator=gen, device=param.device, dtype=param.dtype,
+                            noise_std=task.noise_std)
+        w0 = None
+        if start_noise > 0:
+            xi = torch.randn(batch, model.dim, generator=gen, dtype=torch.float64)
+            w0 = pr.w + start_noise * xi.to(device=param.device, dtype=param.dtype)
+        w_k = model.cot_fast(pr, k, w0)[:, k]
+        loss = 0.5 * ((w_k - pr.w) ** 2).sum() / batch
+        value = float(loss.detach())
+        first = value if first is None else first
+        if not math.isfinite(value) or value > 1e6 * max(first, 1e-12):
+            raise TrainingDivergedError(
+                f"k-step training diverged at step {step} (loss {value:.3g}); lower config.lr "
+                f"(now {lr:g}): the curvature grows like k², see cot_training.stable_lr_at_zero"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        hist.loss.append(value)
+    return hist
+
+
+def kstep_loss(precond: torch.Tensor, S: torch.Tensor, num_cot_steps: int) -> torch.Tensor:
+    """``½ mean_p ‖(I − G S_p)^k‖_F²``: the k-step loss given prompt covariances ``S`` (P, d, d).
+
+    The expectation over ``w ~ N(0, I)`` is done exactly; differentiable in ``precond``.
+    """
+    k = check_pos_int(num_cot_steps, "num_cot_steps")
+    if S.ndim != 3 or S.shape[-2:] != precond.shape:
+        raise ValueError(f"`S` must be (P, d, d) with d = {precond.shape[-1]}, got {tuple(S.shape)}")
+    eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+    M = eye - precond @ S
+    P = torch.linalg.matrix_power(M, k)
+    return 0.5 * (P * P).sum((-1, -2)).mean()
+
+
+def optimal_isotropic_step(
+    dim: int, context_len: int, num_cot_steps: int, *, num_prompts: int = 20_000, seed: int = 0
+) -> float:
+    """Minimiser ``g_k`` of ``E Σ_j (1 − g s_j)^{2k}`` (``Λ = I``, ``G = gI``), by Monte Carlo over ``S``.
+
+    The eigenvalues ``s_j`` of ``num_prompts`` Wishart draws are fixed and the convex
+    1-D objective is minimised by Newton's method (exact for that sample).
+    """
+    d = check_pos_int(dim, "dim")
+    n = check_pos_int(context_len, "context_len")
+    k = check_pos_int(num_cot_steps, "num_cot_steps")
+    S = sample_prompts(torch.eye(d, dtype=torch.float64), n, check_pos_int(num_prompts, "num_prompts"),
+                       generator=check_pos_int(seed, "seed", minimum=0)).emp_cov()
+    s = torch.linalg.eigvalsh(S).reshape(-1)
+    g = float(s.mean() / (s**2).mean())  # the k = 1 optimum
+    for _ in range(100):
+        r = 1 - g * s
+        d1 = float((-2 * k * s * r ** (2 * k - 1)).mean())
+        d2 = float((2 * k * (2 * k - 1) * s**2 * r ** (2 * k - 2)).mean())
+        step = d1 / d2
+        g -= step
+        if abs(step) < 1e-13 * abs(g):
+            break
+    return g
+
+
+def minimax_isotropic_step(dim: int, context_len: int) -> float:
+    """``2/(s₋ + s₊) = 1/(1 + d/n)``: the step that equalises ``|1 − g s|`` at both Marchenko–Pastur edges."""
+    d = check_pos_int(dim, "dim")
+    n = check_pos_int(context_len, "context_len")
+    return 1.0 / (1.0 + d / n)
+
+
+def hessian_at_zero_quadratic_form(train_cov: Any, context_len: int, num_cot_steps: int,
+                                   direction: Any) -> float:
+    """``k² E‖HS‖_F² + k(k−1) E tr((HS)²)`` for a direction ``H``: the curvature of ``½ L_k`` at ``G = 0``.
+
+    Uses ``E[S A S] = ΛAΛ + (ΛAᵀΛ + tr(AΛ)Λ)/n`` (exact): ``E‖HS‖² = tr(Hᵀ H E[S I S])``
+    with the moment of ``A = HᵀH`` and ``E tr(HSHS) = tr(H E[S H S])``.
+    """
+    from .theory import moment_sas
+
+    lam = check_cov(train_cov, "train_cov")
+    n = check_pos_int(context_len, "context_len")
+    k = check_pos_int(num_cot_steps, "num_cot_steps")
+    H = torch.as_tensor(direction, dtype=lam.dtype)
+    eye = torch.eye(lam.shape[0], dtype=lam.dtype)
+    a = float(torch.trace(H.T @ H @ moment_sas(lam, n, eye)))
+    b = float(torch.trace(H @ moment_sas(lam, n, H)))
+    return k**2 * a + k * (k - 1) * b
+
+
+def stable_lr_at_zero(train_cov: Any, context_len: int, num_cot_steps: int) -> float:
+    """Largest stable SGD step for ``½ L_k`` at ``G = 0``: ``2 / λ_max`` of its Hessian.
+
+    The Hessian is assembled from :func:`hessian_at_zero_quadratic_form` on the d² unit
+    directions (exact moments, no sampling); it grows like ``k²``, so the step falls like ``1/k²``.
+    """
+    lam = check_cov(train_cov, "train_cov")
+    d = lam.shape[0]
+    basis = torch.eye(d * d, dtype=lam.dtype).reshape(d * d, d, d)
+    Hm = torch.empty(d * d, d * d, dtype=lam.dtype)
+    q = [hessian_at_zero_quadratic_form(lam, context_len, num_cot_steps, basis[i]) for i in range(d * d)]
+    for i in range(d * d):
+        Hm[i, i] = q[i]
+        for j in range(i + 1, d * d):
+            both = hessian_at_zero_quadratic_form(lam, context_len, num_cot_steps, basis[i] + basis[j])
+            Hm[i, j] = Hm[j, i] = (both - q[i] - q[j]) / 2
+    return 2.0 / float(torch.linalg.eigvalsh(Hm).max())

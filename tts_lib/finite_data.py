@@ -1,0 +1,226 @@
+"""Finite pretraining data: the LSA fitted on N training prompts instead of the population.
+
+With ``ŵ1 = G b`` (``G = −c·V31``, ``b = Xᵀy/n``) the empirical loss over N prompts,
+``½ Σ_p ‖G b_p − w_p‖² / N``, is a least-squares problem in ``G``; gradient descent from
+any start converges to its minimiser (for ``N >= d`` prompts in general position)
+
+    G_N = A_N B_N⁻¹,   A_N = (1/N) Σ_p w_p b_pᵀ,   B_N = (1/N) Σ_p b_p b_pᵀ,
+
+the plug-in estimate of the population optimum ``G = E[w bᵀ] E[b bᵀ]⁻¹`` (``Γ⁻¹`` without
+label noise). This module gives Monte Carlo over training sets (:func:`mc_fitted`) and a
+delta-method theory to order ``1/N`` (:func:`delta_method`): with ``r = w − G b``,
+
+    G_N − G = R_N B_N⁻¹,   R_N = (1/N) Σ_p r_p b_pᵀ,  E R_N = 0,
+
+so ``G_N ≈ G + R_N B⁻¹ − R_N B⁻¹ δB B⁻¹``; its mean is
+``G − (1/N) E[r (bᵀB⁻¹b) bᵀ] B⁻¹`` and its covariance ``Cov(vec(r bᵀ B⁻¹))/N``. For the
+test error ``f(G) = ‖(I − GΣ)^k‖_F²`` (``m → ∞``) this gives
+``E f(G_N) ≈ f(G) + (∇f·μ + ½ tr(H C))/N``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ._checks import check_cov, check_pos_int, check_same_device, make_generator
+from .noise import _sigma, noisy_precond
+from .prompts import Prompts, sample_prompts
+from .theory import error_curve
+
+
+def fit_precond(prompts: Prompts) -> torch.Tensor:
+    """Least-squares fit ``G_N = (Σ_p w_p b_pᵀ)(Σ_p b_p b_pᵀ)⁻¹`` on one training set, shape (d, d).
+
+    The minimiser of the empirical single-step LSA loss (what gradient descent on a fixed
+    training set converges to). Needs at least ``d`` prompts.
+    """
+    if not isinstance(prompts, Prompts):
+        raise ValueError("`prompts` must be a tts_lib.prompts.Prompts batch (one training set)")
+    if prompts.batch < prompts.dim:
+        raise ValueError(f"need at least d = {prompts.dim} training prompts to fit G, got {prompts.batch}")
+    return _fit(prompts.emp_corr()[None], prompts.w[None])[0]
+
+
+def _fit(b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Batched fit: ``b``, ``w`` of shape (sets, N, d) -> G_N of shape (sets, d, d)."""
+    A = w.transpose(-1, -2) @ b
+    B = b.transpose(-1, -2) @ b
+    return torch.linalg.solve(B, A.transpose(-1, -2)).transpose(-1, -2)  # A B⁻¹ (B symmetric)
+
+
+def _check_inputs(train_cov: Any, test_cov: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    lam = check_cov(train_cov, "train_cov")
+    sig = check_cov(test_cov, "test_cov", dim=lam.shape[0], dtype=lam.dtype)
+    check_same_device(train_cov=lam, test_cov=sig)
+    if torch.linalg.eigvalsh(lam).min() <= 0:
+        raise ValueError("`train_cov` must be positive definite (every skill present in training)")
+    return lam, sig
+
+
+def _spectral_radius(G: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
+    eye = torch.eye(sig.shape[0], dtype=sig.dtype, device=sig.device)
+    return torch.linalg.eigvals(eye - G @ sig).abs().amax(-1)
+
+
+@dataclass
+class FittedSets:
+    """Monte Carlo over training sets: one fitted ``G_N`` per set and what it does at test time.
+
+    ``precond``: (sets, d, d); ``errors``: population test error ``‖(I − G_N Σ)^k‖_F²``,
+    (sets, max_steps + 1); ``radius``: spectral radius of ``I − G_N Σ``, (sets,).
+    """
+
+    precond: torch.Tensor
+    errors: torch.Tensor
+    radius: torch.Tensor
+
+    @property
+    def overthink_fraction(self) -> float:
+        """Fraction of training sets whose fitted model overthinks (radius > 1)."""
+        return float((self.radius > 1).double().mean())
+
+
+def mc_fitted(
+    train_cov: Any,
+    context_len: int,
+    num_train: int,
+    test_cov: Any,
+    max_steps: int,
+    num_sets: int,
+    *,
+    noise_std: float = 0.0,
+    seed: int = 0,
+    chunk_prompts: int = 20_000,
+) -> FittedSets:
+    """Draw ``num_sets`` training sets of ``N = num_train`` prompts, fit ``G_N`` on each.
+
+    Prompts have ``n = context_len`` examples from ``N(0, Λ)`` (label noise ``noise_std``).
+    Returns a :class:`FittedSets` with the population (``m → ∞``) test error curve of each
+    fitted model on ``Σ = test_cov`` and its spectral radius.
+    """
+    lam, sig = _check_inputs(train_cov, test_cov)
+    n = check_pos_int(context_len, "context_len")
+    N = check_pos_int(num_train, "num_train", minimum=lam.shape[0])
+    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    sets = check_pos_int(num_sets, "num_sets")
+    s = _sigma(noise_std)
+    gen = make_generator(check_pos_int(seed, "seed", minimum=0))
+    per_chunk = max(1, chunk_prompts // N)
+    Gs = []
+    for start in range(0, sets, per_chunk):
+        c = min(per_chunk, sets - start)
+        pr = sample_prompts(lam, n, c * N, generator=gen, dtype=lam.dtype, noise_std=s)
+        d = lam.shape[0]
+        Gs.append(_fit(pr.emp_corr().reshape(c, N, d), pr.w.reshape(c, N, d)))
+    G = torch.cat(Gs)
+    return FittedSets(G, error_curve(G, sig, K), _spectral_radius(G, sig))
+
+
+@dataclass
+class DeltaMethod:
+    """Order-1/N theory of the fitted preconditioner (see the module docstring).
+
+    ``precond``: population ``G`` (d, d); ``mean_shift``: ``μ`` with ``E G_N ≈ G + μ/N``;
+    ``cov``: ``C`` with ``Cov(vec G_N) ≈ C/N`` (d², d²), row-major ``vec``;
+    ``error``: ``f_k(G)`` (max_steps + 1,); ``error_coef``: ``a_k`` with
+    ``E f_k(G_N) ≈ f_k(G) + a_k/N``.
+    """
+
+    precond: torch.Tensor
+    mean_shift: torch.Tensor
+    cov: torch.Tensor
+    error: torch.Tensor
+    error_coef: torch.Tensor
+    test_cov: torch.Tensor
+
+    def expected_error(self, num_train: int) -> torch.Tensor:
+        """``f_k(G) + a_k/N`` for k = 0..max_steps."""
+        N = check_pos_int(num_train, "num_train")
+        return self.error + self.error_coef / N
+
+    def overthink_probability(self, num_train: int) -> float:
+        """Gaussian approximation of P(ρ(I − G_N Σ) > 1).
+
+        Each eigenvalue ``μ_i`` of ``GΣ`` (simple, real) moves to first order by
+        ``δμ_i = u_iᵀ δG Σ v_i / (u_iᵀ v_i)`` (left/right eigenvectors ``u_i``, ``v_i``),
+        Gaussian with mean ``u_iᵀ μ Σ v_i/(N u_iᵀv_i)`` and variance from ``C/N``.
+        Overthinking needs some ``μ_i + δμ_i`` outside ``[0, 2]``; the eigenvalues are
+        treated as independent.
+        """
+        N = check_pos_int(num_train, "num_train")
+        GS = self.precond @ self.test_cov
+        mu, V = torch.linalg.eig(GS)
+        mu, V = mu.real, V.real
+        U = torch.linalg.inv(V).T  # columns: left eigenvectors with u_iᵀ v_i = 1
+        d = mu.shape[0]
+        p_inside = 1.0
+        for i in range(d):
+            # δμ = u_iᵀ δG (Σ v_i) = <δG, u_i (Σ v_i)ᵀ>
+            L = torch.outer(U[:, i], self.test_cov @ V[:, i]).reshape(-1)
+            mean = float(mu[i] + L @ self.mean_shift.reshape(-1) / N)
+            sd = math.sqrt(max(float(L @ self.cov @ L) / N, 1e-300))
+            p_inside *= _phi((2 - mean) / sd) - _phi((0 - mean) / sd)
+        return 1.0 - p_inside
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+def delta_method(
+    train_cov: Any,
+    context_len: int,
+    test_cov: Any,
+    max_steps: int,
+    *,
+    noise_std: float = 0.0,
+    num_moment_prompts: int = 200_000,
+    seed: int = 0,
+) -> DeltaMethod:
+    """Order-1/N coefficients; the prompt moments ``E[r bᵀ…]`` are averaged over single prompts.
+
+    ``G`` is the closed form :func:`tts_lib.noise.noisy_precond` (``Γ⁻¹`` when
+    ``noise_std = 0``), ``B = E[b bᵀ] = Λ(Γ + σ²/n I)``; the fourth- and sixth-order moments
+    in ``μ = −E[r (bᵀB⁻¹b) bᵀ] B⁻¹`` and ``C = E[vec(r bᵀB⁻¹) vec(r bᵀB⁻¹)ᵀ]`` are
+    estimated from ``num_moment_prompts`` independent prompts (one pass, no training sets);
+    the gradient and Hessian of ``f_k`` come from autograd.
+    """
+    lam, sig = _check_inputs(train_cov, test_cov)
+    n = check_pos_int(context_len, "context_len")
+    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    s = _sigma(noise_std)
+    P = check_pos_int(num_moment_prompts, "num_moment_prompts", minimum=100)
+    d = lam.shape[0]
+    G = noisy_precond(lam, n, s)
+    B = lam @ (torch.linalg.inv(G))
+    B = (B + B.T) / 2
+    Binv = torch.linalg.inv(B)
+    gen = make_generator(check_pos_int(seed, "seed", minimum=0))
+    mu_acc = torch.zeros(d, d, dtype=lam.dtype)
+    C_acc = torch.zeros(d * d, d * d, dtype=lam.dtype)
+    for start in range(0, P, 50_000):
+        c = min(50_000, P - start)
+        pr = sample_prompts(lam, n, c, generator=gen, dtype=lam.dtype, noise_std=s)
+        b, w = pr.emp_corr(), pr.w
+        r = w - b @ G.T
+        q = ((b @ Binv) * b).sum(-1)  # bᵀB⁻¹b
+        mu_acc += (r * q[:, None]).T @ b
+        xi = (r[:, :, None] * (b @ Binv)[:, None, :]).reshape(c, d * d)  # r (B⁻¹b)ᵀ
+        C_acc += xi.T @ xi
+    mu = -(mu_acc / P) @ Binv
+    C = C_acc / P
+
+    def f(g_flat: torch.Tensor) -> torch.Tensor:
+        return error_curve(g_flat.reshape(d, d), sig, K)
+
+    g0 = G.reshape(-1).clone()
+    grad = torch.autograd.functional.jacobian(f, g0)  # (K+1, d²)
+    hess = torch.autograd.functional.jacobian(
+        lambda x: torch.autograd.functional.jacobian(f, x, create_graph=True), g0
+    )  # (K+1, d², d²)
+    coef = grad @ mu.reshape(-1) + 0.5 * (hess * C).sum((-1, -2))
+    return DeltaMethod(G, mu, C, f(g0).detach(), coef.detach(), sig)

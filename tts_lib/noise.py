@@ -1,0 +1,250 @@
+"""Label noise, ``y = <w, x> + ε`` with ``ε ~ N(0, σ²)``: bias, noise term and early stopping.
+
+On a test prompt with labels ``y = Xw + ε`` the CoT iteration
+``ŵ_{i+1} = ŵ_i − G (Ŝ ŵ_i − b)``, ``b = Xᵀy/m``, has the error (``M̂ = I − GŜ``)
+
+    ŵ_k − w = −M̂^k w + A_k ξ,   A_k = Σ_{j<k} M̂^j G,   ξ = Xᵀε/m,
+
+so, with ``w ~ N(0, I)`` and ``ξ | X ~ N(0, σ² Ŝ/m)`` independent of ``w``,
+
+    Err(k) = E‖M̂^k‖_F²  (bias)  +  (σ²/m) E tr(A_k Ŝ A_kᵀ)  (noise).
+
+When ``M̂^k → 0`` the noise term tends to ``(σ²/m) E tr Ŝ⁻¹ = σ² tr(Σ⁻¹)/(m − d − 1)``,
+the variance of the test prompt's least-squares solution (inverse-Wishart mean): the
+iteration converges to least squares and inherits its noise. The bias falls with k, the
+noise term rises: overthinking caused by noise, even when ``Σ = Λ``.
+
+Noise in the *training* labels shifts the trained parameter like a ridge:
+``c·V31 = −(Γ + σ²/n · I)⁻¹`` (:func:`noisy_precond`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ._checks import as_tensor, check_pos_int, check_precond, make_generator
+from .prompts import sample_prompts
+from .theory import error_curve, gamma
+
+
+def _sigma(noise_std: Any, name: str = "noise_std") -> float:
+    try:
+        v = float(noise_std)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{name}` must be a number >= 0, got {noise_std!r}") from err
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {noise_std!r}")
+    return v
+
+
+def noisy_precond(train_cov: Any, context_len: int, noise_std: float) -> torch.Tensor:
+    """Trained preconditioner under noisy training labels: ``(Γ + σ²/n · I)⁻¹``, shape (d, d).
+
+    With ``ŵ1 = G b``, ``b = Xᵀy/n``: ``E[w bᵀ] = Λ`` and ``E[b bᵀ] = ΛΓ + σ²Λ/n``, so the
+    minimiser of ``½E‖Gb − w‖²`` is ``Λ(ΛΓ + σ²Λ/n)⁻¹ = (Γ + σ²/n I)⁻¹`` (``Λ ≻ 0``): the
+    noise variance adds to ``tr Λ`` in the ridge term.
+    """
+    s = _sigma(noise_std)
+    g = gamma(train_cov, context_len)
+    n = check_pos_int(context_len, "context_len")
+    eye = torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
+    return torch.linalg.inv(g + s**2 / n * eye)
+
+
+def ls_noise_limit(test_cov: Any, test_len: int, noise_std: float) -> float:
+    """Large-k limit of the noise term: ``σ² tr(Σ⁻¹)/(m − d − 1)`` (needs ``m > d + 1``, ``Σ ≻ 0``)."""
+    sig = as_tensor(test_cov, "test_cov")
+    d = sig.shape[0]
+    m = check_pos_int(test_len, "test_len")
+    if m <= d + 1:
+        raise ValueError(f"`test_len` must exceed d + 1 = {d + 1} for a finite least-squares variance, got {m}")
+    return _sigma(noise_std) ** 2 * float(torch.trace(torch.linalg.inv(sig))) / (m - d - 1)
+
+
+def _a_matrices(G: torch.Tensor, sig: torch.Tensor, K: int) -> list[torch.Tensor]:
+    """``A_k = Σ_{j<k} M^j G`` for k = 0..K with ``M = I − GΣ`` (batched over leading dims)."""
+    eye = torch.eye(sig.shape[-1], dtype=sig.dtype, device=sig.device)
+    M = eye - G @ sig
+    A, P, out = torch.zeros_like(M), eye.expand_as(M), []
+    for _ in range(K + 1):
+        out.append(A)
+        A = A + P @ G
+        P = P @ M
+    return out
+
+
+def noise_term_curve(
+    precond: Any, test_cov: Any, max_steps: int, test_len: int, noise_std: float
+) -> torch.Tensor:
+    """Noise term to first order in ``1/m``: ``(σ²/m) tr(A_k Σ A_kᵀ)``, ``A_k = Σ_{j<k} (I − GΣ)^j G``.
+
+    Exact for ``k <= 1``. For commuting ``G``, ``Σ`` it is ``(σ²/m) Σ_i (1 − ρ_i^k)²/σ_i``
+    with ``ρ_i = 1 − g_i σ_i``; its large-k limit ``σ² tr Σ⁻¹/m`` misses the exact
+    ``σ² tr Σ⁻¹/(m − d − 1)`` by the factor ``m/(m − d − 1)``. Shape (..., max_steps + 1).
+    """
+    G, sig = check_precond(precond, test_cov)
+    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    m = check_pos_int(test_len, "test_len")
+    s = _sigma(noise_std)
+    A = torch.stack(_a_matrices(G, sig, K), dim=-3)  # (..., K+1, d, d)
+    return s**2 / m * torch.einsum("...ij,jl,...il->...", A, sig, A)
+
+
+def noisy_error_curve(
+    precond: Any, test_cov: Any, max_steps: int, test_len: int, noise_std: float
+) -> torch.Tensor:
+    """Bias (first order in 1/m, :func:`theory.error_curve`) plus :func:`noise_term_curve`.
+
+    Exact for ``k <= 1``; trust it only where Monte Carlo (:func:`conditional_error_curves`)
+    says so (small k, m much larger than d). Shape (..., max_steps + 1).
+    """
+    bias = error_curve(precond, test_cov, max_steps, test_len)
+    return bias + noise_term_curve(precond, test_cov, max_steps, test_len, noise_std)
+
+
+def conditional_error_curves(
+    precond: Any,
+    test_cov: Any,
+    test_len: int,
+    max_steps: int,
+    noise_std: float,
+    num_prompts: int,
+    *,
+    seed: int = 0,
+    chunk: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Monte Carlo over test features only: bias and noise term *given* ``X``, exact in ``w``, ``ε``.
+
+    For each of ``num_prompts`` draws of ``X`` (``m = test_len`` rows from ``N(0, Σ)``)
+    returns ``‖M̂^k‖_F²`` and ``(σ²/m) tr(A_k Ŝ A_kᵀ)`` for k = 0..max_steps: the
+    conditional expectations over ``w ~ N(0, I)`` and the label noise (a Rao–Blackwellised
+    estimator, lower variance than simulating labels). Returns two tensors of shape
+    (num_prompts, max_steps + 1); their column means estimate the two terms of Err(k).
+    """
+    G, sig = check_precond(precond, test_cov)
+    if G.ndim != 2:
+        raise ValueError("`precond` must be a single (d, d) matrix for Monte Carlo")
+    m = check_pos_int(test_len, "test_len")
+    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    num_prompts = check_pos_int(num_prompts, "num_prompts")
+    s = _sigma(noise_std)
+    gen = make_generator(check_pos_int(seed, "seed", minimum=0))
+    d = sig.shape[0]
+    eye = torch.eye(d, dtype=sig.dtype, device=sig.device)
+    bias_out, noise_out = [], []
+    for start in range(0, num_prompts, chunk):
+        b = min(chunk, num_prompts - start)
+        S = sample_prompts(sig, m, b, generator=gen, dtype=sig.dtype).emp_cov()
+        M = eye - G @ S
+        P, A = eye.expand_as(M), torch.zeros_like(M)
+        bias, noise = [], []
+        for _ in range(K + 1):
+            bias.append((P * P).sum((-1, -2)))
+            noise.append(s**2 / m * torch.einsum("bij,bjl,bil->b", A, S, A))
+            A = A + P @ G
+            P = P @ M
+        bias_out.append(torch.stack(bias, -1))
+        noise_out.append(torch.stack(noise, -1))
+    return torch.cat(bias_out), torch.cat(noise_out)
+
+
+# --------------------------------------------------------------------------- commuting closed forms
+
+
+def skill_noise_curves(
+    precond_eigvals: Any, test_eigvals: Any, max_steps: int, test_len: int, noise_std: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-skill bias ``ρ_i^{2k}`` and first-order noise ``(σ²/m)(1 − ρ_i^k)²/σ_i``, ``ρ_i = 1 − g_i σ_i``.
+
+    For commuting ``G`` and ``Σ`` with eigenvalues ``g_i``, ``σ_i`` in a shared basis
+    (bias in the population limit ``m → ∞``). Returns two tensors of shape
+    (max_steps + 1, d); sum over the last axis for the error curve.
+    """
+    g = as_tensor(precond_eigvals, "precond_eigvals")
+    sv = as_tensor(test_eigvals, "test_eigvals", dtype=g.dtype)
+    if g.ndim != 1 or sv.shape != g.shape:
+        raise ValueError("`precond_eigvals` and `test_eigvals` must be 1-D of the same length")
+    if (sv <= 0).any():
+        raise ValueError("`test_eigvals` must be > 0 (the noise term divides by σ_i)")
+    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    m = check_pos_int(test_len, "test_len")
+    s = _sigma(noise_std)
+    rho = 1 - g * sv
+    k = torch.arange(K + 1, dtype=g.dtype)[:, None]
+    pk = rho[None, :] ** k
+    return pk**2, s**2 / m * (1 - pk) ** 2 / sv[None, :]
+
+
+def best_steps_one_skill(rho: float, tau: float) -> tuple[float, int]:
+    """Minimiser of ``ρ^{2k} + τ (1 − ρ^k)²`` over k >= 0 for ``0 < ρ < 1``, ``τ > 0``.
+
+    With ``u = ρ^k`` the error is ``u² + τ(1 − u)²``, smallest at ``u = τ/(1 + τ)``, so the
+    continuous optimum is ``k° = ln(1 + 1/τ) / ln(1/ρ)``; the integer ``k*`` is ``⌊k°⌋`` or
+    ``⌈k°⌉``, whichever is lower. Here ``τ = σ²/(m σ_i)``: noise-to-signal per example.
+    Returns ``(k°, k*)``.
+    """
+    rho, tau = float(rho), float(tau)
+    if not 0 < rho < 1:
+        raise ValueError(f"`rho` must be in (0, 1) (a contracting skill), got {rho!r}")
+    if not (math.isfinite(tau) and tau > 0):
+        raise ValueError(f"`tau` must be a positive number, got {tau!r}")
+    k_cont = math.log1p(1 / tau) / -math.log(rho)
+
+    def err(k: int) -> float:
+        u = rho**k
+        return u * u + tau * (1 - u) ** 2
+
+    lo = math.floor(k_cont)
+    return k_cont, lo if err(lo) <= err(lo + 1) else lo + 1
+
+
+# --------------------------------------------------------------------------- isotropic, finite m
+
+
+def marchenko_pastur_nodes(ratio: float, num_nodes: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quadrature nodes and weights for the Marchenko–Pastur law of ratio ``q = d/m < 1``.
+
+    The law of an eigenvalue of ``Ŝ = XᵀX/m`` (``x ~ N(0, I_d)``) as ``d, m → ∞`` with
+    ``d/m → q``: density ``√((s₊ − s)(s − s₋)) / (2π q s)`` on ``[(1 − √q)², (1 + √q)²]``.
+    With ``s = 1 + q + 2√q cos θ`` the integrand is smooth in θ and the midpoint rule on
+    ``θ ∈ (0, π)`` converges fast. Returns ``(s, weights)``, each of shape (num_nodes,).
+    """
+    q = float(ratio)
+    if not 0 < q < 1:
+        raise ValueError(f"`ratio` = d/m must be in (0, 1) (more test examples than dimensions), got {q!r}")
+    num_nodes = check_pos_int(num_nodes, "num_nodes", minimum=16)
+    theta = (torch.arange(num_nodes, dtype=torch.float64) + 0.5) * math.pi / num_nodes
+    r = 2 * math.sqrt(q)
+    s = 1 + q + r * torch.cos(theta)
+    wts = r**2 * torch.sin(theta) ** 2 / (2 * math.pi * q * s) * (math.pi / num_nodes)
+    return s, wts
+
+
+def isotropic_error_curves(
+    step: float, dim: int, test_len: int, max_steps: int, noise_std: float, num_nodes: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bias and noise term for ``G = g·I``, ``Σ = I`` at finite m, from the Marchenko–Pastur law.
+
+    With ``G = gI`` everything diagonalises in the eigenbasis of ``Ŝ``; given its
+    eigenvalues ``s_j`` the error is exactly
+    ``Σ_j (1 − g s_j)^{2k} + (σ²/(m s_j)) (1 − (1 − g s_j)^k)²``. Averaging ``s_j`` over the
+    Marchenko–Pastur law of ``q = d/m`` is the proportional limit (d, m → ∞ together);
+    at k → ∞ the noise term tends to ``σ² d/(m − d)`` against the exact finite-d
+    ``σ² d/(m − d − 1)``. Returns two tensors of shape (max_steps + 1,).
+    """
+    d = check_pos_int(dim, "dim")
+    m = check_pos_int(test_len, "test_len")
+    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    sd = _sigma(noise_std)
+    g = float(step)
+    if not (math.isfinite(g) and g > 0):
+        raise ValueError(f"`step` must be a positive number (the preconditioner g in G = g·I), got {step!r}")
+    s, wts = marchenko_pastur_nodes(d / m, num_nodes)
+    k = torch.arange(K + 1, dtype=torch.float64)[:, None]
+    pk = (1 - g * s)[None, :] ** k
+    bias = d * (pk**2 * wts).sum(-1)
+    noise = d * sd**2 / m * ((1 - pk) ** 2 / s * wts).sum(-1)
+    return bias, noise
