@@ -277,7 +277,11 @@ def _first_order_correction(G: torch.Tensor, sig: torch.Tensor, K: int) -> torch
     for _ in range(2 * K - 1):
         powers.append(powers[-1] @ M)
     P = torch.stack(powers, dim=-3)  # (..., 2K, d, d): M^0 .. M^{2K-1}
-    g = _gram(P, P)  # ⟨M^p, M^q⟩, p, q < 2K
+    # ⟨M^p, M^q⟩ is only needed for p + q <= 2K: rows p <= K, the rest by symmetry
+    top = _gram(P[..., : K + 1, :, :], P)  # (..., K+1, 2K)
+    g = torch.zeros(batch + (2 * K, 2 * K), dtype=sig.dtype, device=sig.device)
+    g[..., : K + 1, :] = top
+    g[..., K + 1 :, : K + 1] = top[..., :, K + 1 :].transpose(-1, -2)
     # ⟨D_p, D_q⟩ and ⟨D_p, M^q⟩ from the Gram of the powers
     gd = g[..., :-1, :-1] - g[..., 1:, :-1] - g[..., :-1, 1:] + g[..., 1:, 1:]  # p, q < 2K-1
     gdm = g[..., :-1, :] - g[..., 1:, :]  # (..., 2K-1, 2K): ⟨D_p, M^q⟩
