@@ -23,8 +23,8 @@ def test_same_prompts_on_cpu_and_gpu():
 def test_theory_and_cot_on_gpu():
     cov = tasks.power_law_cov(4, 1.0, trace=4.0, device=CUDA)
     iso = tasks.isotropic_cov(4, device=CUDA)
-    curve = theory.cot_error_curve(cov, 10, iso, 6, test_len=40)
-    torch.testing.assert_close(curve.cpu(), theory.cot_error_curve(cov.cpu(), 10, iso.cpu(), 6, test_len=40))
+    curve = theory.cot_error_curve(cov, 10, iso, 2, test_len=40)  # inside the region
+    torch.testing.assert_close(curve.cpu(), theory.cot_error_curve(cov.cpu(), 10, iso.cpu(), 2, test_len=40))
     model = lsa.StructuredLSA.from_theory(cov, 10)
     p = sample_prompts(iso, 30, 64, generator=0)
     torch.testing.assert_close(model.cot(p, 5), model.cot_fast(p, 5), rtol=0, atol=1e-10)

@@ -96,3 +96,22 @@ def test_bad_input(skewed_cov, call, match):
     p = sample_prompts(skewed_cov, 5, 2, generator=0)
     with pytest.raises(ValueError, match=match):
         call(model, p)
+
+
+@pytest.mark.parametrize(("c", "a"), [(1.0, None), (0.7, 1.3)])
+def test_structured_predict_closed_form_equals_the_generic_path(skewed_cov, c, a):
+    """From ŵ0 = 0, predict() is −(c/N)·V31·Xᵀy: same losses and gradients as the attention path."""
+    model = lsa.StructuredLSA(4, c=c, a=a, init_scale=0.4, seed=5)
+    p = sample_prompts(skewed_cov, 25, 64, generator=9)
+    fast = model.predict(p)
+    torch.testing.assert_close(fast, -(c / 25) * (p.X.transpose(1, 2) @ p.y.unsqueeze(-1)).squeeze(-1) @ model.v31.T)
+    loss_fast = 0.5 * ((fast - p.w) ** 2).sum() / 64
+    (g_fast,) = torch.autograd.grad(loss_fast, model.v31)
+    generic = lsa.LinearSelfAttention.predict(model, p)  # the Gram-matrix (cot_fast) path
+    loss_gen = 0.5 * ((generic - p.w) ** 2).sum() / 64
+    (g_gen,) = torch.autograd.grad(loss_gen, model.v31)
+    torch.testing.assert_close(loss_fast, loss_gen, rtol=1e-13, atol=0)
+    torch.testing.assert_close(g_fast, g_gen, rtol=1e-12, atol=1e-14)
+    # a non-zero start estimate takes the generic path and still matches one CoT step
+    w0 = torch.randn(64, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    torch.testing.assert_close(model.predict(p, w0), model.cot(p, 1, w0)[:, 1])

@@ -61,6 +61,24 @@ def test_step_size_condition():
         train_lsa(lsa.StructuredLSA(4), TrainTask(cov, n), TrainConfig(num_steps=2000, lr=1.3 * lr_max, **const))
 
 
+def test_minibatch_step_size_limit():
+    """max_stable_lr is the full-batch limit; SGD at batch B has the smaller mean-square limit."""
+    cov = tasks.power_law_cov(4, 1.0, trace=4.0)
+    n = 20
+    full = theory.max_stable_lr(cov, n)
+    limits = [theory.max_stable_lr_sgd(cov, n, b) for b in (1, 4, 64, 10**6)]
+    assert limits == sorted(limits) and limits[-1] <= full
+    assert abs(limits[-1] / full - 1) < 1e-4  # B -> ∞: the full-batch limit
+    assert 0.15 < limits[0] / full < 0.3  # batch 1: about a fifth of it
+    assert abs(theory.max_stable_lr_sgd(cov, n, 1, seed=1) / limits[0] - 1) < 0.03  # MC estimate
+    const = dict(batch_size=1, lr_schedule="constant", progress=False)
+    model = lsa.StructuredLSA(4)
+    train_lsa(model, TrainTask(cov, n), TrainConfig(num_steps=2000, lr=0.5 * limits[0], seed=1, **const))
+    assert _rel(model.precond.detach(), theory.lsa_precond(cov, n)) < 0.4  # stable (SGD noise remains)
+    with pytest.raises(TrainingDivergedError, match="max_stable_lr_sgd"):  # batch 1 at 0.5·η_max
+        train_lsa(lsa.StructuredLSA(4), TrainTask(cov, n), TrainConfig(num_steps=4000, lr=0.5 * full, seed=1, **const))
+
+
 def test_nan_loss_stops_with_a_clear_error():
     model = lsa.StructuredLSA(3)
     with torch.no_grad():

@@ -188,6 +188,20 @@ class StructuredLSA(LinearSelfAttention):
             model.v31.copy_(-G / c)
         return model
 
+    def predict(self, prompts: Prompts, w0: torch.Tensor | None = None) -> torch.Tensor:
+        """One forward pass: ŵ1, shape (batch, d).
+
+        From ``ŵ0 = 0`` (``w0=None``) this is the closed form ``ŵ1 = −(c/N) V31 Xᵀy``
+        (the last column of ``f(Z0)``, without building the embedding or its Gram
+        matrix); the same numbers and gradients as the generic path, which any other
+        ``w0`` takes.
+        """
+        if w0 is not None:
+            return super().predict(prompts, w0)
+        self._check_prompts(prompts)
+        xty = (prompts.X.transpose(1, 2) @ prompts.y.unsqueeze(-1)).squeeze(-1)  # (batch, d)
+        return -(self.c / prompts.context_len) * (xty @ self.v31.T)
+
     @property
     def precond(self) -> torch.Tensor:
         """The learned preconditioner ``G = −c·V31`` (equals Γ⁻¹ at the optimum)."""

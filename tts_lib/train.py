@@ -148,8 +148,10 @@ def train_lsa(
         if not math.isfinite(value) or value > 1e6 * max(first_loss, 1e-12):
             raise TrainingDivergedError(
                 f"training diverged at step {step} (loss {value:.3g}, started at {first_loss:.3g}); "
-                f"lower config.lr (now {lr:g}) — for SGD on the structured LSA it must stay below "
-                "theory.max_stable_lr(train_cov, context_len)"
+                f"lower config.lr (now {lr:g}). For SGD on the structured LSA two limits apply: "
+                "theory.max_stable_lr(train_cov, context_len) for full-batch gradient descent, "
+                f"and the smaller theory.max_stable_lr_sgd(train_cov, context_len, {batch}) for "
+                f"minibatches of {batch} (about a fifth of the full-batch limit at batch 1)"
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
