@@ -207,6 +207,9 @@ def check_precond(precond: Any, cov: Any, cov_name: str = "test_cov") -> tuple[t
     d = sig.shape[0]
     if G.ndim < 2 or G.shape[-2:] != (d, d):
         raise ValueError(f"`precond` must have shape (..., {d}, {d}) to match `{cov_name}`, got {tuple(G.shape)}")
+    big = torch.finfo(G.dtype).max ** 0.25
+    if G.numel() and float(G.abs().max()) > big:
+        raise ValueError(f"`precond` has entries up to {float(G.abs().max()):.3g}, beyond {big:.1e}; rescale it")
     check_same_device(**{"precond": G, cov_name: sig})
     return G, sig
 

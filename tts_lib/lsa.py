@@ -112,11 +112,17 @@ class LinearSelfAttention(nn.Module):
         if Z.ndim != 3 or Z.shape[1] != 2 * self.dim + 2:
             raise ValueError(f"`Z` must be (batch, {2 * self.dim + 2}, T), got {tuple(Z.shape)}")
         num_examples = check_pos_int(num_examples, "num_examples")
-        V, W = self.V, self.W
+        V = self.V
         if Z.device != V.device:
             raise ValueError(f"`Z` is on {Z.device} but the model is on {V.device}; move one with .to()")
         if Z.dtype != V.dtype:
             raise ValueError(f"`Z` has dtype {Z.dtype} but the model has {V.dtype}; convert one with .to()")
+        if not bool(torch.isfinite(Z).all()):
+            raise ValueError("`Z` contains NaN or inf; pass a finite embedding (see lsa.embed)")
+        return self._layer(Z, num_examples)
+
+    def _layer(self, Z: torch.Tensor, num_examples: int) -> torch.Tensor:
+        V, W = self.V, self.W
         scores = Z.transpose(1, 2) @ (W @ Z)  # (batch, T, T)
         return Z + (V @ Z @ scores) / num_examples
 
@@ -161,7 +167,7 @@ class LinearSelfAttention(nn.Module):
         Z = embed(prompts.X, prompts.y, w0)
         iterates = [self.weight_slot(Z)[:, :, -1]]
         for _ in range(k):
-            w_next = self.weight_slot(self(Z, prompts.context_len))[:, :, -1]
+            w_next = self.weight_slot(self._layer(Z, prompts.context_len))[:, :, -1]
             iterates.append(w_next)
             Z = torch.cat([Z, _query_token(w_next)], dim=2)
         return torch.stack(iterates, dim=1)

@@ -103,7 +103,8 @@ def sample_prompts(
     device = cov_t.device if device is None else check_device(device)
     dtype = cov_t.dtype if dtype is None else check_dtype(dtype)
     dim = cov_t.shape[0]
-    check_memory(batch * context_len * dim, "batch", what=f"X of shape ({batch}, {context_len}, {dim})")
+    check_memory(batch * context_len * dim, "batch" if batch >= context_len else "context_len",
+                 what=f"X of shape ({batch}, {context_len}, {dim})")
     g = make_generator(generator, "generator")
     root = _cov_sqrt(cov_t.detach().to("cpu", torch.float64))
     if w is None:

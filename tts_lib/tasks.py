@@ -98,7 +98,7 @@ def power_law_cov(
     idx = torch.arange(1, dim + 1, dtype=dtype, device=device)
     eigvals = idx ** (-alpha)
     eigvals[num_skills:] = 0.0
-    if trace is not None and not bool(torch.isfinite(eigvals).all() and (eigvals[:num_skills] > 0).all()):
+    if trace is not None and not bool(torch.isfinite(eigvals.sum()) and (eigvals[:num_skills] > 0).all()):
         logs = -alpha * torch.log(idx[:num_skills].double())  # rescaled in the log domain
         eigvals = torch.zeros(dim, dtype=dtype, device=device)
         eigvals[:num_skills] = torch.exp(logs - logs.max()).to(dtype)
