@@ -30,6 +30,8 @@ DEVICE_TYPES = ("cpu", "cuda", "mps")
 MAX_BYTES = 2 * 2**30
 #: most steps of a Python loop over CoT steps, iterations or repeats
 MAX_STEPS = 100_000
+#: largest integer argument (torch computes counts in int64)
+MAX_INT = 2**62
 
 
 def check_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
@@ -99,7 +101,7 @@ def as_tensor(
                 raise ValueError(f"`{name}` has dtype {t.dtype}; use float32 or float64 (e.g. `{name}.double()`)")
             dtype = t.dtype if t.is_floating_point() else DEFAULT_DTYPE
     else:
-        if value is None or isinstance(value, (str, bytes)):
+        if value is None or isinstance(value, (str, bytes, bool)):
             raise InputTypeError(f"`{name}` must be a numeric array or tensor, got {type(value).__name__}")
         try:
             arr = np.asarray(value)
@@ -223,7 +225,8 @@ def check_pos_int(value: Any, name: str, *, minimum: int = 1, maximum: int | Non
         raise InputTypeError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
+    maximum = MAX_INT if maximum is None else maximum
+    if value > maximum:
         raise ValueError(f"`{name}` must be <= {maximum} (a limit of tts_lib), got {value}")
     return int(value)
 

@@ -103,6 +103,9 @@ class LinearSelfAttention(nn.Module):
     def weight_slot(self, Z: torch.Tensor) -> torch.Tensor:
         """The ŵ rows of every column of ``Z``: (batch, d, T)."""
         d = self.dim
+        if not isinstance(Z, torch.Tensor) or Z.ndim != 3 or Z.shape[1] != 2 * d + 2:
+            shape = tuple(Z.shape) if isinstance(Z, torch.Tensor) else type(Z).__name__
+            raise ValueError(f"`Z` must be a (batch, {2 * d + 2}, T) tensor, got {shape}")
         return Z[:, d + 1 : 2 * d + 1, :]
 
     def forward(self, Z: torch.Tensor, num_examples: int) -> torch.Tensor:

@@ -103,7 +103,8 @@ def power_law_spectra(dim: int, alphas: Any, trace: float | None = None) -> torc
             logs = -a[..., None] * idx.log()
             ev = torch.exp(logs - logs.amax(-1, keepdim=True))  # rescaled in the log domain: no overflow
         ev = ev * (trace / ev.sum(-1, keepdim=True))
-    if not bool(torch.isfinite(ev).all() and (ev > 0).all()) or float(ev.max()) > torch.finfo(ev.dtype).max ** 0.25:
+    if ev.numel() and (not bool(torch.isfinite(ev).all() and (ev > 0).all())
+                       or float(ev.max()) > torch.finfo(ev.dtype).max ** 0.25):
         raise ValueError("`alphas` (or `trace`) give eigenvalues i**(-alpha) that over- or underflow float64; "
                          "use a smaller |alpha| (or a smaller trace)")
     return ev

@@ -106,6 +106,8 @@ def kkt_residual(weights: Any, grad: Any) -> float:
         raise ValueError(
             f"`weights` and `grad` must be 1-D of the same length, got {tuple(pi.shape)}, {tuple(g.shape)}"
         )
+    if (pi < -1e-9).any() or abs(float(pi.sum()) - 1) > 1e-6:
+        raise ValueError("`weights` must lie on the probability simplex (non-negative, summing to 1)")
     return float((pi - project_simplex(pi - g)).abs().max())
 
 
@@ -184,7 +186,7 @@ def minimize_on_simplex(
     if grad is not None and not callable(grad):
         raise InputTypeError(f"`grad` must be a function π -> ∇f(π) or None, got {type(grad).__name__}")
     if x0 is None:
-        L = check_pos_int(num_tasks, "num_tasks")
+        L = check_pos_int(num_tasks, "num_tasks", maximum=10**6)
         x = torch.full((L,), 1.0 / L, dtype=DEFAULT_DTYPE)
     else:
         x = as_tensor(x0, "x0", dtype=DEFAULT_DTYPE)
@@ -403,4 +405,13 @@ def task_type_covs(
         check_pos_int(t.context_len, f"types[{i}].context_len")
     if trace is not None:
         check_positive(trace, "trace")
-    return [power_law_cov(dim, t.alpha, t.num_skills, trace=trace, rotation=rotation) for t in types]
+    dim = check_pos_int(dim, "dim")
+    covs = []
+    for i, t in enumerate(types):
+        try:
+            covs.append(power_law_cov(dim, t.alpha, t.num_skills, trace=trace, rotation=rotation))
+        except ValueError as err:
+            if "`trace`" in str(err) or "`rotation`" in str(err):
+                raise
+            raise type(err)(f"`types[{i}]` ({t.name!r}): {err}") from err
+    return covs

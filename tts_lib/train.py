@@ -88,7 +88,7 @@ def _as_tasks(tasks: TrainTask | Sequence[TrainTask], dim: int) -> list[TrainTas
         weight = check_real(t.weight, f"tasks[{i}].weight", minimum=0.0)
         out.append(TrainTask(cov, n, weight))
     if sum(t.weight for t in out) <= 0:
-        raise ValueError("the task weights must have a positive sum")
+        raise ValueError("`tasks` weights must have a positive sum")
     return out
 
 
