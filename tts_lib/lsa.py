@@ -58,10 +58,22 @@ def embed(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor | None = None) -> t
     B, N, d = X.shape
     if N < 1 or d < 1:
         raise ValueError(f"`X` must hold at least one example of dimension >= 1, got shape {tuple(X.shape)}")
-    if w0 is not None:
-        w0 = as_tensor(w0, "w0", device=X.device, dtype=X.dtype)
-        if w0.shape != (B, d):
-            raise ValueError(f"`w0` must have shape ({B}, {d}), got {tuple(w0.shape)}")
+    return _embed(X, y, _check_w0(w0, X))
+
+
+def _check_w0(w0: Any, X: torch.Tensor) -> torch.Tensor | None:
+    if w0 is None:
+        return None
+    B, _, d = X.shape
+    w0 = as_tensor(w0, "w0", device=X.device, dtype=X.dtype)
+    if w0.shape != (B, d):
+        raise ValueError(f"`w0` must have shape ({B}, {d}), got {tuple(w0.shape)}")
+    return w0
+
+
+def _embed(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor | None) -> torch.Tensor:
+    """:func:`embed` for checked inputs."""
+    B, N, d = X.shape
     Z = X.new_zeros(B, 2 * d + 2, N + 1)
     Z[:, :d, :N] = X.transpose(1, 2)
     Z[:, d, :N] = y
@@ -134,6 +146,8 @@ class LinearSelfAttention(nn.Module):
             raise TypeError(f"`prompts` must be a tts_lib.prompts.Prompts, got {type(prompts).__name__}")
         if prompts.dim != self.dim:
             raise ValueError(f"`prompts` have d={prompts.dim} but the model has dim={self.dim}")
+        if prompts.context_len < 1:
+            raise ValueError("`prompts` hold no examples (n = 0); sample at least one per prompt")
         if prompts.X.device != self.V.device:
             raise ValueError(
                 f"`prompts` are on {prompts.X.device} but the model is on {self.V.device}; "
@@ -167,7 +181,7 @@ class LinearSelfAttention(nn.Module):
         T = prompts.context_len + k + 1
         check_memory(prompts.batch * T * (T + 2 * self.dim + 2), "num_steps",
                      what=f"the attention scores of {T} tokens", itemsize=prompts.X.element_size())
-        Z = embed(prompts.X, prompts.y, w0)
+        Z = _embed(prompts.X, prompts.y, _check_w0(w0, prompts.X))
         iterates = [self.weight_slot(Z)[:, :, -1]]
         for _ in range(k):
             w_next = self.weight_slot(self._layer(Z, prompts.context_len))[:, :, -1]
@@ -184,7 +198,7 @@ class LinearSelfAttention(nn.Module):
         self._check_prompts(prompts)
         k = check_pos_int(num_steps, "num_steps", minimum=0, maximum=MAX_STEPS)
         check_memory(prompts.batch * (k + 1) * self.dim, "num_steps", what=f"{k + 1} iterates")
-        Z = embed(prompts.X, prompts.y, w0)
+        Z = _embed(prompts.X, prompts.y, _check_w0(w0, prompts.X))
         gram = Z @ Z.transpose(1, 2)  # (batch, D, D), includes the query column
         q = Z[:, :, -1:]
         VW = self.V, self.W
