@@ -1,7 +1,13 @@
 """Argument checks shared by the whole library.
 
 Every public function validates its input early and raises ``ValueError`` with a
-message that names the argument and says how to fix it (scikit-learn style).
+message that names the argument and says how to fix it (scikit-learn style); inputs of
+the wrong type (None, strings, complex, bool) raise :class:`InputTypeError`, which is
+both a ``TypeError`` and a ``ValueError``. The checks run in this order, so each error
+names its cause: type, device (a ``meta`` tensor has no data to check), dtype (float32
+or float64), shape, NaN/inf, range. Work is bounded before it starts: loops over steps
+by :data:`MAX_STEPS`, allocations by :data:`MAX_BYTES` (estimated, then refused with the
+argument to lower).
 """
 
 from __future__ import annotations
