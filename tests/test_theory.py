@@ -206,7 +206,7 @@ def test_max_stable_lr(skewed_cov):
         (lambda c: theory.min_context_len(c, 2, -1.0), "eps"),
         (lambda c: theory.overthinks(c, 5, c + torch.triu(torch.ones(4, 4), 1)), "symmetric"),
         (lambda c: theory.error_curve(torch.eye(3), c, 2), "precond"),
-        (lambda c: theory.multitask_precond([c, c], [5]), "same length"),
+        (lambda c: theory.multitask_precond([c, c], [5]), "context_lens"),
         (lambda c: theory.multitask_precond([c, c], [5, 5], [1.0, -1.0]), "non-negative"),
         (lambda c: theory.cot_error(c.float(), 5, torch.full((4, 4), float("nan")), 1), "NaN"),
     ],

@@ -79,6 +79,24 @@ def test_minibatch_step_size_limit():
         train_lsa(lsa.StructuredLSA(4), TrainTask(cov, n), TrainConfig(num_steps=4000, lr=0.5 * full, seed=1, **const))
 
 
+@pytest.mark.parametrize(
+    ("model", "optimizer", "hint"),
+    [
+        (lambda: lsa.StructuredLSA(3), "sgd", "max_stable_lr"),
+        (lambda: lsa.StructuredLSA(3), "adam", "Adam"),
+        (lambda: lsa.FullLSA(3, init_std=1.0), "sgd", "full LSA"),
+    ],
+)
+def test_divergence_message_fits_the_run(model, optimizer, hint):
+    cfg = TrainConfig(num_steps=300, batch_size=16, lr=1e4, optimizer=optimizer, lr_schedule="constant",
+                      progress=False)
+    with pytest.raises(TrainingDivergedError, match="lower config.lr") as info:
+        train_lsa(model(), TrainTask(tasks.isotropic_cov(3), 5), cfg)
+    assert hint in str(info.value)
+    if hint != "max_stable_lr":  # the SGD limit of the structured LSA says nothing about these runs
+        assert "max_stable_lr" not in str(info.value)
+
+
 def test_nan_loss_stops_with_a_clear_error():
     model = lsa.StructuredLSA(3)
     with torch.no_grad():

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ._checks import as_tensor, check_cov, check_pos_int, check_precond
+from ._checks import InputTypeError, as_tensor, check_cov, check_pos_int, check_precond, check_real
 from .prompts import Prompts
 from .tasks import skills
 from .theory import moment_sas
@@ -47,18 +47,14 @@ __all__ = [
 
 
 def _check_noise(noise_std: Any) -> float:
-    try:
-        s = float(noise_std)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"`noise_std` must be a number >= 0, got {noise_std!r}") from err
-    if not s >= 0 or s == float("inf"):
-        raise ValueError(f"`noise_std` must be a finite number >= 0, got {noise_std!r}")
-    return s
+    return check_real(noise_std, "noise_std", minimum=0.0, maximum=1e100)
 
 
 def _check_prompts(prompts: Any) -> Prompts:
     if not isinstance(prompts, Prompts):
-        raise ValueError(f"`prompts` must be a tts_lib.prompts.Prompts, got {type(prompts).__name__}")
+        raise InputTypeError(f"`prompts` must be a tts_lib.prompts.Prompts, got {type(prompts).__name__}")
+    if not (bool(torch.isfinite(prompts.X).all()) and bool(torch.isfinite(prompts.y).all())):
+        raise ValueError("`prompts` contain NaN or inf features or labels; pass finite prompts")
     return prompts
 
 
@@ -88,12 +84,7 @@ def least_squares(prompts: Prompts, ridge: float = 0.0) -> torch.Tensor:
             noise ``σ`` is ``ridge = σ²/n``.
     """
     pr = _check_prompts(prompts)
-    try:
-        r = float(ridge)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"`ridge` must be a number >= 0, got {ridge!r}") from err
-    if not r >= 0 or r == float("inf"):
-        raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}")
+    r = check_real(ridge, "ridge", minimum=0.0)
     if r == 0:
         return (torch.linalg.pinv(pr.X) @ pr.y.unsqueeze(-1)).squeeze(-1)
     eye = torch.eye(pr.dim, dtype=pr.X.dtype, device=pr.X.device)

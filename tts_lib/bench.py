@@ -26,12 +26,18 @@ from typing import Any
 
 import torch
 
+from ._checks import MAX_STEPS, InputTypeError, check_pos_int, check_real
+
 Record = dict[str, Any]
 Benchmark = Callable[[str, bool], list[Record]]
 
 
 def record(name: str, device: str, value: float, unit: str) -> Record:
     """One benchmark result."""
+    for key, text in (("name", name), ("device", device), ("unit", unit)):
+        if not isinstance(text, str):
+            raise InputTypeError(f"`{key}` must be a string, got {type(text).__name__}")
+    value = check_real(value, "value")
     return {"name": name, "device": device, "value": float(value), "unit": unit}
 
 
@@ -42,6 +48,12 @@ def _sync(device: str) -> None:
 
 def timeit(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeats`` runs (after ``warmup`` runs)."""
+    if not callable(fn):
+        raise InputTypeError(f"`fn` must be a function of no arguments, got {type(fn).__name__}")
+    if not isinstance(device, str):
+        raise InputTypeError(f"`device` must be a string such as 'cpu' or 'cuda', got {device!r}")
+    repeats = check_pos_int(repeats, "repeats", maximum=MAX_STEPS)
+    warmup = check_pos_int(warmup, "warmup", minimum=0, maximum=MAX_STEPS)
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -195,6 +207,9 @@ def _devices(arg: str) -> list[str]:
 
 def format_table(records: list[Record]) -> str:
     """Fixed-width table of records."""
+    for i, r in enumerate(records):
+        if not isinstance(r, dict) or not {"name", "device", "value", "unit"} <= r.keys():
+            raise ValueError(f"`records[{i}]` must be a dict with keys name, device, value, unit (see bench.record)")
     w = max([len(r["name"]) for r in records] + [4])
     lines = [f"{'name':<{w}}  {'device':<6}  {'value':>12}  unit"]
     lines += [f"{r['name']:<{w}}  {r['device']:<6}  {r['value']:>12.4g}  {r['unit']}" for r in records]

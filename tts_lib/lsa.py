@@ -30,7 +30,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import DEFAULT_DTYPE, as_tensor, check_pos_int, make_generator
+from ._checks import (
+    DEFAULT_DTYPE,
+    MAX_STEPS,
+    as_tensor,
+    check_device,
+    check_dtype,
+    check_memory,
+    check_pos_int,
+    check_real,
+    make_generator,
+)
 from .prompts import Prompts
 from .theory import lsa_precond
 
@@ -41,15 +51,33 @@ def embed(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor | None = None) -> t
     Args:
         X: (batch, N, d) features; y: (batch, N) labels; w0: (batch, d) start estimate (0 if None).
     """
+    X = as_tensor(X, "X")
+    y = as_tensor(y, "y", device=X.device, dtype=X.dtype)
     if X.ndim != 3 or y.shape != X.shape[:2]:
         raise ValueError(f"`X` must be (batch, N, d) and `y` (batch, N); got {tuple(X.shape)}, {tuple(y.shape)}")
+    B, N, d = X.shape
+    if N < 1 or d < 1:
+        raise ValueError(f"`X` must hold at least one example of dimension >= 1, got shape {tuple(X.shape)}")
+    return _embed(X, y, _check_w0(w0, X))
+
+
+def _check_w0(w0: Any, X: torch.Tensor) -> torch.Tensor | None:
+    if w0 is None:
+        return None
+    B, _, d = X.shape
+    w0 = as_tensor(w0, "w0", device=X.device, dtype=X.dtype)
+    if w0.shape != (B, d):
+        raise ValueError(f"`w0` must have shape ({B}, {d}), got {tuple(w0.shape)}")
+    return w0
+
+
+def _embed(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor | None) -> torch.Tensor:
+    """:func:`embed` for checked inputs."""
     B, N, d = X.shape
     Z = X.new_zeros(B, 2 * d + 2, N + 1)
     Z[:, :d, :N] = X.transpose(1, 2)
     Z[:, d, :N] = y
     if w0 is not None:
-        if w0.shape != (B, d):
-            raise ValueError(f"`w0` must have shape ({B}, {d}), got {tuple(w0.shape)}")
         Z[:, d + 1 : 2 * d + 1, N] = w0
     Z[:, 2 * d + 1, N] = 1.0
     return Z
@@ -57,6 +85,13 @@ def embed(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor | None = None) -> t
 
 def query_token(w_hat: torch.Tensor) -> torch.Tensor:
     """The CoT token ``(0_d, 0, ŵ, 1)`` for each prompt, shape (batch, 2d+2, 1)."""
+    w_hat = as_tensor(w_hat, "w_hat")
+    if w_hat.ndim != 2:
+        raise ValueError(f"`w_hat` must have shape (batch, d), got {tuple(w_hat.shape)}")
+    return _query_token(w_hat)
+
+
+def _query_token(w_hat: torch.Tensor) -> torch.Tensor:
     B, d = w_hat.shape
     z = w_hat.new_zeros(B, 2 * d + 2, 1)
     z[:, d + 1 : 2 * d + 1, 0] = w_hat
@@ -80,26 +115,51 @@ class LinearSelfAttention(nn.Module):
     def weight_slot(self, Z: torch.Tensor) -> torch.Tensor:
         """The ŵ rows of every column of ``Z``: (batch, d, T)."""
         d = self.dim
+        if not isinstance(Z, torch.Tensor) or Z.ndim != 3 or Z.shape[1] != 2 * d + 2:
+            shape = tuple(Z.shape) if isinstance(Z, torch.Tensor) else type(Z).__name__
+            raise ValueError(f"`Z` must be a (batch, {2 * d + 2}, T) tensor, got {shape}")
         return Z[:, d + 1 : 2 * d + 1, :]
 
     def forward(self, Z: torch.Tensor, num_examples: int) -> torch.Tensor:
         """``f(Z) = Z + (1/N) V Z (Zᵀ W Z)``; ``Z``: (batch, 2d+2, T), ``N = num_examples``."""
+        if not isinstance(Z, torch.Tensor):
+            raise TypeError(f"`Z` must be a tensor (batch, {2 * self.dim + 2}, T), got {type(Z).__name__}")
         if Z.ndim != 3 or Z.shape[1] != 2 * self.dim + 2:
             raise ValueError(f"`Z` must be (batch, {2 * self.dim + 2}, T), got {tuple(Z.shape)}")
-        V, W = self.V, self.W
+        num_examples = check_pos_int(num_examples, "num_examples")
+        V = self.V
         if Z.device != V.device:
             raise ValueError(f"`Z` is on {Z.device} but the model is on {V.device}; move one with .to()")
+        if Z.dtype != V.dtype:
+            raise ValueError(f"`Z` has dtype {Z.dtype} but the model has {V.dtype}; convert one with .to()")
+        if not bool(torch.isfinite(Z).all()):
+            raise ValueError("`Z` contains NaN or inf; pass a finite embedding (see lsa.embed)")
+        return self._layer(Z, num_examples)
+
+    def _layer(self, Z: torch.Tensor, num_examples: int) -> torch.Tensor:
+        V, W = self.V, self.W
         scores = Z.transpose(1, 2) @ (W @ Z)  # (batch, T, T)
         return Z + (V @ Z @ scores) / num_examples
 
     def _check_prompts(self, prompts: Prompts) -> None:
+        if not isinstance(prompts, Prompts):
+            raise TypeError(f"`prompts` must be a tts_lib.prompts.Prompts, got {type(prompts).__name__}")
         if prompts.dim != self.dim:
             raise ValueError(f"`prompts` have d={prompts.dim} but the model has dim={self.dim}")
+        if prompts.context_len < 1:
+            raise ValueError("`prompts` hold no examples (n = 0); sample at least one per prompt")
         if prompts.X.device != self.V.device:
             raise ValueError(
                 f"`prompts` are on {prompts.X.device} but the model is on {self.V.device}; "
                 "use prompts.to(device)"
             )
+        if prompts.X.dtype != self.V.dtype:
+            raise ValueError(
+                f"`prompts` have dtype {prompts.X.dtype} but the model has {self.V.dtype}; "
+                "use prompts.to(dtype=...)"
+            )
+        if not (bool(torch.isfinite(prompts.X).all()) and bool(torch.isfinite(prompts.y).all())):
+            raise ValueError("`prompts` contain NaN or inf features or labels; pass finite prompts")
 
     def predict(self, prompts: Prompts, w0: torch.Tensor | None = None) -> torch.Tensor:
         """One forward pass from ``ŵ0`` (0 by default): ŵ1, shape (batch, d).
@@ -117,13 +177,16 @@ class LinearSelfAttention(nn.Module):
         generated so far) and reads ŵ_{i+1} from the last column.
         """
         self._check_prompts(prompts)
-        k = check_pos_int(num_steps, "num_steps", minimum=0)
-        Z = embed(prompts.X, prompts.y, w0)
+        k = check_pos_int(num_steps, "num_steps", minimum=0, maximum=MAX_STEPS)
+        T = prompts.context_len + k + 1
+        check_memory(prompts.batch * T * (T + 2 * self.dim + 2), "num_steps",
+                     what=f"the attention scores of {T} tokens", itemsize=prompts.X.element_size())
+        Z = _embed(prompts.X, prompts.y, _check_w0(w0, prompts.X))
         iterates = [self.weight_slot(Z)[:, :, -1]]
         for _ in range(k):
-            w_next = self.weight_slot(self(Z, prompts.context_len))[:, :, -1]
+            w_next = self.weight_slot(self._layer(Z, prompts.context_len))[:, :, -1]
             iterates.append(w_next)
-            Z = torch.cat([Z, query_token(w_next)], dim=2)
+            Z = torch.cat([Z, _query_token(w_next)], dim=2)
         return torch.stack(iterates, dim=1)
 
     def cot_fast(self, prompts: Prompts, num_steps: int, w0: torch.Tensor | None = None) -> torch.Tensor:
@@ -133,8 +196,9 @@ class LinearSelfAttention(nn.Module):
         matrix ``Σ_t z_t z_tᵀ`` is computed once and updated by ``q qᵀ`` per new token.
         """
         self._check_prompts(prompts)
-        k = check_pos_int(num_steps, "num_steps", minimum=0)
-        Z = embed(prompts.X, prompts.y, w0)
+        k = check_pos_int(num_steps, "num_steps", minimum=0, maximum=MAX_STEPS)
+        check_memory(prompts.batch * (k + 1) * self.dim, "num_steps", what=f"{k + 1} iterates")
+        Z = _embed(prompts.X, prompts.y, _check_w0(w0, prompts.X))
         gram = Z @ Z.transpose(1, 2)  # (batch, D, D), includes the query column
         q = Z[:, :, -1:]
         VW = self.V, self.W
@@ -144,7 +208,7 @@ class LinearSelfAttention(nn.Module):
             out = q + VW[0] @ (gram @ (VW[1] @ q)) / N
             w_next = out[:, d + 1 : 2 * d + 1, 0]
             iterates.append(w_next)
-            q = query_token(w_next)
+            q = _query_token(w_next)
             gram = gram + q @ q.transpose(1, 2)
         return torch.stack(iterates, dim=1)
 
@@ -173,15 +237,27 @@ class StructuredLSA(LinearSelfAttention):
     ) -> None:
         super().__init__()
         self.dim = check_pos_int(dim, "dim")
+        check_memory((2 * dim + 2) ** 2, "dim", what="the (2d+2, 2d+2) matrices V and W")
+        c = check_real(c, "c")
+        if c == 0:
+            raise ValueError("`c` must be non-zero: with W24 = 0 the layer ignores the labels")
+        a = c if a is None else check_real(a, "a")
+        init_scale = check_real(init_scale, "init_scale")
+        dtype, device = check_dtype(dtype), check_device(device)
         g = make_generator(seed)
         v31 = init_scale * torch.randn(dim, dim, generator=g, dtype=torch.float64)
         self.v31 = nn.Parameter(v31.to(device=device, dtype=dtype))
         self.register_buffer("c", torch.tensor(float(c), device=device, dtype=dtype))
-        self.register_buffer("a", torch.tensor(float(c if a is None else a), device=device, dtype=dtype))
+        self.register_buffer("a", torch.tensor(float(a), device=device, dtype=dtype))
+        if not bool(torch.isfinite(self.v31).all()):
+            raise ValueError(f"`init_scale`={init_scale:g} overflows {dtype}; use a smaller scale")
 
     @classmethod
     def from_theory(cls, train_cov: Any, context_len: int, c: float = 1.0) -> StructuredLSA:
         """The closed-form trained model of Theorem 3.1: ``V31 = −Γ⁻¹ / c``."""
+        c = check_real(c, "c")
+        if c == 0:
+            raise ValueError("`c` must be non-zero: V31 = −Γ⁻¹ / c")
         G = lsa_precond(train_cov, context_len)
         model = cls(G.shape[0], c=c, device=G.device, dtype=G.dtype)
         with torch.no_grad():
@@ -238,8 +314,10 @@ class FullLSA(LinearSelfAttention):
         super().__init__()
         self.dim = check_pos_int(dim, "dim")
         D = 2 * dim + 2
+        check_memory(2 * D * D, "dim", what="the (2d+2, 2d+2) matrices V and W")
+        init_std = check_real(init_std, "init_std", minimum=0.0)
+        dtype, device = check_dtype(dtype), check_device(device)
         g = make_generator(seed)
-        init_std = float(as_tensor(init_std, "init_std"))
         self.v = nn.Parameter((init_std * torch.randn(D, D, generator=g, dtype=torch.float64)).to(device, dtype))
         self.w = nn.Parameter((init_std * torch.randn(D, D, generator=g, dtype=torch.float64)).to(device, dtype))
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ._checks import as_tensor, check_cov, check_pos_int, check_same_device
+from ._checks import as_tensor, check_cov, check_memory, check_pos_int, check_real, check_same_device
 
 _PRECONDS = ("formula", "trained")
 
@@ -48,7 +48,17 @@ def _spectrum(value: Any, name: str) -> torch.Tensor:
         raise ValueError(f"`{name}` must have shape (..., d) with d >= 1, got {tuple(t.shape)}")
     if (t < 0).any():
         raise ValueError(f"`{name}` must be non-negative (eigenvalues of a covariance)")
+    big = torch.finfo(t.dtype).max ** 0.25
+    if t.numel() and float(t.max()) > big:
+        raise ValueError(f"`{name}` has eigenvalues up to {float(t.max()):.3g}, beyond {big:.1e}; rescale them")
     return t
+
+
+def _context_lens(context_lens: Any, like: torch.Tensor) -> torch.Tensor:
+    n = as_tensor(context_lens, "context_lens", device=like.device, dtype=like.dtype)
+    if (n < 1).any() or (n != n.round()).any():
+        raise ValueError("`context_lens` must be integers >= 1")
+    return n
 
 
 def _inputs(
@@ -65,9 +75,7 @@ def _inputs(
         )
     if (lam.sum(-1) <= 0).any():
         raise ValueError("`train_eigvals` has a zero spectrum: no skill is trained")
-    n = as_tensor(context_lens, "context_lens", device=lam.device, dtype=lam.dtype)
-    if (n < 1).any() or (n != n.round()).any():
-        raise ValueError("`context_lens` must be integers >= 1")
+    n = _context_lens(context_lens, lam)
     try:
         torch.broadcast_shapes(lam.shape[:-1], n.shape, sig.shape[:-1])
     except RuntimeError as err:
@@ -86,12 +94,19 @@ def power_law_spectra(dim: int, alphas: Any, trace: float | None = None) -> torc
     """
     dim = check_pos_int(dim, "dim")
     a = as_tensor(alphas, "alphas", dtype=torch.float64)
+    check_memory(a.numel() * dim, "dim", what=f"{a.numel()} spectra of length {dim}")
     idx = torch.arange(1, dim + 1, dtype=a.dtype, device=a.device)
     ev = idx ** (-a[..., None])
     if trace is not None:
-        if not float(trace) > 0:
-            raise ValueError(f"`trace` must be positive, got {trace!r}")
-        ev = ev * (float(trace) / ev.sum(-1, keepdim=True))
+        trace = check_real(trace, "trace", minimum=0.0, open_min=True)
+        if not bool(torch.isfinite(ev.sum(-1)).all() and (ev > 0).all()):
+            logs = -a[..., None] * idx.log()
+            ev = torch.exp(logs - logs.amax(-1, keepdim=True))  # rescaled in the log domain: no overflow
+        ev = ev * (trace / ev.sum(-1, keepdim=True))
+    if ev.numel() and (not bool(torch.isfinite(ev).all() and (ev > 0).all())
+                       or float(ev.max()) > torch.finfo(ev.dtype).max ** 0.25):
+        raise ValueError("`alphas` (or `trace`) give eigenvalues i**(-alpha) that over- or underflow float64; "
+                         "use a smaller |alpha| (or a smaller trace)")
     return ev
 
 
@@ -105,6 +120,7 @@ def commuting_spectra(train_cov: Any, test_cov: Any, atol: float = 1e-8) -> tupl
     lam = check_cov(train_cov, "train_cov")
     sig = check_cov(test_cov, "test_cov", dim=lam.shape[0], dtype=lam.dtype)
     check_same_device(train_cov=lam, test_cov=sig)
+    atol = check_real(atol, "atol", minimum=0.0)
     scale = float(lam.abs().max() * sig.abs().max()) or 1.0
     if float((lam @ sig - sig @ lam).abs().max()) > atol * scale:
         raise ValueError("`train_cov` and `test_cov` do not commute: their skills are not shared")
@@ -129,10 +145,7 @@ def commuting_spectra(train_cov: Any, test_cov: Any, atol: float = 1e-8) -> tupl
 def skill_gammas(train_eigvals: Any, context_lens: Any) -> torch.Tensor:
     """``γ_i = (1 + 1/n) λ_i + tr(Λ)/n`` (the eigenvalues of Γ), shape ``broadcast(...) + (d,)``."""
     lam = _spectrum(train_eigvals, "train_eigvals")
-    n = as_tensor(context_lens, "context_lens", device=lam.device, dtype=lam.dtype)
-    if (n < 1).any():
-        raise ValueError("`context_lens` must be >= 1")
-    n = n[..., None]
+    n = _context_lens(context_lens, lam)[..., None]
     return (1 + 1 / n) * lam + lam.sum(-1, keepdim=True) / n
 
 
@@ -198,6 +211,7 @@ def diag_error_curves(
     """
     K = check_pos_int(max_steps, "max_steps", minimum=0)
     a = (1 - skill_ratios(train_eigvals, context_lens, test_eigvals, precond)) ** 2  # (..., d)
+    check_memory(a.numel() * (K + 1), "max_steps", what=f"the ({K + 1}, d) powers per spectrum")
     k = torch.arange(K + 1, dtype=a.dtype, device=a.device)
     return (a[..., None, :] ** k[:, None]).sum(-1)
 
@@ -258,7 +272,7 @@ def phase_diagram(
     radius = (1 - r).abs().max(-1).values
     over = (a > 1).any(-1)
     log_a = a.log()
-    max_search = check_pos_int(max_search, "max_search")
+    max_search = check_pos_int(max_search, "max_search", maximum=2**52)  # k stays exact in float64
     lo = torch.zeros(a.shape[:-1], dtype=a.dtype, device=a.device)  # Err(lo+1) < Err(lo) or lo = 0
     hi = torch.full_like(lo, float(max_search))
     rises_at_0 = _sign_of_increment(log_a, a, lo) >= 0

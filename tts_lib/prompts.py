@@ -13,7 +13,16 @@ from typing import Any
 
 import torch
 
-from ._checks import check_cov, check_pos_int, make_generator
+from ._checks import (
+    as_tensor,
+    check_cov,
+    check_device,
+    check_dtype,
+    check_memory,
+    check_pos_int,
+    check_real,
+    make_generator,
+)
 
 
 @dataclass
@@ -46,11 +55,17 @@ class Prompts:
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Prompts:
         """A copy on another device and/or dtype."""
+        device = check_device(device)
+        dtype = None if dtype is None else check_dtype(dtype)
         return Prompts(*(t.to(device=device, dtype=dtype) for t in (self.X, self.y, self.w)))
 
 
 def cov_sqrt(cov: torch.Tensor) -> torch.Tensor:
     """Symmetric PSD square root (works for singular covariances)."""
+    return _cov_sqrt(check_cov(cov, "cov"))
+
+
+def _cov_sqrt(cov: torch.Tensor) -> torch.Tensor:
     eigvals, eigvecs = torch.linalg.eigh(cov)
     return (eigvecs * eigvals.clamp_min(0.0).sqrt()) @ eigvecs.T
 
@@ -84,19 +99,20 @@ def sample_prompts(
     cov_t = check_cov(cov, "cov")
     context_len = check_pos_int(context_len, "context_len")
     batch = check_pos_int(batch, "batch")
-    if not (float(noise_std) >= 0):
-        raise ValueError(f"`noise_std` must be >= 0, got {noise_std!r}")
-    device = cov_t.device if device is None else device
-    dtype = dtype or cov_t.dtype
+    noise_std = check_real(noise_std, "noise_std", minimum=0.0, maximum=1e100)
+    device = cov_t.device if device is None else check_device(device)
+    dtype = cov_t.dtype if dtype is None else check_dtype(dtype)
     dim = cov_t.shape[0]
-    g = make_generator(generator)
-    root = cov_sqrt(cov_t.detach().to("cpu", torch.float64))
+    check_memory(batch * context_len * dim, "batch" if batch >= context_len else "context_len",
+                 what=f"X of shape ({batch}, {context_len}, {dim})")
+    g = make_generator(generator, "generator")
+    root = _cov_sqrt(cov_t.detach().to("cpu", torch.float64))
     if w is None:
         w_cpu = torch.randn(batch, dim, generator=g, dtype=torch.float64)
     else:
-        if w.shape != (batch, dim):
-            raise ValueError(f"`w` must have shape ({batch}, {dim}), got {tuple(w.shape)}")
-        w_cpu = w.detach().to("cpu", torch.float64)
+        w_cpu = as_tensor(w, "w", device="cpu", dtype=torch.float64).detach()
+        if w_cpu.shape != (batch, dim):
+            raise ValueError(f"`w` must have shape ({batch}, {dim}), got {tuple(w_cpu.shape)}")
     X = torch.randn(batch, context_len, dim, generator=g, dtype=torch.float64) @ root
     y = (X @ w_cpu.unsqueeze(-1)).squeeze(-1)
     if noise_std > 0:

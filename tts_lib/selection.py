@@ -25,9 +25,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from ._checks import DEFAULT_DTYPE, as_tensor, check_cov, check_covs, check_pos_int, check_positive, check_weights
+from ._checks import (
+    DEFAULT_DTYPE,
+    MAX_STEPS,
+    InputTypeError,
+    as_tensor,
+    check_context_lens,
+    check_cov,
+    check_covs,
+    check_dtype,
+    check_memory,
+    check_pos_int,
+    check_positive,
+    check_sequence,
+    check_weights,
+)
 from .tasks import power_law_cov
 from .theory import multitask_precond
 
@@ -61,11 +76,13 @@ def simplex_grid(num_tasks: int, resolution: int, *, dtype: torch.dtype = DEFAUL
     Rows are in decreasing lexicographic order of the integer counts (the first row is the
     vertex ``e_1``); all vertices are included.
     """
-    L = check_pos_int(num_tasks, "num_tasks")
-    r = check_pos_int(resolution, "resolution")
+    L = check_pos_int(num_tasks, "num_tasks", maximum=10_000)
+    r = check_pos_int(resolution, "resolution", maximum=1_000_000)
+    dtype = check_dtype(dtype)
     n_points = math.comb(r + L - 1, L - 1)
     if n_points > 5_000_000:
         raise ValueError(f"the grid would have {n_points} points; lower `resolution` or `num_tasks`")
+    check_memory(n_points * L, "num_tasks", what=f"the ({n_points}, {L}) grid")
     # stars and bars: choose L-1 bar positions among r + L - 1 slots
     rows = []
     for bars in itertools.combinations(range(r + L - 1), L - 1):
@@ -89,6 +106,8 @@ def kkt_residual(weights: Any, grad: Any) -> float:
         raise ValueError(
             f"`weights` and `grad` must be 1-D of the same length, got {tuple(pi.shape)}, {tuple(g.shape)}"
         )
+    if (pi < -1e-9).any() or abs(float(pi.sum()) - 1) > 1e-6:
+        raise ValueError("`weights` must lie on the probability simplex (non-negative, summing to 1)")
     return float((pi - project_simplex(pi - g)).abs().max())
 
 
@@ -110,9 +129,17 @@ def _value_and_grad(
 ) -> tuple[float, torch.Tensor]:
     if grad is not None:
         with torch.no_grad():
-            return float(fun(x)), as_tensor(grad(x), "grad(x)", dtype=x.dtype).detach()
+            val = fun(x)
+            if not isinstance(val, (torch.Tensor, float, int)) or isinstance(val, bool):
+                raise InputTypeError(f"`fun` must return a scalar tensor, got {type(val).__name__}")
+            g = as_tensor(grad(x), "grad(x)", dtype=x.dtype).detach()
+            if g.shape != x.shape:
+                raise ValueError(f"`grad` must return shape {tuple(x.shape)}, got {tuple(g.shape)}")
+            return float(val), g
     xr = x.detach().clone().requires_grad_(True)
     val = fun(xr)
+    if not isinstance(val, torch.Tensor):
+        raise InputTypeError(f"`fun` must return a scalar tensor (differentiable in π), got {type(val).__name__}")
     if val.ndim != 0:
         raise ValueError("`fun` must return a scalar tensor for a single mixture of shape (L,)")
     (g,) = torch.autograd.grad(val, xr)
@@ -154,15 +181,19 @@ def minimize_on_simplex(
     Returns:
         :class:`SimplexResult`; its ``kkt`` is :func:`kkt_residual` at the answer.
     """
+    if not callable(fun):
+        raise InputTypeError(f"`fun` must be a function of the mixture π, got {type(fun).__name__}")
+    if grad is not None and not callable(grad):
+        raise InputTypeError(f"`grad` must be a function π -> ∇f(π) or None, got {type(grad).__name__}")
     if x0 is None:
-        L = check_pos_int(num_tasks, "num_tasks")
+        L = check_pos_int(num_tasks, "num_tasks", maximum=10**6)
         x = torch.full((L,), 1.0 / L, dtype=DEFAULT_DTYPE)
     else:
         x = as_tensor(x0, "x0", dtype=DEFAULT_DTYPE)
         if x.ndim != 1:
             raise ValueError(f"`x0` must be 1-D (one weight per task), got shape {tuple(x.shape)}")
         x = project_simplex(x.detach())
-    max_iter = check_pos_int(max_iter, "max_iter")
+    max_iter = check_pos_int(max_iter, "max_iter", maximum=10 * MAX_STEPS)
     tol = check_positive(tol, "tol")
     s = check_positive(step, "step")
     f_x, g_x = _value_and_grad(fun, grad, x)
@@ -214,12 +245,20 @@ def grid_search(fun: Callable[[torch.Tensor], torch.Tensor], num_tasks: int, res
     ``fun`` must accept a batch of mixtures (N, L) and return (N,) values (NaN/inf count as
     worst). ``kkt`` is NaN (no gradient is computed); refine with :func:`minimize_on_simplex`.
     """
+    if not callable(fun):
+        raise InputTypeError(f"`fun` must be a function of a batch of mixtures (N, L), got {type(fun).__name__}")
     grid = simplex_grid(num_tasks, resolution)
     with torch.no_grad():
-        vals = torch.as_tensor(fun(grid), dtype=grid.dtype)
+        out = fun(grid)
+        try:
+            vals = torch.as_tensor(out, dtype=grid.dtype)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise InputTypeError(f"`fun` must return a tensor of (N,) values, got {type(out).__name__}") from err
     if vals.shape != (grid.shape[0],):
         raise ValueError(f"`fun` must map (N, L) mixtures to (N,) values, got shape {tuple(vals.shape)}")
     vals = torch.where(torch.isfinite(vals), vals, torch.full_like(vals, math.inf))
+    if not bool(torch.isfinite(vals).any()):
+        raise ValueError("`fun` is NaN or inf at every grid point: nothing to minimise")
     i = int(torch.argmin(vals))
     return SimplexResult(grid[i], float(vals[i]), grid.shape[0], True, math.nan)
 
@@ -264,6 +303,8 @@ def qp_weights(train_covs: Sequence[Any], target_cov: Any, **kwargs: Any) -> Sim
     ``kwargs`` go to :func:`minimize_on_simplex` (e.g. ``tol``, ``x0``).
     """
     H, b, c = qp_matrices(train_covs, target_cov)
+    if float(H.abs().max()) == 0:
+        raise ValueError("`train_covs` are all zero: every mixture gives the same objective")
     kwargs.setdefault("num_tasks", H.shape[0])
     kwargs.setdefault("step", 1.0 / float(2 * torch.linalg.eigvalsh(H).max()))
     return minimize_on_simplex(lambda p: p @ H @ p - 2 * p @ b + c, grad=lambda p: 2 * (H @ p - b), **kwargs)
@@ -298,13 +339,16 @@ def mixture_error(
     """
     lams = check_covs(train_covs)
     sig = _check_target(target_cov, lams[0].shape[0], lams[0].dtype)
-    if len(context_lens) != len(lams):
-        raise ValueError(f"`context_lens` must have {len(lams)} entries (one per task), got {len(context_lens)}")
+    context_lens = check_context_lens(context_lens, len(lams))
     pi = check_weights(weights, len(lams), lams[0])
-    single = isinstance(num_steps, (int,)) and not isinstance(num_steps, bool)
-    ks = [check_pos_int(num_steps, "num_steps", minimum=0)] if single else [
-        check_pos_int(k, "num_steps", minimum=0) for k in num_steps
-    ]
+    single = isinstance(num_steps, (int, np.integer)) or (isinstance(num_steps, torch.Tensor) and num_steps.ndim == 0)
+    if single:
+        ks = [check_pos_int(num_steps, "num_steps", minimum=0, maximum=2**62)]
+    else:
+        if not isinstance(num_steps, (list, tuple, range, torch.Tensor, np.ndarray)):
+            raise InputTypeError(f"`num_steps` must be an int or a sequence of ints, got {num_steps!r}")
+        steps = check_sequence(num_steps, "num_steps")
+        ks = [check_pos_int(k, f"num_steps[{i}]", minimum=0, maximum=2**62) for i, k in enumerate(steps)]
     if not ks or any(b <= a for a, b in zip(ks, ks[1:], strict=False)):
         raise ValueError(f"`num_steps` must be an int or a non-empty increasing sequence, got {num_steps!r}")
     chunk = check_pos_int(chunk, "chunk")
@@ -352,6 +396,7 @@ def task_type_covs(
     rotation: Any = None,
 ) -> list[torch.Tensor]:
     """Covariances (d, d) of the task types (:func:`tts_lib.tasks.power_law_cov`), each with the given trace."""
+    types = check_sequence(types, "types")
     if len(types) == 0:
         raise ValueError("`types` must contain at least one TaskType")
     for i, t in enumerate(types):
@@ -360,4 +405,13 @@ def task_type_covs(
         check_pos_int(t.context_len, f"types[{i}].context_len")
     if trace is not None:
         check_positive(trace, "trace")
-    return [power_law_cov(dim, t.alpha, t.num_skills, trace=trace, rotation=rotation) for t in types]
+    dim = check_pos_int(dim, "dim")
+    covs = []
+    for i, t in enumerate(types):
+        try:
+            covs.append(power_law_cov(dim, t.alpha, t.num_skills, trace=trace, rotation=rotation))
+        except ValueError as err:
+            if "`trace`" in str(err) or "`rotation`" in str(err):
+                raise
+            raise type(err)(f"`types[{i}]` ({t.name!r}): {err}") from err
+    return covs

@@ -14,18 +14,45 @@ from typing import Any
 
 import torch
 
-from ._checks import DEFAULT_DTYPE, as_tensor, check_cov, check_pos_int, make_generator
+from ._checks import (
+    DEFAULT_DTYPE,
+    as_tensor,
+    check_cov,
+    check_device,
+    check_dtype,
+    check_pos_int,
+    check_real,
+    make_generator,
+)
+
+#: largest feature dimension d (a (d, d) covariance is dense)
+MAX_DIM = 8192
+
+
+def _check_range(eigvals: torch.Tensor, name: str) -> None:
+    """Eigenvalues must stay where products of four of them are representable (see check_cov)."""
+    info = torch.finfo(eigvals.dtype)
+    top = float(eigvals.max())
+    if not top <= info.max**0.25:
+        raise ValueError(
+            f"`{name}` gives eigenvalues up to {top:.3g}, beyond {info.max**0.25:.1e} where {eigvals.dtype} "
+            "products of covariances overflow; lower it (or pass `trace`)"
+        )
+    if 0 < top < info.tiny**0.25:
+        raise ValueError(f"`{name}` gives eigenvalues of at most {top:.3g}, too small for {eigvals.dtype}; raise it")
 
 
 def _finish(
     eigvals: torch.Tensor,
     trace: float | None,
     rotation: Any,
+    name: str = "eigvals",
 ) -> torch.Tensor:
     if trace is not None:
-        if not float(trace) > 0:
-            raise ValueError(f"`trace` must be positive, got {trace!r}")
-        eigvals = eigvals * (float(trace) / eigvals.sum())
+        trace = check_real(trace, "trace", minimum=0.0, open_min=True)
+        eigvals = eigvals * (trace / eigvals.sum())
+        name = "trace"
+    _check_range(eigvals, name)
     cov = torch.diag(eigvals)
     if rotation is not None:
         dim = eigvals.shape[0]
@@ -62,17 +89,25 @@ def power_law_cov(
     Returns:
         ``(dim, dim)`` tensor.
     """
-    dim = check_pos_int(dim, "dim")
+    dim = check_pos_int(dim, "dim", maximum=MAX_DIM)
     num_skills = dim if num_skills is None else check_pos_int(num_skills, "num_skills")
     if num_skills > dim:
         raise ValueError(f"`num_skills` must be <= dim={dim}, got {num_skills}")
-    alpha_t = as_tensor(alpha, "alpha")
-    if alpha_t.ndim != 0:
-        raise ValueError(f"`alpha` must be a number, got shape {tuple(alpha_t.shape)}")
+    alpha = check_real(alpha, "alpha")
+    dtype, device = check_dtype(dtype), check_device(device)
     idx = torch.arange(1, dim + 1, dtype=dtype, device=device)
-    eigvals = idx ** (-float(alpha_t))
+    eigvals = idx ** (-alpha)
     eigvals[num_skills:] = 0.0
-    return _finish(eigvals, trace, rotation)
+    if trace is not None and not bool(torch.isfinite(eigvals.sum()) and (eigvals[:num_skills] > 0).all()):
+        logs = -alpha * torch.log(idx[:num_skills].double())  # rescaled in the log domain
+        eigvals = torch.zeros(dim, dtype=dtype, device=device)
+        eigvals[:num_skills] = torch.exp(logs - logs.max()).to(dtype)
+    if not bool(torch.isfinite(eigvals).all() and (eigvals[:num_skills] > 0).all()):
+        raise ValueError(
+            f"`alpha`={alpha:g}: the eigenvalues i**(-alpha), i <= {num_skills}, over- or underflow {dtype}; "
+            "use a smaller |alpha|"
+        )
+    return _finish(eigvals, trace, rotation, "alpha")
 
 
 def isotropic_cov(
@@ -82,8 +117,8 @@ def isotropic_cov(
     dtype: torch.dtype = DEFAULT_DTYPE,
 ) -> torch.Tensor:
     """The identity covariance ``I_d`` (every skill equally strong; hardness ``d``)."""
-    dim = check_pos_int(dim, "dim")
-    return torch.eye(dim, dtype=dtype, device=device)
+    dim = check_pos_int(dim, "dim", maximum=MAX_DIM)
+    return torch.eye(dim, dtype=check_dtype(dtype), device=check_device(device))
 
 
 def diag_cov(
@@ -98,8 +133,12 @@ def diag_cov(
     ev = as_tensor(eigvals, "eigvals", device=device, dtype=dtype)
     if ev.ndim != 1 or ev.numel() < 1:
         raise ValueError(f"`eigvals` must be a non-empty 1-D array, got shape {tuple(ev.shape)}")
+    if ev.numel() > MAX_DIM:
+        raise ValueError(f"`eigvals` must have at most {MAX_DIM} entries (tasks.MAX_DIM), got {ev.numel()}")
     if (ev < 0).any():
         raise ValueError("`eigvals` must be non-negative (a covariance is PSD)")
+    if trace is not None and float(ev.sum()) <= 0:
+        raise ValueError("`eigvals` are all zero: they cannot be rescaled to a `trace`")
     return _finish(ev.clone(), trace, rotation)
 
 
@@ -111,7 +150,8 @@ def random_rotation(
     dtype: torch.dtype = DEFAULT_DTYPE,
 ) -> torch.Tensor:
     """A Haar-random orthogonal ``(dim, dim)`` matrix (QR of a Gaussian, sign-fixed)."""
-    dim = check_pos_int(dim, "dim")
+    dim = check_pos_int(dim, "dim", maximum=MAX_DIM)
+    dtype, device = check_dtype(dtype), check_device(device)
     g = make_generator(seed)
     a = torch.randn(dim, dim, generator=g, dtype=torch.float64)
     q, r = torch.linalg.qr(a)

@@ -24,12 +24,17 @@ import numpy as np
 import torch
 
 from ._checks import (
+    MAX_STEPS,
     as_tensor,
+    check_context_lens,
     check_cov,
     check_covs,
+    check_device,
+    check_memory,
     check_pos_int,
     check_positive,
     check_precond,
+    check_real,
     check_same_device,
     check_weights,
 )
@@ -42,7 +47,7 @@ def _n(context_len: Any, name: str = "context_len") -> int:
 
 
 def _k(num_steps: Any, name: str = "num_steps") -> int:
-    return check_pos_int(num_steps, name, minimum=0)
+    return check_pos_int(num_steps, name, minimum=0, maximum=MAX_STEPS)
 
 
 def _covs(train_cov: Any, test_cov: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,8 +103,7 @@ def multitask_precond(
     shape (..., L), giving ``G`` of shape (..., d, d).
     """
     lams = check_covs(train_covs, "train_covs")
-    if len(context_lens) != len(lams):
-        raise ValueError("`train_covs` and `context_lens` must be non-empty and of the same length")
+    context_lens = check_context_lens(context_lens, len(lams))
     L = len(lams)
     if weights is None:
         pi = torch.full((L,), 1.0 / L, dtype=lams[0].dtype, device=lams[0].device)
@@ -119,7 +123,8 @@ def trained_precond(train_cov: Any, context_len: int) -> torch.Tensor:
     Equals ``Γ⁻¹`` when ``Λ ≻ 0``; on a singular ``Λ`` it is 0 on the missing skills
     (no gradient reaches them), whereas ``Γ⁻¹`` puts the ridge value ``n/tr(Λ)`` there.
     """
-    return multitask_precond([train_cov], [context_len])
+    lam = check_cov(train_cov, "train_cov")
+    return multitask_precond([lam], [_n(context_len)])
 
 
 # --------------------------------------------------------------------------- error of CoT
@@ -156,6 +161,10 @@ def error_curve(
     """
     G, sig = check_precond(precond, test_cov)
     K = _k(max_steps, "max_steps")
+    d = sig.shape[0]
+    if test_len is not None:  # the O(1/m) term keeps (..., K, d, d) stacks and K x K Grams
+        check_memory(4 * G[..., 0, 0].numel() * K * (d * d + K), "max_steps",
+                     what=f"the finite-test_len expansion at max_steps={K}, d={d}")
     if test_len is None or K == 0:
         return per_direction_error(G, sig, K).sum(-1)
     m = _n(test_len, "test_len")
@@ -367,7 +376,10 @@ def mc_error_curve(
     m = _n(test_len, "test_len")
     K = _k(max_steps, "max_steps")
     num_prompts = check_pos_int(num_prompts, "num_prompts")
-    device = device or sig.device
+    chunk = check_pos_int(chunk, "chunk")
+    check_memory(num_prompts * (K + 1), "num_prompts", what=f"the ({num_prompts}, {K + 1}) result")
+    check_memory(min(chunk, num_prompts) * m * sig.shape[0], "test_len", what="one chunk of test prompts")
+    device = check_device(device) or sig.device
     G = G.to(device)
     gen = torch.Generator().manual_seed(check_pos_int(seed, "seed", minimum=0))
     out = []
@@ -489,6 +501,7 @@ def min_context_len(train_cov: Any, num_steps: int, eps: float, max_context_len:
     lam = check_cov(train_cov, "train_cov").double()
     k = _k(num_steps)
     eps = check_positive(eps, "eps")
+    max_context_len = check_pos_int(max_context_len, "max_context_len")
     ev = torch.linalg.eigvalsh(lam).clamp_min(0.0)
     tr = ev.sum()
 
@@ -498,8 +511,8 @@ def min_context_len(train_cov: Any, num_steps: int, eps: float, max_context_len:
     floor = float((ev <= 1e-12 * tr).sum()) if k > 0 else float(ev.numel())
     if eps < floor or err(max_context_len) > eps:
         raise ValueError(
-            f"`eps`={eps:g} is unreachable with num_steps={k}: the error never falls below "
-            f"{max(floor, err(max_context_len)):.4g}; increase eps or num_steps"
+            f"`eps`={eps:g} is unreachable with num_steps={k} and n <= max_context_len={max_context_len}: "
+            f"the error never falls below {max(floor, err(max_context_len)):.4g}; increase eps or num_steps"
         )
     hi = 1
     while err(hi) > eps:
@@ -550,7 +563,9 @@ def max_stable_lr(train_cov: Any, context_len: int, c: float = 1.0) -> float:
     This does not bound SGD at small batches: see :func:`max_stable_lr_sgd`.
     """
     lam = check_cov(train_cov, "train_cov")
-    c = check_positive(abs(c), "c")
+    c = check_positive(abs(check_real(c, "c")), "c")
+    if float(lam.abs().max()) == 0:
+        raise ValueError("`train_cov` is zero: every learning rate is stable, there is nothing to learn")
     lg = lam @ gamma(lam, context_len)
     return 2.0 / (c**2 * float(torch.linalg.eigvalsh((lg + lg.T) / 2).max()))
 

@@ -16,13 +16,26 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_cov, check_pos_int, check_positive, make_generator
-from .lsa import LinearSelfAttention
+from ._checks import (
+    FLOAT_DTYPES,
+    InputTypeError,
+    check_cov,
+    check_memory,
+    check_pos_int,
+    check_positive,
+    check_real,
+    make_generator,
+)
+from .lsa import LinearSelfAttention, StructuredLSA
 from .prompts import sample_prompts
 
 
 class TrainingDivergedError(RuntimeError):
     """The training loss became NaN/inf or blew up; lower the learning rate."""
+
+
+#: most optimisation steps of one :func:`train_lsa` run
+MAX_TRAIN_STEPS = 1_000_000
 
 
 @dataclass
@@ -59,7 +72,12 @@ class History:
 
 
 def _as_tasks(tasks: TrainTask | Sequence[TrainTask], dim: int) -> list[TrainTask]:
-    tasks = [tasks] if isinstance(tasks, TrainTask) else list(tasks)
+    if isinstance(tasks, TrainTask):
+        tasks = [tasks]
+    elif isinstance(tasks, (list, tuple)):
+        tasks = list(tasks)
+    else:
+        raise InputTypeError(f"`tasks` must be a TrainTask or a list of them, got {type(tasks).__name__}")
     if not tasks:
         raise ValueError("`tasks` must contain at least one TrainTask")
     out = []
@@ -68,13 +86,11 @@ def _as_tasks(tasks: TrainTask | Sequence[TrainTask], dim: int) -> list[TrainTas
             raise ValueError(f"`tasks[{i}]` must be a TrainTask(cov, context_len, weight)")
         cov = check_cov(t.cov, f"tasks[{i}].cov", dim=dim)
         n = check_pos_int(t.context_len, f"tasks[{i}].context_len")
-        if not (float(t.weight) >= 0):
-            raise ValueError(f"`tasks[{i}].weight` must be >= 0, got {t.weight!r}")
-        if not (float(t.noise_std) >= 0 and math.isfinite(float(t.noise_std))):
-            raise ValueError(f"`tasks[{i}].noise_std` must be a finite number >= 0, got {t.noise_std!r}")
-        out.append(TrainTask(cov, n, float(t.weight), float(t.noise_std)))
+        weight = check_real(t.weight, f"tasks[{i}].weight", minimum=0.0)
+        noise_std = check_real(t.noise_std, f"tasks[{i}].noise_std", minimum=0.0)
+        out.append(TrainTask(cov, n, weight, noise_std))
     if sum(t.weight for t in out) <= 0:
-        raise ValueError("the task weights must have a positive sum")
+        raise ValueError("`tasks` weights must have a positive sum")
     return out
 
 
@@ -98,14 +114,27 @@ def train_lsa(
     Raises:
         TrainingDivergedError: when the loss becomes NaN/inf or exceeds 1e6 × its start.
     """
+    if not isinstance(model, LinearSelfAttention):
+        raise InputTypeError(f"`model` must be a StructuredLSA or FullLSA, got {type(model).__name__}")
+    if config is not None and not isinstance(config, TrainConfig):
+        hint = " (use TrainConfig(**config))" if isinstance(config, dict) else ""
+        raise InputTypeError(f"`config` must be a TrainConfig or None, got {type(config).__name__}{hint}")
     cfg = config or TrainConfig()
-    num_steps = check_pos_int(cfg.num_steps, "config.num_steps")
+    num_steps = check_pos_int(cfg.num_steps, "config.num_steps", maximum=MAX_TRAIN_STEPS)
     batch = check_pos_int(cfg.batch_size, "config.batch_size")
     lr = check_positive(cfg.lr, "config.lr")
     log_every = check_pos_int(cfg.log_every, "config.log_every")
+    if not isinstance(cfg.progress, bool):
+        raise InputTypeError(f"`config.progress` must be True or False, got {cfg.progress!r}")
+    if track is not None and not callable(track):
+        raise InputTypeError(f"`track` must be a function model -> float or None, got {type(track).__name__}")
     task_list = _as_tasks(tasks, model.dim)
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"`model` has dtype {dtype}; train in float32 or float64 (model.double())")
+    for t in task_list:
+        check_memory(batch * t.context_len * model.dim, "config.batch_size", what="one batch of prompts")
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     elif cfg.optimizer == "adam":
@@ -121,7 +150,7 @@ def train_lsa(
     else:
         raise ValueError(f"`config.lr_schedule` must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
 
-    gen = make_generator(cfg.seed)
+    gen = make_generator(cfg.seed, "config.seed")
     probs = torch.tensor([t.weight for t in task_list], dtype=torch.float64)
     probs = probs / probs.sum()
     hist = History()
@@ -146,12 +175,20 @@ def train_lsa(
         if first_loss is None:
             first_loss = value
         if not math.isfinite(value) or value > 1e6 * max(first_loss, 1e-12):
+            if cfg.optimizer == "sgd" and isinstance(model, StructuredLSA):
+                hint = (
+                    "for SGD on the structured LSA two limits apply: "
+                    "theory.max_stable_lr(train_cov, context_len) for full-batch gradient descent, "
+                    f"and the smaller theory.max_stable_lr_sgd(train_cov, context_len, {batch}) for "
+                    f"minibatches of {batch} (about a fifth of the full-batch limit at batch 1)"
+                )
+            elif cfg.optimizer == "sgd":
+                hint = "the full LSA's loss is not quadratic, so no closed-form limit applies: try 10x smaller"
+            else:
+                hint = "Adam's step is about config.lr per parameter whatever the gradient: try 10x smaller"
             raise TrainingDivergedError(
                 f"training diverged at step {step} (loss {value:.3g}, started at {first_loss:.3g}); "
-                f"lower config.lr (now {lr:g}). For SGD on the structured LSA two limits apply: "
-                "theory.max_stable_lr(train_cov, context_len) for full-batch gradient descent, "
-                f"and the smaller theory.max_stable_lr_sgd(train_cov, context_len, {batch}) for "
-                f"minibatches of {batch} (about a fifth of the full-batch limit at batch 1)"
+                f"lower config.lr (now {lr:g}) — {hint}"
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -161,5 +198,6 @@ def train_lsa(
         if track is not None and (step % log_every == 0 or step == num_steps - 1):
             with torch.no_grad():
                 hist.steps.append(step)
-                hist.metric.append(float(track(model)))
+                metric = check_real(track(model), "track(model)")  # a finite number per log step
+                hist.metric.append(metric)
     return hist

@@ -1,0 +1,479 @@
+"""Every bad input gets a clear error (property-based, over the public API).
+
+For each public function, constructor and method of the modules below, Hypothesis
+draws one argument and a bad value for it (None, strings, complex, bool, NaN/inf,
+negative, fractional or huge numbers, meta/unknown devices, half/int/complex dtypes,
+non-square, non-symmetric, indefinite or 1e300-scaled covariances, NaN prompts, ...)
+while the other arguments stay valid. The call must either raise ``ValueError`` or
+``TypeError`` whose message names the argument (in backticks), or, for values that
+may be legitimate (huge but finite counts, float32 inputs), return a finite result.
+
+:data:`SPECS` lists the covered public API; :func:`test_public_api_is_covered` fails
+when a module gains a public callable that is neither in it nor in :data:`NOT_AN_INPUT_BOUNDARY`.
+The GPT-2 modules are left out here (they have their own checks in tests/test_gpt2.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tts_lib import baselines, bench, lsa, overthinking, plotting, prompts, selection, tasks, theory, train
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MODULES = [tasks, prompts, theory, lsa, train, baselines, overthinking, selection, plotting, bench]
+NAN, INF = float("nan"), float("inf")
+D = 3
+
+
+def _cov(seed: int = 0) -> torch.Tensor:
+    return tasks.power_law_cov(D, 1.0, trace=3.0, rotation=tasks.random_rotation(D, seed=seed))
+
+
+C = _cov()
+G = theory.lsa_precond(C, 6)
+PR = prompts.sample_prompts(C, 6, 2, generator=0)
+EV = torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64)
+S_LSA = lsa.StructuredLSA.from_theory(C, 6)
+F_LSA = lsa.FullLSA(D, seed=1)
+Z0 = lsa.embed(PR.X, PR.y)
+TASK = train.TrainTask(C, 6)
+TT = selection.TaskType("a", 1.0, D, 6)
+_FIG, AX = plt.subplots()
+
+
+# --------------------------------------------------------------------------- bad values by kind
+# Each strategy yields (value, maybe_valid): maybe_valid values may also be accepted with a
+# finite result (huge counts where no limit applies, float32 where float64 was expected).
+
+def _bad(*values: Any) -> st.SearchStrategy:
+    return st.sampled_from(values).map(lambda v: (v, False))
+
+
+def _maybe(strategy: st.SearchStrategy) -> st.SearchStrategy:
+    return strategy.map(lambda v: (v, True))
+
+
+def _nan_matrix() -> torch.Tensor:
+    m = C.clone()
+    m[0, 1] = m[1, 0] = NAN
+    return m
+
+
+_NOT_NUMBERS = _bad(None, "abc", "", 1j, [1.0, 2.0], {"a": 1}, object())
+_NOT_NUMBERS_NOR_NONE = _bad("abc", "", 1j, [1.0, 2.0], {"a": 1}, object())
+_NON_FINITE = _bad(NAN, INF, -INF)
+_HUGE_INT = _maybe(st.integers(min_value=10**13, max_value=10**30))
+
+BAD = {
+    "int>=1": st.one_of(
+        _NOT_NUMBERS, _NON_FINITE, _bad(True, False, 2.5), _maybe(st.sampled_from([3.0, torch.tensor(2.0)])),
+        st.integers(max_value=0).map(lambda v: (v, False)), _HUGE_INT,
+    ),
+    "m": st.one_of(  # a test context length where None means m -> infinity
+        _NOT_NUMBERS_NOR_NONE, _NON_FINITE, _bad(True, False, 2.5),
+        st.integers(max_value=0).map(lambda v: (v, False)), _HUGE_INT,
+    ),
+    "int>=0": st.one_of(
+        _NOT_NUMBERS, _NON_FINITE, _bad(True, 2.5, 3.0),
+        st.integers(max_value=-1).map(lambda v: (v, False)), _HUGE_INT,
+    ),
+    "seed": st.one_of(_bad("abc", 1j, 2.5, NAN, True, [1]), st.integers(max_value=-1).map(lambda v: (v, False))),
+    "real": st.one_of(_NOT_NUMBERS, _NON_FINITE, _bad(True, torch.tensor([1.0, 2.0]))),
+    "n_batch": _bad(None, "abc", 1j, NAN, INF, 0, -1, 2.5, [1.0, 0.0], [3.0, 2.5]),
+    "real_array": st.one_of(
+        _bad(None, "abc", [1.0, NAN], [INF, 1.0], torch.ones(2, dtype=torch.complex64), torch.ones(2, device="meta")),
+        _maybe(st.just([])),  # an empty batch of spectra is fine; an empty simplex is not
+    ),
+    ">0": st.one_of(
+        _NOT_NUMBERS, _NON_FINITE, _bad(True),
+        st.floats(max_value=0.0, allow_nan=False, allow_infinity=False).map(lambda v: (v, False)),
+    ),
+    ">=0": st.one_of(
+        _NOT_NUMBERS, _NON_FINITE, _bad(True),
+        st.floats(max_value=-1e-300, allow_nan=False, allow_infinity=False).map(lambda v: (v, False)),
+    ),
+    "nonzero": st.one_of(_NOT_NUMBERS, _NON_FINITE, _bad(0.0, 0, True)),
+    "cov": st.one_of(
+        _bad(None, "abc", 1j, torch.eye(D, dtype=torch.complex128), torch.eye(D, device="meta"), _nan_matrix(),
+             torch.full((D, D), INF), torch.ones(D, D + 1), torch.triu(torch.ones(D, D)),
+             -torch.eye(D), torch.eye(D)[None], torch.zeros(0, 0),
+             [["a"] * D] * D),
+        # another dimension is fine for a lone covariance; float16 is upcast when another input fixes the dtype
+        _maybe(st.sampled_from([torch.eye(D + 1), torch.eye(D, dtype=torch.float16)])),
+        st.floats(min_value=1e78, max_value=1e300).map(lambda s: (s * torch.eye(D, dtype=torch.float64), False)),
+        st.floats(min_value=1e-300, max_value=1e-78).map(lambda s: (s * torch.eye(D, dtype=torch.float64), False)),
+        st.floats(min_value=0.01, max_value=100.0).map(
+            lambda s: (C - s * torch.eye(D, dtype=torch.float64) - 2 * torch.eye(D, dtype=torch.float64), False)
+        ),
+    ),
+    "matrix": st.one_of(
+        _bad(None, "abc", torch.eye(D, dtype=torch.complex128), torch.eye(D, device="meta"), _nan_matrix(),
+             torch.ones(D + 1, D + 1), torch.ones(D)),
+        _maybe(st.just(1e200 * torch.eye(D, dtype=torch.float64))),  # fine as a matrix A, too big for a precond
+    ),
+    "spectrum": st.one_of(
+        _bad(None, "abc", [], [1.0, NAN, 1.0], [1.0, -1.0, 1.0], [1.0, INF, 1.0], torch.ones(D, dtype=torch.complex64),
+             torch.ones(D, device="meta")),
+        _maybe(st.just([1.0, 1.0])),  # another d is fine for a lone spectrum
+        st.floats(min_value=1e78, max_value=1e300).map(lambda s: ([s, 1.0, 1.0], False)),
+    ),
+    "w_hat": _bad(None, "abc", torch.full((2, D), NAN), torch.zeros(D), torch.zeros(D, dtype=torch.complex64),
+                  torch.zeros(5, 5, 5)),
+    "vector": _bad(None, "abc", torch.full((2, D), NAN), torch.full((2, D), INF), torch.zeros(2, D + 1),
+                   torch.zeros(D, dtype=torch.complex64), torch.zeros(5, 5, 5)),
+    "prompts": _bad(None, "abc", (PR.X, PR.y, PR.w), prompts.Prompts(PR.X.clone().fill_(NAN), PR.y, PR.w),
+                    prompts.Prompts(PR.X, PR.y.clone().fill_(INF), PR.w)),
+    "lsa_prompts": _bad(None, "abc", (PR.X, PR.y, PR.w), prompts.Prompts(PR.X.clone().fill_(NAN), PR.y, PR.w),
+                        prompts.sample_prompts(torch.eye(D + 1, dtype=torch.float64), 4, 2, generator=0),
+                        PR.to(dtype=torch.float32)),
+    "device": st.one_of(_bad("foo", "meta", "cuda:99", "cpu:x", "", 3.5, object()),
+                        _maybe(st.sampled_from(["cuda", 0]))),
+    "dtype": _bad(torch.float16, torch.bfloat16, torch.int64, torch.complex64, torch.bool, "float64", float, 1),
+    "callable": _bad(None, "abc", 3, [len]),
+    "cov_list": _bad(None, 5, "abc", [], [None], [C, torch.eye(D + 1, dtype=torch.float64)], [C, _nan_matrix()],
+                     {"a": C}, C[0, 0]),
+    "int_list": _bad(None, 5, "abc", [0, 6], [2.5, 6], [6], [6, 6, 6], [NAN, 6]),
+    "weights": _bad(None, "abc", [INF, 1.0], [-1.0, 2.0], [0.0, 0.0], [NAN, 1.0], [1.0, 2.0, 3.0], 1j),
+    "steps_seq": st.one_of(_bad(2.5, None, NAN, "a", [3, 2], [], [2, 2], [-1, 2], [1.5, 3]), _HUGE_INT.map(
+        lambda vm: ([1, vm[0]], False) if vm[0] > 2**62 else ([1, vm[0]], True))),
+    "str_choice": _bad(None, "magic", 3, ["formula"], ""),
+    "ax": _bad(None, "abc", 3, plt),
+    "text": _bad(None, 3, ["x"]),
+    "samples": _bad(None, "abc", [[1.0, 2.0]], [1.0, 2.0], [[1.0, 2.0, 3.0]] * 3, [["a", "b"]] * 3),
+    "task_list": _bad(None, C, "abc", [], [None], [train.TrainTask(_nan_matrix(), 6)], [train.TrainTask(C, 0)],
+                      [train.TrainTask(C, 6, INF), TASK], [train.TrainTask(C, 6, -1.0), TASK],
+                      [train.TrainTask(C, 6, "a"), TASK], [train.TrainTask(C, 6, 0.0)]),
+    "model": _bad(None, "x", torch.nn.Linear(2, 2), 3),
+    "config": _bad({"num_steps": 2}, "x", 3, train.History()),
+    "types": _bad(None, 5, [], [1], [selection.TaskType("a", 1.0, 0, 6)], [selection.TaskType("a", NAN, 3, 6)],
+                  [selection.TaskType("a", 1.0, 3, 0)], [selection.TaskType("a", -1000.0, 3, 6)]),
+    "records": _bad([{}], [None], ["x"], [{"name": "a"}]),
+}
+
+
+# --------------------------------------------------------------------------- the covered API
+
+
+@dataclass
+class Spec:
+    """A call with valid defaults and the kinds of bad values each argument is tried with."""
+
+    call: Callable[..., Any]
+    valid: dict[str, Any]
+    args: dict[str, str]
+
+
+def _cfg(**changes: Any) -> train.TrainConfig:
+    cfg = train.TrainConfig(num_steps=2, batch_size=4, progress=False)
+    for k, v in changes.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _train(model=None, tasks=TASK, config=None, track=None, **fields):  # noqa: ANN001, ANN202
+    model = lsa.StructuredLSA(D) if model is None else model
+    cfg = _cfg(**fields) if config is None else config
+    return train.train_lsa(model, tasks, cfg, track=track)
+
+
+_CONFIG_FIELDS = {f"config.{k}": v for k, v in {"num_steps": "int>=1", "batch_size": "int>=1", "lr": ">0",
+                                                "optimizer": "str_choice", "lr_schedule": "str_choice",
+                                                "seed": "seed", "log_every": "int>=1"}.items()}
+
+
+def _train_field(field: str) -> Callable[..., Any]:
+    def call(value: Any) -> Any:
+        return _train(**{field.removeprefix("config."): value})
+
+    return call
+
+
+def _fun(p: torch.Tensor) -> torch.Tensor:
+    return ((p - 0.3) ** 2).sum()
+
+
+SPECS: dict[str, Spec] = {
+    # tasks
+    "tasks.power_law_cov": Spec(tasks.power_law_cov, dict(dim=D, alpha=1.0, trace=3.0),
+                                dict(dim="int>=1", alpha="real", num_skills="int>=1", trace=">0", rotation="matrix",
+                                     device="device", dtype="dtype")),
+    "tasks.isotropic_cov": Spec(tasks.isotropic_cov, dict(dim=D), dict(dim="int>=1", device="device", dtype="dtype")),
+    "tasks.diag_cov": Spec(tasks.diag_cov, dict(eigvals=[1.0, 2.0, 3.0]),
+                           dict(eigvals="spectrum", trace=">0", rotation="matrix", device="device", dtype="dtype")),
+    "tasks.random_rotation": Spec(tasks.random_rotation, dict(dim=D),
+                                  dict(dim="int>=1", seed="seed", device="device", dtype="dtype")),
+    "tasks.skills": Spec(tasks.skills, dict(cov=C), dict(cov="cov")),
+    "tasks.hardness": Spec(tasks.hardness, dict(cov=C), dict(cov="cov")),
+    # prompts
+    "prompts.Prompts": Spec(lambda X, y, w: prompts.Prompts(X, y, w).to(), dict(X=PR.X, y=PR.y, w=PR.w), {}),
+    "prompts.Prompts.emp_cov": Spec(lambda: PR.emp_cov(), {}, {}),
+    "prompts.Prompts.emp_corr": Spec(lambda: PR.emp_corr(), {}, {}),
+    "prompts.Prompts.to": Spec(lambda device=None, dtype=None: PR.to(device, dtype), {},
+                               dict(device="device", dtype="dtype")),
+    "prompts.cov_sqrt": Spec(prompts.cov_sqrt, dict(cov=C), dict(cov="cov")),
+    "prompts.sample_prompts": Spec(prompts.sample_prompts, dict(cov=C, context_len=4, batch=2),
+                                   dict(cov="cov", context_len="int>=1", batch="int>=1", generator="seed",
+                                        device="device", dtype="dtype", noise_std=">=0", w="vector")),
+    # theory
+    "theory.gamma": Spec(theory.gamma, dict(train_cov=C, context_len=6), dict(train_cov="cov", context_len="int>=1")),
+    "theory.lsa_precond": Spec(theory.lsa_precond, dict(train_cov=C, context_len=6),
+                               dict(train_cov="cov", context_len="int>=1")),
+    "theory.moment_sas": Spec(theory.moment_sas, dict(cov=C, context_len=6, A=C),
+                              dict(cov="cov", context_len="int>=1", A="matrix")),
+    "theory.multitask_precond": Spec(theory.multitask_precond, dict(train_covs=[C, 2 * C], context_lens=[6, 6]),
+                                     dict(train_covs="cov_list", context_lens="int_list", weights="weights")),
+    "theory.trained_precond": Spec(theory.trained_precond, dict(train_cov=C, context_len=6),
+                                   dict(train_cov="cov", context_len="int>=1")),
+    "theory.error_curve": Spec(theory.error_curve, dict(precond=G, test_cov=C, max_steps=3, test_len=20),
+                               dict(precond="matrix", test_cov="cov", max_steps="int>=0", test_len="int>=1")),
+    "theory.per_direction_error": Spec(theory.per_direction_error, dict(precond=G, test_cov=C, max_steps=3),
+                                       dict(precond="matrix", test_cov="cov", max_steps="int>=0")),
+    "theory.cot_error_curve": Spec(theory.cot_error_curve, dict(train_cov=C, context_len=6, test_cov=C, max_steps=3),
+                                   dict(train_cov="cov", context_len="int>=1", test_cov="cov", max_steps="int>=0",
+                                        test_len="int>=1")),
+    "theory.cot_error": Spec(theory.cot_error, dict(train_cov=C, context_len=6, test_cov=C, num_steps=3),
+                             dict(train_cov="cov", context_len="int>=1", test_cov="cov", num_steps="int>=0",
+                                  test_len="int>=1")),
+    "theory.mc_error_curve": Spec(theory.mc_error_curve, dict(precond=G, test_cov=C, test_len=8, max_steps=2,
+                                                              num_prompts=4),
+                                  dict(precond="matrix", test_cov="cov", test_len="int>=1", max_steps="int>=0",
+                                       num_prompts="int>=1", seed="seed", chunk="int>=1", device="device")),
+    "theory.spectral_radius": Spec(theory.spectral_radius, dict(precond=G, test_cov=C),
+                                   dict(precond="matrix", test_cov="cov")),
+    "theory.overthinks": Spec(theory.overthinks, dict(train_cov=C, context_len=6, test_cov=C),
+                              dict(train_cov="cov", context_len="int>=1", test_cov="cov")),
+    "theory.best_num_steps": Spec(theory.best_num_steps, dict(train_cov=C, context_len=6, test_cov=C, max_steps=5),
+                                  dict(train_cov="cov", context_len="int>=1", test_cov="cov", max_steps="int>=0",
+                                       test_len="int>=1")),
+    "theory.min_context_len": Spec(theory.min_context_len, dict(train_cov=C, num_steps=2, eps=0.1),
+                                   dict(train_cov="cov", num_steps="int>=0", eps=">0", max_context_len="int>=1")),
+    "theory.no_cot_bound": Spec(theory.no_cot_bound, dict(train_cov=C, context_len=6, test_len=8),
+                                dict(train_cov="cov", context_len="int>=1", test_len="int>=1")),
+    "theory.scaling_bound": Spec(theory.scaling_bound, dict(train_cov=C, context_len=6, num_steps=2),
+                                 dict(train_cov="cov", context_len="int>=1", num_steps="int>=0")),
+    "theory.sufficient_context_len": Spec(theory.sufficient_context_len, dict(train_cov=C, num_steps=2, eps=0.1),
+                                          dict(train_cov="cov", num_steps="int>=1", eps=">0")),
+    "theory.max_stable_lr": Spec(theory.max_stable_lr, dict(train_cov=C, context_len=6),
+                                 dict(train_cov="cov", context_len="int>=1", c="nonzero")),
+    # lsa
+    "lsa.embed": Spec(lsa.embed, dict(X=PR.X, y=PR.y), dict(X="vector", y="vector", w0="vector")),
+    "lsa.query_token": Spec(lsa.query_token, dict(w_hat=PR.w), dict(w_hat="w_hat")),
+    "lsa.LinearSelfAttention": Spec(lambda: lsa.LinearSelfAttention(), {}, {}),
+    "lsa.LinearSelfAttention.weight_slot": Spec(lambda Z: S_LSA.weight_slot(Z), dict(Z=Z0), dict(Z="vector")),
+    "lsa.LinearSelfAttention.forward": Spec(lambda Z, num_examples: S_LSA(Z, num_examples),
+                                            dict(Z=Z0, num_examples=6), dict(Z="vector", num_examples="int>=1")),
+    "lsa.LinearSelfAttention.predict": Spec(lambda prompts, w0=None: F_LSA.predict(prompts, w0), dict(prompts=PR),
+                                            dict(prompts="lsa_prompts", w0="vector")),
+    "lsa.LinearSelfAttention.cot": Spec(lambda prompts, num_steps, w0=None: S_LSA.cot(prompts, num_steps, w0),
+                                        dict(prompts=PR, num_steps=2),
+                                        dict(prompts="lsa_prompts", num_steps="int>=0", w0="vector")),
+    "lsa.LinearSelfAttention.cot_fast": Spec(
+        lambda prompts, num_steps, w0=None: S_LSA.cot_fast(prompts, num_steps, w0), dict(prompts=PR, num_steps=2),
+        dict(prompts="lsa_prompts", num_steps="int>=0", w0="vector")),
+    "lsa.StructuredLSA": Spec(lsa.StructuredLSA, dict(dim=D),
+                              dict(dim="int>=1", c="nonzero", a="real", init_scale="real", seed="seed",
+                                   device="device", dtype="dtype")),
+    "lsa.StructuredLSA.from_theory": Spec(lsa.StructuredLSA.from_theory, dict(train_cov=C, context_len=6),
+                                          dict(train_cov="cov", context_len="int>=1", c="nonzero")),
+    "lsa.FullLSA": Spec(lsa.FullLSA, dict(dim=D), dict(dim="int>=1", init_std=">=0", seed="seed", device="device",
+                                                       dtype="dtype")),
+    # train
+    "train.train_lsa": Spec(_train, {}, dict(model="model", tasks="task_list", config="config", track="callable")),
+    **{f"train.TrainConfig[{k}]": Spec(_train_field(k), {}, {"value": kind}) for k, kind in _CONFIG_FIELDS.items()},
+    # baselines
+    "baselines.least_squares": Spec(baselines.least_squares, dict(prompts=PR), dict(prompts="prompts", ridge=">=0")),
+    "baselines.precond_step": Spec(baselines.precond_step, dict(prompts=PR, precond=G),
+                                   dict(prompts="prompts", precond="matrix", w0="vector")),
+    "baselines.gd_step": Spec(baselines.gd_step, dict(prompts=PR, step_size=0.1),
+                              dict(prompts="prompts", step_size="real", w0="vector")),
+    "baselines.one_step_error_matrix": Spec(baselines.one_step_error_matrix, dict(precond=G, cov=C, context_len=8),
+                                            dict(precond="matrix", cov="cov", context_len="m",
+                                                 noise_std=">=0")),
+    "baselines.one_step_error": Spec(baselines.one_step_error, dict(precond=G, cov=C, context_len=8),
+                                     dict(precond="matrix", cov="cov", context_len="m", noise_std=">=0")),
+    "baselines.best_step_size": Spec(baselines.best_step_size, dict(cov=C, context_len=8),
+                                     dict(cov="cov", context_len="m", noise_std=">=0")),
+    "baselines.least_squares_error": Spec(baselines.least_squares_error, dict(cov=C, context_len=8, noise_std=0.1),
+                                          dict(cov="cov", context_len="int>=1", noise_std=">=0")),
+    "baselines.to_skills": Spec(baselines.to_skills, dict(vectors=PR.w, cov=C), dict(vectors="vector", cov="cov")),
+    "baselines.per_skill_error": Spec(baselines.per_skill_error, dict(error_matrix=C, cov=C),
+                                      dict(error_matrix="matrix", cov="cov")),
+    # overthinking
+    "overthinking.power_law_spectra": Spec(overthinking.power_law_spectra, dict(dim=D, alphas=[0.5, 1.0], trace=3.0),
+                                           dict(dim="int>=1", alphas="real_array", trace=">0")),
+    "overthinking.commuting_spectra": Spec(overthinking.commuting_spectra, dict(train_cov=C, test_cov=2 * C),
+                                           dict(train_cov="cov", test_cov="cov", atol=">=0")),
+    "overthinking.skill_gammas": Spec(overthinking.skill_gammas, dict(train_eigvals=EV, context_lens=6),
+                                      dict(train_eigvals="spectrum", context_lens="n_batch")),
+    "overthinking.skill_ratios": Spec(overthinking.skill_ratios, dict(train_eigvals=EV, context_lens=6,
+                                                                      test_eigvals=EV),
+                                      dict(train_eigvals="spectrum", context_lens="n_batch", test_eigvals="spectrum",
+                                           precond="str_choice")),
+    "overthinking.overthinking_skills": Spec(overthinking.overthinking_skills, dict(train_eigvals=EV, context_lens=6,
+                                                                                    test_eigvals=EV),
+                                             dict(train_eigvals="spectrum", context_lens="n_batch",
+                                                  test_eigvals="spectrum", precond="str_choice")),
+    "overthinking.critical_context_len": Spec(overthinking.critical_context_len, dict(train_eigvals=EV,
+                                                                                      test_eigvals=5 * EV),
+                                              dict(train_eigvals="spectrum", test_eigvals="spectrum",
+                                                   precond="str_choice")),
+    "overthinking.diag_error_curves": Spec(overthinking.diag_error_curves, dict(train_eigvals=EV, context_lens=6,
+                                                                                test_eigvals=EV, max_steps=4),
+                                           dict(train_eigvals="spectrum", context_lens="n_batch",
+                                                test_eigvals="spectrum", max_steps="int>=0", precond="str_choice")),
+    "overthinking.PhaseDiagram": Spec(lambda: overthinking.phase_diagram(EV, 6, 5 * EV), {}, {}),
+    "overthinking.phase_diagram": Spec(overthinking.phase_diagram, dict(train_eigvals=EV, context_lens=6,
+                                                                        test_eigvals=5 * EV),
+                                       dict(train_eigvals="spectrum", context_lens="n_batch", test_eigvals="spectrum",
+                                            precond="str_choice", max_search="int>=1")),
+    # selection
+    "selection.project_simplex": Spec(selection.project_simplex, dict(v=[0.2, 0.9]), dict(v="real_array")),
+    "selection.simplex_grid": Spec(selection.simplex_grid, dict(num_tasks=3, resolution=4),
+                                   dict(num_tasks="int>=1", resolution="int>=1", dtype="dtype")),
+    "selection.kkt_residual": Spec(selection.kkt_residual, dict(weights=[0.5, 0.5], grad=[1.0, 1.0]),
+                                   dict(weights="weights", grad="real_array")),
+    "selection.SimplexResult": Spec(lambda: selection.minimize_on_simplex(_fun, num_tasks=2), {}, {}),
+    "selection.minimize_on_simplex": Spec(selection.minimize_on_simplex, dict(fun=_fun, num_tasks=2),
+                                          dict(fun="callable", num_tasks="int>=1", grad="callable",
+                                               max_iter="int>=1", tol=">0", step=">0")),
+    "selection.grid_search": Spec(selection.grid_search, dict(fun=lambda g: ((g - 0.3) ** 2).sum(-1), num_tasks=2,
+                                                              resolution=4),
+                                  dict(fun="callable", num_tasks="int>=1", resolution="int>=1")),
+    "selection.qp_matrices": Spec(selection.qp_matrices, dict(train_covs=[C, 2 * C], target_cov=C),
+                                  dict(train_covs="cov_list", target_cov="cov")),
+    "selection.qp_objective": Spec(selection.qp_objective, dict(weights=[0.5, 0.5], train_covs=[C, 2 * C],
+                                                                target_cov=C),
+                                   dict(weights="weights", train_covs="cov_list", target_cov="cov")),
+    "selection.qp_weights": Spec(selection.qp_weights, dict(train_covs=[C, 2 * C], target_cov=C),
+                                 dict(train_covs="cov_list", target_cov="cov")),
+    "selection.mixture_error": Spec(selection.mixture_error, dict(weights=[0.5, 0.5], train_covs=[C, 2 * C],
+                                                                  context_lens=[6, 6], target_cov=C, num_steps=3),
+                                    dict(weights="weights", train_covs="cov_list", context_lens="int_list",
+                                         target_cov="cov", num_steps="steps_seq", chunk="int>=1")),
+    "selection.TaskType": Spec(lambda types: selection.task_type_covs(types, D), dict(types=[TT]),
+                               dict(types="types")),
+    "selection.task_type_covs": Spec(selection.task_type_covs, dict(types=[TT], dim=D),
+                                     dict(types="types", dim="int>=1", trace=">0", rotation="matrix")),
+    # plotting and bench
+    "plotting.use_style": Spec(plotting.use_style, {}, {}),
+    "plotting.band": Spec(lambda ax, x, samples, z=1.96: plotting.band(ax, x, samples, label="a", z=z),
+                          dict(ax=AX, x=[1.0, 2.0], samples=[[1.0, 2.0], [2.0, 3.0]]),
+                          dict(ax="ax", samples="samples", z=">=0")),
+    "plotting.label": Spec(plotting.label, dict(ax=AX, xlabel="x", ylabel="y"),
+                           dict(ax="ax", xlabel="text", ylabel="text")),
+    "bench.record": Spec(bench.record, dict(name="a", device="cpu", value=1.0, unit="s"),
+                         dict(name="text", device="text", value="real", unit="text")),
+    "bench.timeit": Spec(bench.timeit, dict(fn=lambda: None, device="cpu", repeats=1),
+                         dict(fn="callable", device="text", repeats="int>=1", warmup="int>=0")),
+    "bench.format_table": Spec(bench.format_table, dict(records=[bench.record("a", "cpu", 1.0, "s")]),
+                               dict(records="records")),
+}
+
+#: public callables that take no user data to validate, with the reason
+NOT_AN_INPUT_BOUNDARY = {
+    "train.TrainingDivergedError": "an exception class",
+    "train.TrainTask": "plain record, validated by train_lsa (train.train_lsa[tasks])",
+    "train.TrainConfig": "plain record, every field validated by train_lsa (train.TrainConfig[...])",
+    "train.History": "plain record returned by train_lsa",
+    "bench.bench_gpt2_train": "a benchmark body (device, quick) run by bench.main",
+    "bench.bench_gpt2_cot": "a benchmark body run by bench.main",
+    "bench.bench_lsa_train": "a benchmark body run by bench.main",
+    "bench.bench_theory_sweep": "a benchmark body run by bench.main",
+    "bench.all_benchmarks": "takes no arguments",
+    "bench.main": "a CLI: argparse rejects bad arguments with exit status 2",
+}
+
+
+def _public_api() -> set[str]:
+    names = set()
+    for mod in MODULES:
+        short = mod.__name__.rsplit(".", 1)[-1]
+        exported = getattr(mod, "__all__", None) or [
+            n for n, o in vars(mod).items()
+            if not n.startswith("_") and callable(o) and getattr(o, "__module__", None) == mod.__name__
+        ]
+        for n in exported:
+            obj = getattr(mod, n)
+            names.add(f"{short}.{n}")
+            if inspect.isclass(obj) and not issubclass(obj, BaseException):
+                for m, v in vars(obj).items():
+                    if not m.startswith("_") and (inspect.isfunction(v) or isinstance(v, (classmethod, staticmethod))):
+                        names.add(f"{short}.{n}.{m}")
+    return names
+
+
+def test_public_api_is_covered():
+    covered = {k.split("[")[0] for k in SPECS} | set(NOT_AN_INPUT_BOUNDARY)
+    missing = _public_api() - covered
+    assert not missing, f"public API without a bad-input spec in tests/test_bad_inputs.py: {sorted(missing)}"
+    stale = covered - _public_api()
+    assert not stale, f"specs for names that are no longer public: {sorted(stale)}"
+
+
+def test_every_spec_is_valid_as_given():
+    """The defaults of each spec succeed (so a raise below is caused by the bad argument)."""
+    for name, spec in SPECS.items():
+        if "[" in name:
+            continue  # config fields: their valid defaults are run by train.train_lsa's spec
+        assert _finite(spec.call(**spec.valid)), name
+
+
+def _default(fn: Callable[..., Any], arg: str) -> Any:
+    try:
+        param = inspect.signature(fn).parameters.get(arg)
+    except (TypeError, ValueError):
+        return inspect.Parameter.empty
+    return inspect.Parameter.empty if param is None else param.default
+
+
+def _finite(result: Any) -> bool:
+    if isinstance(result, torch.Tensor):
+        return result.device.type != "meta" and not result.is_complex() and bool(torch.isfinite(result).all())
+    if isinstance(result, float):
+        return math.isfinite(result)
+    if isinstance(result, (tuple, list)):
+        return all(_finite(r) for r in result)
+    if isinstance(result, prompts.Prompts):
+        return _finite((result.X, result.y, result.w))
+    if isinstance(result, selection.SimplexResult):
+        return _finite(result.weights) and math.isfinite(result.value)
+    return True
+
+
+_CASES = [(name, arg) for name, spec in SPECS.items() for arg in spec.args]
+
+
+@pytest.mark.parametrize(("name", "arg"), _CASES, ids=[f"{n}:{a}" for n, a in _CASES])
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_bad_input_is_named_or_harmless(name, arg, data):
+    spec = SPECS[name]
+    value, maybe_valid = data.draw(BAD[spec.args[arg]], label=f"{name}({arg}=...)")
+    argname = name.split("[")[1].rstrip("]") if "[" in name else arg
+    if value is None and _default(spec.call, arg) is None:
+        maybe_valid = True  # None where the signature's default is None is a valid input
+    kwargs = {**spec.valid, arg: value}
+    try:
+        result = spec.call(**kwargs)
+    except (ValueError, TypeError) as err:
+        msg = str(err)
+        named = f"`{argname}" in msg
+        if maybe_valid:  # a plausible value may clash with another input: then that one may be named
+            named = named or any(f"`{other}" in msg for other in spec.args)
+        assert named, f"{name}({arg}={value!r}) raised without naming `{argname}`: {msg}"
+        return
+    assert maybe_valid, f"{name}({arg}={value!r}) was accepted: returned {result!r:.200}"
+    assert _finite(result), f"{name}({arg}={value!r}) returned a non-finite result"
