@@ -396,20 +396,46 @@ class GPT2Regressor(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.ln_f = nn.LayerNorm(config.width, eps=1e-5)
         self.read_out = nn.Linear(config.width, config.dim)
-        self._init_weights()
+        self.reset_parameters()
 
-    def _init_weights(self) -> None:
-        """GPT-2's initialisation: N(0, 0.02) weights and position table, zero biases, the
-        residual projections scaled by 1/sqrt(2·layers); read-in/read-out keep torch's default."""
-        std = 0.02
-        nn.init.normal_(self.wpe.weight, std=std)
-        for name, p in self.blocks.named_parameters():
-            if name.endswith("bias"):
-                nn.init.zeros_(p)
-            elif name.endswith("c_proj.weight"):
-                nn.init.normal_(p, std=std / math.sqrt(2 * self.config.layers))
-            elif p.ndim == 2:
-                nn.init.normal_(p, std=std)
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation, drawn from torch's global generator in exactly the order of
+        the earlier ``transformers.GPT2Model`` backbone (read-in; the backbone's construction
+        draws; its ``_init_weights`` draws; read-out), so a seed gives the same weights as
+        before: N(0, 0.02) weights and position table, the residual projections
+        N(0, 0.02/sqrt(2·layers)), zero biases, unit layer norms; read-in/read-out keep
+        torch's default ``nn.Linear`` initialisation. Hugging Face's Conv1D stores weights as
+        (in, out): they are drawn so and transposed."""
+        w, std = self.config.width, 0.02
+        resid = std / math.sqrt(2 * self.config.layers)
+        ref = self.read_in.weight
+
+        def draw(rows: int, cols: int, sd: float) -> torch.Tensor:
+            return torch.empty(rows, cols, dtype=ref.dtype, device=ref.device).normal_(0.0, sd)
+
+        self.read_in.reset_parameters()
+        # the backbone's construction: token table (vocab 1), position table, Conv1D layers
+        draw(1, w, 1.0)
+        draw(self.config.n_positions, w, 1.0)
+        for _ in self.blocks:
+            draw(w, 3 * w, std), draw(w, w, std), draw(w, 4 * w, std), draw(4 * w, w, std)
+        # its _init_weights: these are the values kept
+        draw(1, w, std)
+        self.wpe.weight.copy_(draw(self.config.n_positions, w, std))
+        for block in self.blocks:
+            block.attn.c_attn.weight.copy_(draw(w, 3 * w, std).t())
+            draw(w, w, std)
+            block.attn.c_proj.weight.copy_(draw(w, w, resid).t())
+            block.mlp.c_fc.weight.copy_(draw(w, 4 * w, std).t())
+            draw(4 * w, w, std)
+            block.mlp.c_proj.weight.copy_(draw(4 * w, w, resid).t())
+            for lin in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+                lin.bias.zero_()
+            for ln in (block.ln_1, block.ln_2):
+                ln.reset_parameters()
+        self.ln_f.reset_parameters()
+        self.read_out.reset_parameters()
 
     # -- input checks -------------------------------------------------------------
 
@@ -557,8 +583,9 @@ def build_model(
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"`dtype` must be a floating torch.dtype (torch.float32 or torch.float64), got {dtype!r}")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
         model = GPT2Regressor(config)
+        torch.manual_seed(seed)
+        model.reset_parameters()  # the seed's draws only, not the modules' construction draws
     return model.to(device=device, dtype=dtype)
 
 
