@@ -152,6 +152,10 @@ def test_bounded_work() -> None:
         cot_errors(model, isotropic_cov(3), 8, 10**12)
     with pytest.raises(ValueError, match="`k`"):
         cot_rollout(model, pr.X, pr.y, 2.0)
+    with pytest.raises(ValueError, match="keep_history"):
+        cot_rollout(model, pr.X, pr.y, 50_000, keep_history=True)
+    with pytest.raises(ValueError, match="`chunk`"):
+        cot_errors(model, isotropic_cov(3), 8, 2, batch=10, chunk=10**9)
     assert time.perf_counter() - t0 < 5.0
 
 

@@ -60,8 +60,11 @@ from .prompts import sample_prompts
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 #: most CoT steps one call runs (bounded work: the cost is linear in k)
 MAX_COT_STEPS = 100_000
-#: most test prompts one :func:`cot_errors` call draws
+#: with ``keep_history=True`` the sequence grows by one token per step (work O(k²)): fewer steps
+MAX_COT_STEPS_HISTORY = 10_000
+#: most test prompts one :func:`cot_errors` call draws, and per forward pass (``chunk``)
 MAX_TEST_PROMPTS = 10_000_000
+MAX_CHUNK = 65_536
 
 # names that moved to gpt2_train / gpt2_checkpoint; still importable from here (PEP 562)
 _TRAIN_NAMES = (
@@ -481,6 +484,16 @@ class GPT2Regressor(nn.Module):
         zeros = w_hat.new_zeros(*w_hat.shape[:2], self.config.dim + 1)
         return torch.cat([zeros, w_hat, torch.ones_like(zeros[..., :1])], dim=-1)
 
+    def _position_ids(self, prompt_len: int, n_query: int, query_pos: int, device: Any) -> torch.Tensor:
+        """Position ids (prompt_len + n_query,) given the data-token count (the earlier
+        signature, used by chapter 7; ``query_pos`` must be the layout's)."""
+        m = prompt_len // self.layout.num_data_tokens(1)
+        if self.layout.num_data_tokens(m) != prompt_len or self.layout.query_position(m) != query_pos:
+            raise ValueError(
+                f"`prompt_len`={prompt_len} and `query_pos`={query_pos} do not fit the {self.layout.name} layout"
+            )
+        return self.layout.positions(m, n_query, torch.device(device))
+
     # -- the one forward path ---------------------------------------------------------
 
     def hidden_states(self, tokens: torch.Tensor, pos: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
@@ -639,6 +652,8 @@ def cot_rollout(
     for name, flag in (("use_cache", use_cache), ("keep_history", keep_history)):
         if not isinstance(flag, bool):
             raise TypeError(f"`{name}` must be True or False, got {flag!r}")
+    if keep_history and k > MAX_COT_STEPS_HISTORY:
+        raise ValueError(f"`k` must be <= {MAX_COT_STEPS_HISTORY} with keep_history=True (work O(k²)), got {k}")
     X, y = model._check_prompt(X, y)
     if w0 is None:
         w0 = X.new_zeros(X.shape[0], model.config.dim)
@@ -647,7 +662,7 @@ def cot_rollout(
         raise ValueError(f"`w0` must have shape (batch, d), got {tuple(w0.shape)}")
     iterates = [w0]
     if use_cache:
-        cache = model.encode_prompt(X, y, extra=k if keep_history else 1)
+        cache = model.encode_prompt(X, y, extra=min(k, 64) if keep_history else 1)  # grows by doubling
         for _ in range(k):
             w_next, extended = model._step(cache, iterates[-1])
             if keep_history:
@@ -701,6 +716,8 @@ def cot_errors(
     if batch > MAX_TEST_PROMPTS:
         raise ValueError(f"`batch` must be <= {MAX_TEST_PROMPTS} test prompts (bounded work), got {batch}")
     chunk = check_pos_int(chunk, "chunk")
+    if chunk > MAX_CHUNK:
+        raise ValueError(f"`chunk` must be <= {MAX_CHUNK} prompts per forward pass (bounded memory), got {chunk}")
     context_len = check_pos_int(context_len, "context_len")
     g = make_generator(seed)
     out = []
