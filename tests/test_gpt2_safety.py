@@ -168,9 +168,14 @@ def test_stale_cache_extension_is_refused() -> None:
     with pytest.raises(ValueError, match="overwritten"):
         model.step(first, torch.zeros(4, 3))
     model.step(second, torch.zeros(4, 3))  # the newest one works
-    # history beyond the initial buffer grows it and matches recomputation
-    it = cot_rollout(model, pr.X, pr.y, 12, keep_history=True)
-    torch.testing.assert_close(it, cot_rollout(model, pr.X, pr.y, 12, keep_history=True, use_cache=False))
+    # history beyond the initial buffer (room for 1 query token) grows it, and matches recomputation
+    cache, its = model.encode_prompt(pr.X, pr.y, extra=1), [torch.zeros(4, 3)]
+    for _ in range(6):
+        w, cache = model.step(cache, its[-1])
+        its.append(w)
+    assert cache.keys[0].shape[2] > 8 + 1 and cache.num_queries == 6
+    ref = cot_rollout(model, pr.X, pr.y, 6, keep_history=True, use_cache=False)
+    torch.testing.assert_close(torch.stack(its, 1), ref, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- checkpoints
