@@ -131,6 +131,75 @@ def bench_gpt2_cot(device: str, quick: bool) -> list[Record]:
     return out
 
 
+def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
+    """Cost per cached CoT step, ours vs Hugging Face's own ``past_key_values`` on the same
+    weights (cpu preset, compact layout, m = 20, one query token per step: HF's cache is
+    cropped back to the prompt after every step). Skipped (no records) without ``transformers``.
+
+    Records ``gpt2_cot_step_ms_compact_hf_cache``, ``gpt2_cot_step_ms_compact_ours_cache``
+    (slope between k = 1 and k = 20) and ``gpt2_cot_cache_speedup_vs_hf`` (HF / ours).
+    """
+    import inspect
+
+    try:
+        import transformers
+    except ImportError:
+        return []
+    from .gpt2 import build_model, cot_rollout, preset
+    from .gpt2_checkpoint import state_dict_to_hf
+    from .prompts import sample_prompts
+    from .tasks import isotropic_cov
+
+    batch, repeats = (64, 1) if quick else (256, 5)
+    cfg, tcfg = preset("cpu")
+    model = build_model(cfg, seed=0, device=device)
+    hf_cfg = transformers.GPT2Config(
+        vocab_size=1, n_positions=cfg.n_positions, n_embd=cfg.width, n_layer=cfg.layers, n_head=cfg.heads,
+        activation_function=cfg.activation, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=0, eos_token_id=0,
+    )
+    hf = transformers.GPT2Model(hf_cfg).to(device)
+    hf.load_state_dict(state_dict_to_hf(model.state_dict(), cfg.width))
+    hf.eval()
+    pr = sample_prompts(isotropic_cov(cfg.dim), tcfg.context_len, batch, generator=0)
+    pr = pr.to(device=device, dtype=torch.float32)
+    m = tcfg.context_len
+
+    @torch.no_grad()
+    def hf_rollout(k: int) -> torch.Tensor:
+        data = model.layout.data_tokens(pr.X, pr.y)
+        pos = model.layout.data_positions(m, data.device)[None].expand(batch, -1)
+        mask = torch.ones(batch, m + 1, dtype=torch.long, device=data.device)
+        out = hf(inputs_embeds=model.read_in(data), position_ids=pos, attention_mask=mask[:, :m], use_cache=True)
+        cache = out.past_key_values
+        key = "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"  # renamed in 5.x
+        qpos = torch.full((batch, 1), model.layout.query_position(m), dtype=torch.long, device=data.device)
+        w = pr.X.new_zeros(batch, cfg.dim)
+        its = [w]
+        for _ in range(k):
+            h = hf(
+                inputs_embeds=model.read_in(model.query_tokens(w)), position_ids=qpos, attention_mask=mask,
+                use_cache=True, **{key: cache},
+            ).last_hidden_state
+            cache.crop(-1)  # drop the query token: the next step sees the prompt only
+            w = model.read_out(h[:, -1])
+            its.append(w)
+        return torch.stack(its, 1)
+
+    gap = float((hf_rollout(5) - cot_rollout(model, pr.X, pr.y, 5)).abs().max())
+    if gap > 1e-4:
+        raise RuntimeError(f"HF's cached rollout differs from ours by {gap:.2g}; the comparison is void")
+    ours = [timeit(lambda k=k: cot_rollout(model, pr.X, pr.y, k), device, repeats) for k in (1, 20)]
+    theirs = [timeit(lambda k=k: hf_rollout(k), device, repeats) for k in (1, 20)]
+    step_ours = max((ours[1] - ours[0]) / 19, 1e-9) * 1000
+    step_hf = max((theirs[1] - theirs[0]) / 19, 1e-9) * 1000
+    return [
+        record("gpt2_cot_step_ms_compact_hf_cache", device, step_hf, "ms/step"),
+        record("gpt2_cot_step_ms_compact_ours_cache", device, step_ours, "ms/step"),
+        record("gpt2_cot_cache_speedup_vs_hf", device, step_hf / step_ours, "x"),
+    ]
+
+
 # --------------------------------------------------------------------------- LSA hook
 
 
@@ -189,7 +258,7 @@ def bench_theory_sweep(device: str, quick: bool) -> list[Record]:
 #: steps/s and analytic error-curve sweep time. Add further LSA/theory benchmarks here.
 LSA_BENCHMARKS: list[Benchmark] = [bench_lsa_train, bench_theory_sweep]
 
-GPT2_BENCHMARKS: list[Benchmark] = [bench_gpt2_train, bench_gpt2_cot]
+GPT2_BENCHMARKS: list[Benchmark] = [bench_gpt2_train, bench_gpt2_cot, bench_gpt2_hf_cache]
 
 
 def all_benchmarks() -> list[Benchmark]:

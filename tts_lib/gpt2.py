@@ -1,79 +1,187 @@
-"""A GPT-2 regressor for in-context weight prediction, trained to refine its own estimate.
+"""A GPT-2 regressor for in-context weight prediction, nanoGPT style: one model, one forward path.
 
-One readable module, nanoGPT style: a :class:`transformers.GPT2Model` backbone
-(``vocab_size=1``, no dropout) with a linear read-in of tokens and a linear read-out of
-the last hidden state to ``ŵ ∈ R^d``.
+The model is written out here (no ``transformers`` at run time): a linear read-in of
+tokens, learned position embeddings, ``layers`` pre-norm GPT-2 blocks (causal
+self-attention through :func:`torch.nn.functional.scaled_dot_product_attention`, a
+4×-wide MLP, layer norms), a final layer norm and a linear read-out of the last hidden
+state to ``ŵ ∈ R^d``. The same block forward serves training, full recomputation and
+the cached chain of thought: with a :class:`KVCache` the attention writes the new
+tokens' keys/values into the cache and attends over everything in it.
+``tests/test_gpt2.py`` copies the weights into Hugging Face's ``GPT2Model`` (the
+independent reference, test-only) and matches hidden states and CoT iterates.
 
 Tokens
 ------
 Every token is a vector of ``2d + 2`` numbers with the same four blocks as the LSA
-embedding ``Z0`` of the course: ``(x ∈ R^d, y ∈ R, ŵ ∈ R^d, flag ∈ R)``.
+embedding ``Z0`` of the course: ``(x ∈ R^d, y ∈ R, ŵ ∈ R^d, flag ∈ R)``. A
+:class:`TokenLayout` says how a prompt becomes tokens and position ids:
 
-* ``layout="compact"`` (default, about 2× cheaper): one token per example
-  ``(x_i, y_i, 0, 0)``, then the query token ``(0, 0, ŵ, 1)``.
-* ``layout="interleaved"`` (Garg et al. form): ``x_i`` and ``y_i`` get a token each,
-  zero-padded to the common width (``(x_i, 0, 0, 0)`` and ``(0, y_i, 0, 0)``), then the
-  query token ``(0, 0, ŵ, 1)``.
+* ``"compact"`` (default, about 2× cheaper): one token per example ``(x_i, y_i, 0, 0)``;
+  every data token gets position 0 (the examples are exchangeable), every query token
+  position 1. Test prompts of any length ``m`` are accepted.
+* ``"interleaved"`` (Garg et al. form): ``x_i`` and ``y_i`` get a token each,
+  ``(x_i, 0, 0, 0)`` and ``(0, y_i, 0, 0)``, at positions ``0 … 2m-1``; every query
+  token gets position ``2m``. Needs ``m <= max_context``.
 
-Position ids (our choice, stated here once): in the compact layout the examples are
-exchangeable, so every data token gets position 0; in the interleaved layout the data
-tokens get positions ``0 … 2m-1`` (the position pairs ``x_i`` with ``y_i``). Every query
-token, the first one and all CoT ones, gets the single *query position* (1, resp.
-``2m``). Hence a CoT step never meets an untrained position, and the compact layout
-accepts test prompts of any length ``m``; the interleaved one needs ``m <= max_context``.
+The query token is ``(0, 0, ŵ, 1)``. Every query token, the first one and all CoT ones,
+gets the single query position, so a CoT step never meets an untrained position.
 
 Test-time chain of thought
 --------------------------
-A CoT step feeds the current estimate back as a query token ``(0, 0, ŵ_i, 1)`` and reads
-out ``ŵ_{i+1}``. :func:`cot_rollout` implements it twice: by full recomputation
-(``use_cache=False``: the whole sequence through ``GPT2Model.forward`` at every step)
-and with a key/value cache (``use_cache=True``: the prompt is encoded once by
-:meth:`GPT2Regressor.encode_prompt`, each step runs only the new query token through
-:meth:`GPT2Regressor.step`, a hand-written block loop on the same weights).
+A CoT step feeds the current estimate back as a query token and reads out ``ŵ_{i+1}``.
+:func:`cot_rollout` runs it by full recomputation (``use_cache=False``) or with the
+key/value cache (``use_cache=True``: :meth:`GPT2Regressor.encode_prompt` once, then
+:meth:`GPT2Regressor.step` per CoT step on the new token only).
 
 Earlier query tokens (``keep_history``): by default (``False``) each step's sequence is
-*prompt + the newest query token only*; the earlier query tokens are dropped (with the
-cache: the new token's keys/values are not kept). This is the structure of the
-theory: in the LSA the appended columns have zero ``x``/``y`` blocks and are invisible
-to later steps, so ``ŵ_{i+1} = F(prompt, ŵ_i)`` is one fixed map iterated; it is also
-exactly the input the training protocol below shows the model. With
-``keep_history=True`` every query token stays in the sequence (the literal "append the
-token and run again"); later steps then attend to the earlier estimates too, which a
-model trained with a single query token never saw. Both paths implement both options
-identically (see ``tests/test_gpt2.py``).
+*prompt + the newest query token only*; this is the structure of the theory (in the LSA
+the appended columns have zero ``x``/``y`` blocks and are invisible to later steps, so
+``ŵ_{i+1} = F(prompt, ŵ_i)`` is one fixed map iterated) and exactly the input the
+training protocol (:mod:`tts_lib.gpt2_train`) shows the model. With ``keep_history=True``
+every query token stays in the sequence and later steps attend to earlier estimates.
 
-Training protocol (why CoT helps here)
---------------------------------------
-A model trained only from ``ŵ0 = 0`` sees its own estimates as out-of-distribution
-input and gets *worse* under CoT, an artefact unrelated to the paper's overthinking.
-:func:`train_gpt2` therefore makes refining an estimate part of the task: each training
-prompt gets one query token whose starting estimate is ``ŵ0 = 0`` with probability
-``start_zero_prob`` and otherwise ``ŵ0 = w + σ ε`` with ``ε ~ N(0, I_d)`` and ``σ``
-drawn log-uniformly in ``[start_noise_min, start_noise_max]`` per prompt; the target is
-always ``w`` and the loss is the mean squared error per coordinate
-``‖ŵ1 − w‖² / d``. Training is single-step (no unrolling), as in the paper's LSA.
+Training lives in :mod:`tts_lib.gpt2_train` (configs, presets, loop), checkpoints in
+:mod:`tts_lib.gpt2_checkpoint`; the training names stay importable from here.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import as_tensor, check_cov, check_pos_int, check_positive, make_generator
+from ._checks import as_tensor, check_cov, check_pos_int, make_generator
 from .prompts import sample_prompts
-from .train import TrainingDivergedError  # one error class for every trainer of the library
 
-LAYOUTS = ("compact", "interleaved")
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
+#: most CoT steps one call runs (bounded work: the cost is linear in k)
+MAX_COT_STEPS = 100_000
+#: with ``keep_history=True`` the sequence grows by one token per step (work O(k²)): fewer steps
+MAX_COT_STEPS_HISTORY = 10_000
+#: most test prompts one :func:`cot_errors` call draws, and per forward pass (``chunk``)
+MAX_TEST_PROMPTS = 10_000_000
+MAX_CHUNK = 65_536
+
+# names that moved to gpt2_train / gpt2_checkpoint; still importable from here (PEP 562)
+_TRAIN_NAMES = (
+    "Curriculum",
+    "GPT2TrainConfig",
+    "PRESETS",
+    "TrainResult",
+    "TrainingDivergedError",
+    "config_from_dict",
+    "config_to_dict",
+    "preset",
+    "sample_starts",
+    "train_gpt2",
+)
 
 
-# --------------------------------------------------------------------------- configs
+def __getattr__(name: str) -> Any:
+    if name in _TRAIN_NAMES:
+        from . import gpt2_train
+
+        return getattr(gpt2_train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------- token layouts
+
+
+class TokenLayout:
+    """How a prompt becomes tokens and position ids (one small class per layout)."""
+
+    name: str = ""
+
+    def data_tokens(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Raw data tokens (batch, L, 2d+2) of a prompt X (batch, m, d), y (batch, m)."""
+        raise NotImplementedError
+
+    def num_data_tokens(self, m: int) -> int:
+        """L, the number of data tokens of a prompt with m examples."""
+        raise NotImplementedError
+
+    def data_positions(self, m: int, device: torch.device) -> torch.Tensor:
+        """Position ids (L,) of the data tokens."""
+        raise NotImplementedError
+
+    def query_position(self, m: int) -> int:
+        """The position id every query token gets."""
+        raise NotImplementedError
+
+    def num_positions(self, max_context: int) -> int:
+        """Size of the learned position table."""
+        raise NotImplementedError
+
+    def max_examples(self, max_context: int) -> int | None:
+        """Largest m the layout accepts (None: any)."""
+        return None
+
+    def positions(self, m: int, num_queries: int, device: torch.device) -> torch.Tensor:
+        """Position ids (L + num_queries,) of a prompt followed by query tokens."""
+        query = torch.full((num_queries,), self.query_position(m), dtype=torch.long, device=device)
+        return torch.cat([self.data_positions(m, device), query])
+
+
+class CompactLayout(TokenLayout):
+    """One token ``(x_i, y_i, 0, 0)`` per example, all at position 0; queries at position 1."""
+
+    name = "compact"
+
+    def data_tokens(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        b, m, d = X.shape
+        return torch.cat([X, y.unsqueeze(-1), X.new_zeros(b, m, d + 1)], dim=-1)
+
+    def num_data_tokens(self, m: int) -> int:
+        return m
+
+    def data_positions(self, m: int, device: torch.device) -> torch.Tensor:
+        return torch.zeros(m, dtype=torch.long, device=device)
+
+    def query_position(self, m: int) -> int:
+        return 1
+
+    def num_positions(self, max_context: int) -> int:
+        return 2
+
+
+class InterleavedLayout(TokenLayout):
+    """Tokens ``(x_i, 0, 0, 0)``, ``(0, y_i, 0, 0)`` at positions ``2i, 2i+1``; queries at ``2m``."""
+
+    name = "interleaved"
+
+    def data_tokens(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        b, m, d = X.shape
+        tok = X.new_zeros(b, m, 2, 2 * d + 2)
+        tok[:, :, 0, :d] = X
+        tok[:, :, 1, d] = y
+        return tok.reshape(b, 2 * m, 2 * d + 2)
+
+    def num_data_tokens(self, m: int) -> int:
+        return 2 * m
+
+    def data_positions(self, m: int, device: torch.device) -> torch.Tensor:
+        return torch.arange(2 * m, dtype=torch.long, device=device)
+
+    def query_position(self, m: int) -> int:
+        return 2 * m
+
+    def num_positions(self, max_context: int) -> int:
+        return 2 * max_context + 1
+
+    def max_examples(self, max_context: int) -> int | None:
+        return max_context
+
+
+TOKEN_LAYOUTS: dict[str, TokenLayout] = {cls.name: cls() for cls in (CompactLayout, InterleavedLayout)}
+LAYOUTS = tuple(TOKEN_LAYOUTS)
+
+
+# --------------------------------------------------------------------------- config
 
 
 @dataclass(frozen=True)
@@ -82,12 +190,12 @@ class GPT2RegressorConfig:
 
     Attributes:
         dim: feature dimension ``d``.
-        width: hidden size (``n_embd``).
+        width: hidden size.
         layers: transformer blocks.
         heads: attention heads (must divide ``width``).
-        layout: ``"compact"`` or ``"interleaved"`` (see module docstring).
-        activation: MLP activation, ``"gelu"`` (exact, fastest on CPU) or ``"gelu_new"``
-            (GPT-2's tanh approximation), ``"relu"``, ``"silu"``.
+        layout: a key of :data:`TOKEN_LAYOUTS` (``"compact"`` or ``"interleaved"``).
+        activation: MLP activation, ``"gelu"`` (exact, fastest on CPU), ``"gelu_new"``
+            (GPT-2's tanh approximation), ``"relu"`` or ``"silu"``.
         max_context: largest number of examples ``m`` a prompt may have in the
             interleaved layout (sizes the position table; ignored by the compact layout).
     """
@@ -103,9 +211,13 @@ class GPT2RegressorConfig:
     def __post_init__(self) -> None:
         for name in ("dim", "width", "layers", "heads", "max_context"):
             check_pos_int(getattr(self, name), name)
+        limits = {"dim": 4096, "width": 65536, "layers": 1024, "heads": 4096, "max_context": 1_000_000}
+        for name, most in limits.items():
+            if getattr(self, name) > most:
+                raise ValueError(f"`{name}` must be <= {most} (bounded model size), got {getattr(self, name)}")
         if self.width % self.heads:
             raise ValueError(f"`heads` must divide `width`; got width={self.width}, heads={self.heads}")
-        if self.layout not in LAYOUTS:
+        if self.layout not in TOKEN_LAYOUTS:
             raise ValueError(f"`layout` must be one of {LAYOUTS}, got {self.layout!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"`activation` must be one of {ACTIVATIONS}, got {self.activation!r}")
@@ -116,315 +228,289 @@ class GPT2RegressorConfig:
         return 2 * self.dim + 2
 
     @property
+    def token_layout(self) -> TokenLayout:
+        return TOKEN_LAYOUTS[self.layout]
+
+    @property
     def n_positions(self) -> int:
         """Size of the learned position table."""
-        return 2 if self.layout == "compact" else 2 * self.max_context + 1
+        return self.token_layout.num_positions(self.max_context)
 
 
-@dataclass(frozen=True)
-class Curriculum:
-    """Garg et al.'s curriculum: active dimension and context length grow every ``every`` steps.
+# --------------------------------------------------------------------------- key/value cache
 
-    At step ``t`` the prompts use ``min(dim, dim_start + (t // every) * dim_step)`` active
-    coordinates (the others of ``x`` and ``w`` are zero; the covariance is the leading block)
-    and ``min(context_len, n_start + (t // every) * n_step)`` examples.
+
+class KVCache:
+    """Every layer's keys and values, (batch, heads, capacity, head_dim) buffers, of which the
+    first ``length`` token slots are this cache's sequence (the prompt's ``prompt_len``
+    tokens first, then kept query tokens).
+
+    :meth:`GPT2Regressor.step` returns a *new* cache object one token longer; the input
+    cache keeps its meaning. Extensions share the buffers: extending the same cache twice
+    reuses its next slot, and the older extension then refuses to be used (a clear error,
+    never a silent mix).
     """
 
-    dim_start: int = 5
-    dim_step: int = 1
-    n_start: int = 11
-    n_step: int = 2
-    every: int = 2000
+    def __init__(
+        self,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        length: int,
+        prompt_len: int,
+        query_pos: int,
+        writes: list[int],
+    ) -> None:
+        self.keys, self.values = keys, values
+        self.length, self.prompt_len, self.query_pos = length, prompt_len, query_pos
+        self._writes = writes  # shared with every cache on the same buffers
+        self._stamp = tuple(writes[:length])
 
-    def __post_init__(self) -> None:
-        for name in ("dim_start", "n_start", "every"):
-            check_pos_int(getattr(self, name), name)
-        for name in ("dim_step", "n_step"):
-            check_pos_int(getattr(self, name), name, minimum=0)
+    @classmethod
+    def empty(cls, batch: int, config: GPT2RegressorConfig, capacity: int, query_pos: int, like: torch.Tensor):
+        hd = config.width // config.heads
+        shape = (batch, config.heads, capacity, hd)
+        keys = [like.new_zeros(shape) for _ in range(config.layers)]
+        values = [like.new_zeros(shape) for _ in range(config.layers)]
+        return cls(keys, values, 0, 0, query_pos, [0] * capacity)
 
-    def at(self, step: int, dim: int, context_len: int) -> tuple[int, int]:
-        """Active ``(dim, context_len)`` at ``step``."""
-        stage = step // self.every
-        return (
-            min(dim, self.dim_start + stage * self.dim_step),
-            min(context_len, self.n_start + stage * self.n_step),
-        )
+    @property
+    def batch(self) -> int:
+        return self.keys[0].shape[0]
 
+    @property
+    def num_queries(self) -> int:
+        """Query tokens kept after the prompt."""
+        return self.length - self.prompt_len
 
-@dataclass(frozen=True)
-class GPT2TrainConfig:
-    """Training protocol of :func:`train_gpt2`.
+    def _check_valid(self) -> None:
+        if tuple(self._writes[: self.length]) != self._stamp:
+            raise ValueError(
+                "this KVCache was overwritten by a later step from the same parent cache; keep "
+                "only the newest extension (or encode the prompt again)"
+            )
 
-    Attributes:
-        context_len: examples per training prompt ``n`` (final value under a curriculum).
-        steps: optimiser steps (fixed; no early stopping).
-        batch: prompts per step.
-        lr: Adam learning rate (peak value when a schedule is used).
-        schedule: ``"constant"`` or ``"cosine"`` (decay to 10 % of ``lr``), both after
-            ``warmup`` linear warm-up steps.
-        warmup: warm-up steps.
-        grad_clip: clip the gradient norm to this value (None: no clipping).
-        start_zero_prob: probability that a prompt starts from ``ŵ0 = 0``.
-        start_noise_min, start_noise_max: range of the log-uniform noise level ``σ`` of
-            the other starts ``ŵ0 = w + σ ε``.
-        curriculum: optional :class:`Curriculum` on ``d`` and ``n``.
-        label_noise: standard deviation of Gaussian label noise in the training prompts,
-            ``y_i = <w, x_i> + label_noise · ξ_i`` (0: noiseless, as in the paper).
-    """
+    def extend(self, t: int) -> KVCache:
+        """A cache ``t`` tokens longer whose last ``t`` slots the next layer writes fill."""
+        self._check_valid()
+        need = self.length + t
+        keys, values, writes = self.keys, self.values, self._writes
+        if need > keys[0].shape[2]:  # grow (copies the valid part once; the parent keeps its buffers)
+            cap = max(need, 2 * keys[0].shape[2])
+            grown = []
+            for buf in (keys, values):
+                new = []
+                for z in buf:
+                    g = z.new_zeros(*z.shape[:2], cap, z.shape[3])
+                    g[:, :, : self.length] = z[:, :, : self.length]
+                    new.append(g)
+                grown.append(new)
+            keys, values = grown
+            writes = list(writes[: self.length]) + [0] * (cap - self.length)
+        for j in range(self.length, need):
+            writes[j] += 1
+        return KVCache(keys, values, need, self.prompt_len, self.query_pos, writes)
 
-    context_len: int = 20
-    steps: int = 6000
-    batch: int = 64
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    warmup: int = 200
-    grad_clip: float | None = 1.0
-    start_zero_prob: float = 0.25
-    start_noise_min: float = 0.01
-    start_noise_max: float = 1.5
-    curriculum: Curriculum | None = None
-    label_noise: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_pos_int(self.context_len, "context_len")
-        check_pos_int(self.steps, "steps")
-        check_pos_int(self.batch, "batch")
-        check_pos_int(self.warmup, "warmup", minimum=0)
-        check_positive(self.lr, "lr")
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"`schedule` must be 'constant' or 'cosine', got {self.schedule!r}")
-        if self.grad_clip is not None:
-            check_positive(self.grad_clip, "grad_clip")
-        if not 0.0 <= float(self.start_zero_prob) <= 1.0:
-            raise ValueError(f"`start_zero_prob` must be in [0, 1], got {self.start_zero_prob!r}")
-        lo = check_positive(self.start_noise_min, "start_noise_min")
-        hi = check_positive(self.start_noise_max, "start_noise_max")
-        if lo > hi:
-            raise ValueError(f"`start_noise_min` ({lo}) must be <= `start_noise_max` ({hi})")
-        if not float(self.label_noise) >= 0.0:
-            raise ValueError(f"`label_noise` must be >= 0, got {self.label_noise!r}")
-
-
-def config_to_dict(model_cfg: GPT2RegressorConfig, train_cfg: GPT2TrainConfig | None = None) -> dict[str, Any]:
-    """Plain-JSON view of the configs (for manifests)."""
-    out: dict[str, Any] = {"model": asdict(model_cfg)}
-    if train_cfg is not None:
-        out["train"] = asdict(train_cfg)
-    return out
-
-
-def config_from_dict(data: dict[str, Any]) -> tuple[GPT2RegressorConfig, GPT2TrainConfig | None]:
-    """Inverse of :func:`config_to_dict`."""
-    model_cfg = GPT2RegressorConfig(**data["model"])
-    train_cfg = None
-    if data.get("train") is not None:
-        t = dict(data["train"])
-        if t.get("curriculum") is not None:
-            t["curriculum"] = Curriculum(**t["curriculum"])
-        train_cfg = GPT2TrainConfig(**t)
-    return model_cfg, train_cfg
-
-
-PRESETS: dict[str, tuple[GPT2RegressorConfig, GPT2TrainConfig]] = {
-    # for tests: trains in a few seconds
-    "tiny": (
-        GPT2RegressorConfig(dim=3, width=32, layers=2, heads=2, max_context=16),
-        GPT2TrainConfig(context_len=8, steps=150, batch=32, lr=3e-3, warmup=10),
-    ),
-    # for the chapter on a CPU: about two minutes
-    "cpu": (
-        GPT2RegressorConfig(dim=5, width=64, layers=3, heads=2, max_context=64),
-        GPT2TrainConfig(context_len=20, steps=5000, batch=64, lr=1e-3, warmup=200),
-    ),
-    # the paper's model (Garg et al. scale, ~9.5M parameters), Adam 1e-4, batch 64, Garg's
-    # curriculum on d and n: GPU only. The step count (Garg's 500k) and the refinement starts
-    # (the defaults above) are our choices; the paper does not state them.
-    "paper": (
-        GPT2RegressorConfig(dim=20, width=256, layers=12, heads=8, layout="interleaved", max_context=64),
-        GPT2TrainConfig(
-            context_len=40,
-            steps=500_000,
-            batch=64,
-            lr=1e-4,
-            schedule="constant",
-            warmup=0,
-            curriculum=Curriculum(dim_start=5, dim_step=1, n_start=11, n_step=2, every=2000),
-        ),
-    ),
-}
-
-
-def preset(name: str, **overrides: Any) -> tuple[GPT2RegressorConfig, GPT2TrainConfig]:
-    """The ``(model, train)`` configs of a preset (``tiny``, ``cpu``, ``paper``).
-
-    Keyword overrides go to whichever config has the field, e.g.
-    ``preset("cpu", layout="interleaved", context_len=30, steps=100)``.
-    """
-    if name not in PRESETS:
-        raise ValueError(f"`name` must be one of {sorted(PRESETS)}, got {name!r}")
-    model_cfg, train_cfg = PRESETS[name]
-    model_fields = set(GPT2RegressorConfig.__dataclass_fields__)
-    train_fields = set(GPT2TrainConfig.__dataclass_fields__)
-    unknown = set(overrides) - model_fields - train_fields
-    if unknown:
-        raise ValueError(f"unknown override(s) {sorted(unknown)}; valid: {sorted(model_fields | train_fields)}")
-    model_cfg = replace(model_cfg, **{k: v for k, v in overrides.items() if k in model_fields})
-    train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if k in train_fields})
-    return model_cfg, train_cfg
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new tokens' keys/values (batch, heads, t, hd) into the last ``t`` slots;
+        return views of all ``length`` keys and values."""
+        t = k.shape[2]
+        self.keys[layer][:, :, self.length - t : self.length] = k
+        self.values[layer][:, :, self.length - t : self.length] = v
+        return self.keys[layer][:, :, : self.length], self.values[layer][:, :, : self.length]
 
 
 # --------------------------------------------------------------------------- model
 
 
-@dataclass
-class KVCache:
-    """Keys and values of every layer, kept apart for the prompt and for the query tokens.
-
-    ``prompt_keys[l]``, ``prompt_values[l]``: (batch, heads, P, head_dim) for the ``P``
-    prompt tokens; ``query_keys[l]``, ``query_values[l]``: (batch, heads, Q, head_dim) for
-    the ``Q`` query tokens kept so far (Q = 0 right after :meth:`GPT2Regressor.encode_prompt`).
-    Keeping them apart means a step never copies the prompt's keys/values.
-    ``query_pos`` is the position id every query token gets.
-    """
-
-    prompt_keys: list[torch.Tensor]
-    prompt_values: list[torch.Tensor]
-    query_keys: list[torch.Tensor]
-    query_values: list[torch.Tensor]
-    query_pos: int
-
-    @property
-    def prompt_len(self) -> int:
-        return self.prompt_keys[0].shape[2]
-
-    @property
-    def num_queries(self) -> int:
-        return self.query_keys[0].shape[2]
+def _activation(name: str) -> nn.Module:
+    return {
+        "gelu": nn.GELU(),
+        "gelu_new": nn.GELU(approximate="tanh"),
+        "relu": nn.ReLU(),
+        "silu": nn.SiLU(),
+    }[name]
 
 
-def _attend_cached(
-    q: torch.Tensor, cache: KVCache, layer: int, k_new: torch.Tensor, v_new: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Softmax attention of ``t`` new query tokens (q: batch, heads, t, hd) over the cached
-    prompt, the cached query tokens and (causally) the new tokens themselves.
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention (GPT-2: fused q/k/v projection, output projection)."""
 
-    Returns the attention output (batch, heads, t, hd) and the query keys/values including
-    the new tokens.
-    """
-    kq = torch.cat([cache.query_keys[layer], k_new], dim=2)
-    vq = torch.cat([cache.query_values[layer], v_new], dim=2)
-    kp, vp = cache.prompt_keys[layer], cache.prompt_values[layer]
-    scale = q.shape[-1] ** -0.5
-    scores = torch.cat([q @ kp.transpose(-1, -2), q @ kq.transpose(-1, -2)], dim=-1) * scale
-    t, num_p = q.shape[2], kp.shape[2]
-    if t > 1:  # new token j must not see new tokens after it
-        total = scores.shape[-1]
-        allowed = torch.ones(t, total, dtype=torch.bool, device=q.device).tril(diagonal=total - t)
-        scores = scores.masked_fill(~allowed, float("-inf"))
-    attn = scores.softmax(dim=-1)
-    return attn[..., :num_p] @ vp + attn[..., num_p:] @ vq, kq, vq
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.c_attn = nn.Linear(width, 3 * width)
+        self.c_proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        """x (batch, t, width) → (batch, t, width). Without ``cache``: causal over ``x``. With
+        ``cache`` (already extended by t): the t new tokens attend to the cached tokens and
+        causally to each other."""
+        b, t, c = x.shape
+        q, k, v = self.c_attn(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        if cache is None:
+            att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            k, v = cache.store(layer, k, v)
+            total = k.shape[2]
+            mask = None
+            if t > 1:  # new token j sees the cache and new tokens <= j
+                mask = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=total - t)
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.c_proj(att.transpose(1, 2).reshape(b, t, c))
 
 
-class GPT2Regressor(nn.Module):
-    """GPT-2 backbone with a linear read-in of ``(2d+2)``-tokens and a read-out to ``ŵ``."""
+class MLP(nn.Module):
+    def __init__(self, width: int, activation: str) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(width, 4 * width)
+        self.act = _activation(activation)
+        self.c_proj = nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(self.act(self.c_fc(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm GPT-2 block: ``h + attn(ln_1 h)``, then ``h + mlp(ln_2 h)``."""
 
     def __init__(self, config: GPT2RegressorConfig) -> None:
         super().__init__()
-        from transformers import GPT2Config, GPT2Model  # ~2 s import, only when a model is built
+        self.ln_1 = nn.LayerNorm(config.width, eps=1e-5)
+        self.attn = CausalSelfAttention(config.width, config.heads)
+        self.ln_2 = nn.LayerNorm(config.width, eps=1e-5)
+        self.mlp = MLP(config.width, config.activation)
 
+    def forward(self, h: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        h = h + self.attn(self.ln_1(h), cache, layer)
+        return h + self.mlp(self.ln_2(h))
+
+
+class GPT2Regressor(nn.Module):
+    """GPT-2 with a linear read-in of ``(2d+2)``-tokens and a read-out to ``ŵ`` (see module doc)."""
+
+    def __init__(self, config: GPT2RegressorConfig) -> None:
+        super().__init__()
         if not isinstance(config, GPT2RegressorConfig):
-            raise ValueError(f"`config` must be a GPT2RegressorConfig, got {type(config).__name__}")
+            raise TypeError(f"`config` must be a GPT2RegressorConfig, got {type(config).__name__}")
         self.config = config
-        hf_cfg = GPT2Config(
-            vocab_size=1,
-            n_positions=config.n_positions,
-            n_embd=config.width,
-            n_layer=config.layers,
-            n_head=config.heads,
-            activation_function=config.activation,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            scale_attn_weights=True,
-            scale_attn_by_inverse_layer_idx=False,
-            reorder_and_upcast_attn=False,
-            use_cache=False,
-            bos_token_id=0,
-            eos_token_id=0,
-        )
+        self.layout = config.token_layout
         self.read_in = nn.Linear(config.token_dim, config.width)
-        self.backbone = GPT2Model(hf_cfg)
+        self.wpe = nn.Embedding(config.n_positions, config.width)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.ln_f = nn.LayerNorm(config.width, eps=1e-5)
         self.read_out = nn.Linear(config.width, config.dim)
+        self.reset_parameters()
 
-    # -- tokens ---------------------------------------------------------------------
-
-    def _check_prompt(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.config.dim
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation, drawn from torch's global generator in exactly the order of
+        the earlier ``transformers.GPT2Model`` backbone (read-in; the backbone's construction
+        draws; its ``_init_weights`` draws; read-out), so a seed gives the same weights as
+        before: N(0, 0.02) weights and position table, the residual projections
+        N(0, 0.02/sqrt(2·layers)), zero biases, unit layer norms; read-in/read-out keep
+        torch's default ``nn.Linear`` initialisation. Hugging Face's Conv1D stores weights as
+        (in, out): they are drawn so and transposed."""
+        w, std = self.config.width, 0.02
+        resid = std / math.sqrt(2 * self.config.layers)
         ref = self.read_in.weight
-        X = as_tensor(X, "X", device=ref.device, dtype=ref.dtype)
-        y = as_tensor(y, "y", device=ref.device, dtype=ref.dtype)
+
+        def draw(rows: int, cols: int, sd: float) -> torch.Tensor:
+            return torch.empty(rows, cols, dtype=ref.dtype, device=ref.device).normal_(0.0, sd)
+
+        self.read_in.reset_parameters()
+        # the backbone's construction: token table (vocab 1), position table, Conv1D layers
+        draw(1, w, 1.0)
+        draw(self.config.n_positions, w, 1.0)
+        for _ in self.blocks:
+            draw(w, 3 * w, std), draw(w, w, std), draw(w, 4 * w, std), draw(4 * w, w, std)
+        # its _init_weights: these are the values kept
+        draw(1, w, std)
+        self.wpe.weight.copy_(draw(self.config.n_positions, w, std))
+        for block in self.blocks:
+            block.attn.c_attn.weight.copy_(draw(w, 3 * w, std).t())
+            draw(w, w, std)
+            block.attn.c_proj.weight.copy_(draw(w, w, resid).t())
+            block.mlp.c_fc.weight.copy_(draw(w, 4 * w, std).t())
+            draw(4 * w, w, std)
+            block.mlp.c_proj.weight.copy_(draw(4 * w, w, resid).t())
+            for lin in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+                lin.bias.zero_()
+            for ln in (block.ln_1, block.ln_2):
+                ln.reset_parameters()
+        self.ln_f.reset_parameters()
+        self.read_out.reset_parameters()
+
+    # -- input checks -------------------------------------------------------------
+
+    @property
+    def _ref(self) -> torch.Tensor:
+        return self.read_in.weight
+
+    def _check_prompt(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        d, ref = self.config.dim, self._ref
+        X = _as_model_tensor(X, "X", ref)
+        y = _as_model_tensor(y, "y", ref)
         if X.ndim != 3 or X.shape[2] != d:
             raise ValueError(f"`X` must have shape (batch, m, {d}) for this model, got {tuple(X.shape)}")
+        if X.shape[0] < 1 or X.shape[1] < 1:
+            raise ValueError(f"`X` must hold at least one prompt with at least one example, got {tuple(X.shape)}")
         if y.shape != X.shape[:2]:
             raise ValueError(f"`y` must have shape {tuple(X.shape[:2])} to match `X`, got {tuple(y.shape)}")
-        if self.config.layout == "interleaved" and X.shape[1] > self.config.max_context:
+        most = self.layout.max_examples(self.config.max_context)
+        if most is not None and X.shape[1] > most:
             raise ValueError(
-                f"`X` has m={X.shape[1]} examples but this interleaved model takes at most "
+                f"`X` has m={X.shape[1]} examples but this {self.config.layout} model takes at most "
                 f"max_context={self.config.max_context}; use a shorter prompt or a larger max_context"
             )
         return X, y
 
-    def _check_estimate(self, w_hat: torch.Tensor, batch: int, name: str = "w_hat") -> torch.Tensor:
-        ref = self.read_in.weight
-        w_hat = as_tensor(w_hat, name, device=ref.device, dtype=ref.dtype)
+    def _check_estimate(self, w_hat: Any, batch: int, name: str = "w_hat") -> torch.Tensor:
+        w_hat = _as_model_tensor(w_hat, name, self._ref)
         d = self.config.dim
-        if w_hat.ndim not in (2, 3) or w_hat.shape[0] != batch or w_hat.shape[-1] != d:
+        if w_hat.ndim not in (2, 3) or w_hat.shape[0] != batch or w_hat.shape[-1] != d or w_hat.shape[1] < 1:
             raise ValueError(f"`{name}` must have shape ({batch}, {d}) or ({batch}, q, {d}), got {tuple(w_hat.shape)}")
         return w_hat
 
+    # -- tokens ---------------------------------------------------------------------
+
     def prompt_tokens(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Raw data tokens (batch, L, 2d+2) and the query position id (L = m or 2m)."""
-        b, m, d = X.shape
-        if self.config.layout == "compact":
-            tok = X.new_zeros(b, m, 2 * d + 2)
-            tok[..., :d] = X
-            tok[..., d] = y
-            return tok, 1
-        tok = X.new_zeros(b, m, 2, 2 * d + 2)
-        tok[:, :, 0, :d] = X
-        tok[:, :, 1, d] = y
-        return tok.reshape(b, 2 * m, 2 * d + 2), 2 * m
+        """Raw data tokens (batch, L, 2d+2) and the query position id."""
+        return self.layout.data_tokens(X, y), self.layout.query_position(X.shape[1])
 
     def query_tokens(self, w_hat: torch.Tensor) -> torch.Tensor:
         """Query tokens ``(0, 0, ŵ, 1)``: (batch, d) → (batch, 1, 2d+2); (batch, q, d) → (batch, q, 2d+2)."""
         if w_hat.ndim == 2:
             w_hat = w_hat.unsqueeze(1)
-        d = self.config.dim
-        tok = w_hat.new_zeros(*w_hat.shape[:2], 2 * d + 2)
-        tok[..., d + 1 : 2 * d + 1] = w_hat
-        tok[..., -1] = 1.0
-        return tok
+        zeros = w_hat.new_zeros(*w_hat.shape[:2], self.config.dim + 1)
+        return torch.cat([zeros, w_hat, torch.ones_like(zeros[..., :1])], dim=-1)
 
-    def _position_ids(self, prompt_len: int, n_query: int, query_pos: int, device: torch.device) -> torch.Tensor:
-        if self.config.layout == "compact":
-            data = torch.zeros(prompt_len, dtype=torch.long, device=device)
-        else:
-            data = torch.arange(prompt_len, dtype=torch.long, device=device)
-        query = torch.full((n_query,), query_pos, dtype=torch.long, device=device)
-        return torch.cat([data, query])
+    def _position_ids(self, prompt_len: int, n_query: int, query_pos: int, device: Any) -> torch.Tensor:
+        """Position ids (prompt_len + n_query,) given the data-token count (the earlier
+        signature, used by chapter 7; ``query_pos`` must be the layout's)."""
+        m = prompt_len // self.layout.num_data_tokens(1)
+        if self.layout.num_data_tokens(m) != prompt_len or self.layout.query_position(m) != query_pos:
+            raise ValueError(
+                f"`prompt_len`={prompt_len} and `query_pos`={query_pos} do not fit the {self.layout.name} layout"
+            )
+        return self.layout.positions(m, n_query, torch.device(device))
 
-    # -- full recomputation (transformers' GPT2Model.forward) -----------------------
+    # -- the one forward path ---------------------------------------------------------
 
-    def _forward_tokens(self, data_tok: torch.Tensor, query_pos: int, w_hat: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, tokens: torch.Tensor, pos: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Final hidden states (batch, t, width) of raw ``tokens`` (batch, t, 2d+2) at position
+        ids ``pos`` (t,). With ``cache`` (extended by t with :meth:`KVCache.extend`) the new
+        tokens attend to the cached ones and their keys/values are stored in it."""
+        h = self.read_in(tokens) + self.wpe(pos)
+        for i, block in enumerate(self.blocks):
+            h = block(h, cache, i)
+        return self.ln_f(h)
+
+    def _predict(self, X: torch.Tensor, y: torch.Tensor, w_hat: torch.Tensor) -> torch.Tensor:
+        """Unchecked :meth:`forward` (the training loop's call)."""
         q_tok = self.query_tokens(w_hat)
-        tokens = torch.cat([data_tok, q_tok], dim=1)
-        pos = self._position_ids(data_tok.shape[1], q_tok.shape[1], query_pos, tokens.device)
-        pos = pos.unsqueeze(0).expand(tokens.shape[0], -1)
-        # An explicit all-ones mask: without it transformers reads non-consecutive position
-        # ids as packed sequences and would block attention between them.
-        mask = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)
-        h = self.backbone(inputs_embeds=self.read_in(tokens), position_ids=pos, attention_mask=mask)
-        out = self.read_out(h.last_hidden_state[:, -q_tok.shape[1] :])
+        tokens = torch.cat([self.layout.data_tokens(X, y), q_tok], dim=1)
+        pos = self.layout.positions(X.shape[1], q_tok.shape[1], tokens.device)
+        out = self.read_out(self.hidden_states(tokens, pos)[:, -q_tok.shape[1] :])
         return out if w_hat.ndim == 3 else out[:, 0]
 
     def forward(self, X: torch.Tensor, y: torch.Tensor, w_hat: torch.Tensor) -> torch.Tensor:
@@ -440,52 +526,21 @@ class GPT2Regressor(nn.Module):
         """
         X, y = self._check_prompt(X, y)
         w_hat = self._check_estimate(w_hat, X.shape[0])
-        data_tok, query_pos = self.prompt_tokens(X, y)
-        return self._forward_tokens(data_tok, query_pos, w_hat)
+        return self._predict(X, y, w_hat)
 
-    # -- key/value cache (hand-written block loop on the same weights) --------------
+    # -- key/value cache ----------------------------------------------------------------
 
-    def _run_blocks(
-        self, tokens: torch.Tensor, pos: torch.Tensor, cache: KVCache | None
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """Hand-written GPT-2 block loop on the backbone's weights.
-
-        Without ``cache``: causal self-attention over ``tokens`` (batch, T, 2d+2), i.e. the
-        prompt. With ``cache``: ``tokens`` are new query tokens that attend to everything in
-        the cache and causally to each other. Returns the final hidden states (batch, T,
-        width) and every layer's keys and values of the new tokens (plus, with a cache, the
-        cached query tokens before them).
-        """
-        bb = self.backbone
-        nh = self.config.heads
-        hd = self.config.width // nh
-        h = self.read_in(tokens) + bb.wpe(pos)
-        b, t, _ = h.shape
-        keys, values = [], []
-        for i, block in enumerate(bb.h):
-            q, k, v = block.attn.c_attn(block.ln_1(h)).split(self.config.width, dim=2)
-            q, k, v = (z.view(b, t, nh, hd).transpose(1, 2) for z in (q, k, v))
-            if cache is None:
-                att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            else:
-                att, k, v = _attend_cached(q, cache, i, k, v)
-            keys.append(k)
-            values.append(v)
-            h = h + block.attn.c_proj(att.transpose(1, 2).reshape(b, t, self.config.width))
-            h = h + block.mlp(block.ln_2(h))
-        return bb.ln_f(h), keys, values
-
-    def encode_prompt(self, X: torch.Tensor, y: torch.Tensor) -> KVCache:
-        """Run the prompt once and keep every layer's keys/values (for :meth:`step`)."""
+    def encode_prompt(self, X: torch.Tensor, y: torch.Tensor, *, extra: int = 8) -> KVCache:
+        """Run the prompt once and keep every layer's keys/values (room for ``extra`` query
+        tokens before the buffers grow)."""
         X, y = self._check_prompt(X, y)
+        extra = check_pos_int(extra, "extra", minimum=0)
         data_tok, query_pos = self.prompt_tokens(X, y)
-        pos = self._position_ids(data_tok.shape[1], 0, query_pos, data_tok.device)
-        _, keys, values = self._run_blocks(data_tok, pos, None)
-        # contiguous copies once, so that no step has to copy them again
-        keys = [k.contiguous() for k in keys]
-        values = [v.contiguous() for v in values]
-        empty = [k[:, :, :0] for k in keys]
-        return KVCache(keys, values, empty, list(empty), query_pos=query_pos)
+        L = data_tok.shape[1]
+        cache = KVCache.empty(X.shape[0], self.config, L + max(extra, 1), query_pos, data_tok).extend(L)
+        self.hidden_states(data_tok, self.layout.data_positions(X.shape[1], data_tok.device), cache)
+        cache.prompt_len = L
+        return cache
 
     def step(self, cache: KVCache, w_hat: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         """One CoT step on the cache: run the query token (0, 0, ŵ, 1) only.
@@ -495,17 +550,37 @@ class GPT2Regressor(nn.Module):
             w_hat: (batch, d) current estimate.
 
         Returns:
-            The next estimate (batch, d) and the cache extended by this query token (the
-            input ``cache`` is not modified; drop the new one to keep history out).
+            The next estimate (batch, d) and the cache extended by this query token (drop
+            it to keep history out).
         """
-        want = (cache.prompt_keys[0].shape[0], self.config.dim)
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"`cache` must be a KVCache from encode_prompt, got {type(cache).__name__}")
+        want = (cache.batch, self.config.dim)
+        w_hat = _as_model_tensor(w_hat, "w_hat", self._ref)
         if tuple(w_hat.shape) != want:
             raise ValueError(f"`w_hat` must have shape {want}, got {tuple(w_hat.shape)}")
+        return self._step(cache, w_hat)
+
+    def _step(self, cache: KVCache, w_hat: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         q_tok = self.query_tokens(w_hat)
         pos = torch.full((1,), cache.query_pos, dtype=torch.long, device=q_tok.device)
-        h, keys, values = self._run_blocks(q_tok, pos, cache)
-        extended = KVCache(cache.prompt_keys, cache.prompt_values, keys, values, cache.query_pos)
+        extended = cache.extend(1)
+        h = self.hidden_states(q_tok, pos, extended)
         return self.read_out(h[:, -1]), extended
+
+
+def _as_model_tensor(value: Any, name: str, ref: torch.Tensor) -> torch.Tensor:
+    """``value`` as a finite tensor on the model's device and dtype (a clear error otherwise)."""
+    if value is None:
+        raise TypeError(f"`{name}` must be a tensor, got None")
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise TypeError(f"`{name}` must be real, got dtype {value.dtype}")
+        if value.device.type == "meta":
+            raise ValueError(f"`{name}` is a meta tensor (no data); pass a tensor on {ref.device}")
+        if not value.is_floating_point():
+            value = value.to(torch.float64)
+    return as_tensor(value, name, device=ref.device, dtype=ref.dtype)
 
 
 def build_model(
@@ -518,9 +593,12 @@ def build_model(
     """A freshly initialised model; the initialisation happens on the CPU with ``seed``, so the
     same seed gives the same weights on every device."""
     seed = check_pos_int(seed, "seed", minimum=0)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"`dtype` must be a floating torch.dtype (torch.float32 or torch.float64), got {dtype!r}")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
         model = GPT2Regressor(config)
+        torch.manual_seed(seed)
+        model.reset_parameters()  # the seed's draws only, not the modules' construction draws
     return model.to(device=device, dtype=dtype)
 
 
@@ -530,6 +608,14 @@ def num_parameters(model: nn.Module) -> int:
 
 
 # --------------------------------------------------------------------------- CoT
+
+
+def _check_steps(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"`k` must be an integer >= 0 (number of CoT steps), got {k!r}")
+    if k > MAX_COT_STEPS:
+        raise ValueError(f"`k` must be <= {MAX_COT_STEPS} (bounded work, linear in k), got {k}")
+    return k
 
 
 @torch.no_grad()
@@ -546,26 +632,28 @@ def cot_rollout(
     """Test-time CoT: ``ŵ_{i+1}`` = read-out after appending the query token ``(0, 0, ŵ_i, 1)``.
 
     Args:
-        model: a :class:`GPT2Regressor` (put in eval mode by the caller if it matters; it
-            has no dropout).
-        X: (batch, m, d) features; y: (batch, m) labels.
-        k: number of CoT steps (``k >= 0``); ``ŵ_1`` is the plain one-pass prediction.
+        model: a :class:`GPT2Regressor`.
+        X: (batch, m, d) features (m >= 1); y: (batch, m) labels.
+        k: number of CoT steps (``0 <= k <= MAX_COT_STEPS``); ``ŵ_1`` is the one-pass prediction.
         w0: (batch, d) starting estimate (zeros by default, as in the paper).
         use_cache: encode the prompt once and run only the new token per step (else
             recompute the whole sequence at every step).
         keep_history: keep earlier query tokens in the sequence (see module docstring).
-            A model trained by :func:`train_gpt2` (one query token per prompt) has never
-            seen earlier query tokens; with ``keep_history=True`` its error grows with k
-            (cpu preset, m = 20: 0.018 at k = 1, 0.56 at k = 20), an artefact of the
-            protocol, not overthinking. Keep the default for such models.
+            A model trained by :func:`~tts_lib.gpt2_train.train_gpt2` (one query token per
+            prompt) has never seen earlier query tokens; with ``keep_history=True`` its error
+            grows with k, an artefact of the protocol, not overthinking.
 
     Returns:
         (batch, k + 1, d): ``ŵ_0, ŵ_1, …, ŵ_k``.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"`k` must be an integer >= 0 (number of CoT steps), got {k!r}")
+    k = _check_steps(k)
     if not isinstance(model, GPT2Regressor):
-        raise ValueError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+        raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+    for name, flag in (("use_cache", use_cache), ("keep_history", keep_history)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"`{name}` must be True or False, got {flag!r}")
+    if keep_history and k > MAX_COT_STEPS_HISTORY:
+        raise ValueError(f"`k` must be <= {MAX_COT_STEPS_HISTORY} with keep_history=True (work O(k²)), got {k}")
     X, y = model._check_prompt(X, y)
     if w0 is None:
         w0 = X.new_zeros(X.shape[0], model.config.dim)
@@ -574,19 +662,18 @@ def cot_rollout(
         raise ValueError(f"`w0` must have shape (batch, d), got {tuple(w0.shape)}")
     iterates = [w0]
     if use_cache:
-        cache = model.encode_prompt(X, y)
+        cache = model.encode_prompt(X, y, extra=min(k, 64) if keep_history else 1)  # grows by doubling
         for _ in range(k):
-            w_next, extended = model.step(cache, iterates[-1])
+            w_next, extended = model._step(cache, iterates[-1])
             if keep_history:
                 cache = extended
             iterates.append(w_next)
     else:
-        data_tok, query_pos = model.prompt_tokens(X, y)
         for i in range(k):
             if keep_history:
-                w_next = model._forward_tokens(data_tok, query_pos, torch.stack(iterates[: i + 1], 1))[:, -1]
+                w_next = model._predict(X, y, torch.stack(iterates[: i + 1], 1))[:, -1]
             else:
-                w_next = model._forward_tokens(data_tok, query_pos, iterates[-1])
+                w_next = model._predict(X, y, iterates[-1])
             iterates.append(w_next)
     return torch.stack(iterates, dim=1)
 
@@ -612,17 +699,26 @@ def cot_errors(
         cov: (d, d) test covariance Σ.
         context_len: test context length ``m``.
         k: CoT steps.
-        batch: number of test prompts; ``chunk``: prompts per forward pass.
+        batch: number of test prompts (at most ``MAX_TEST_PROMPTS``); ``chunk``: prompts
+            per forward pass.
         seed: prompt seed (prompts are drawn on the CPU, so identical on every device).
         device: where to run (default: the model's device).
         noise_std: label noise of the test prompts (``y = <w, x> + noise_std · ξ``).
         rollout_kwargs: passed to :func:`cot_rollout` (``use_cache``, ``keep_history``, ``w0``).
     """
+    if not isinstance(model, GPT2Regressor):
+        raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+    k = _check_steps(k)
     ref = model.read_in.weight
     device = ref.device if device is None else torch.device(device)
     cov_t = check_cov(cov, "cov", dim=model.config.dim)
     batch = check_pos_int(batch, "batch")
+    if batch > MAX_TEST_PROMPTS:
+        raise ValueError(f"`batch` must be <= {MAX_TEST_PROMPTS} test prompts (bounded work), got {batch}")
     chunk = check_pos_int(chunk, "chunk")
+    if chunk > MAX_CHUNK:
+        raise ValueError(f"`chunk` must be <= {MAX_CHUNK} prompts per forward pass (bounded memory), got {chunk}")
+    context_len = check_pos_int(context_len, "context_len")
     g = make_generator(seed)
     out = []
     for start in range(0, batch, chunk):
@@ -632,137 +728,3 @@ def cot_errors(
         it = cot_rollout(model, pr.X, pr.y, k, **rollout_kwargs)
         out.append(((it.double() - pr.w.double().unsqueeze(1)) ** 2).sum(-1).cpu())
     return torch.cat(out)
-
-
-# --------------------------------------------------------------------------- training
-
-
-@dataclass
-class TrainResult:
-    """Output of :func:`train_gpt2`: per-step losses (‖ŵ1 − w‖²/d averaged over the batch)."""
-
-    losses: list[float]
-    steps: int
-    wall_s: float
-    seed: int
-    device: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ms_per_step(self) -> float:
-        return 1000.0 * self.wall_s / max(self.steps, 1)
-
-    def final_loss(self, last: int = 100) -> float:
-        """Mean loss over the last ``last`` steps."""
-        tail = self.losses[-last:]
-        return float(sum(tail) / len(tail))
-
-
-def sample_starts(
-    w: torch.Tensor,
-    cfg: GPT2TrainConfig,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Training starting estimates for targets ``w`` (batch, d), drawn on the CPU.
-
-    ``ŵ0 = 0`` with probability ``cfg.start_zero_prob``, else ``w + σ ε`` with ``ε ~ N(0, I)``
-    and ``log σ`` uniform on ``[log start_noise_min, log start_noise_max]`` (one σ per prompt).
-    """
-    b, d = w.shape
-    w_cpu = w.detach().to("cpu", torch.float64)
-    lo, hi = math.log(cfg.start_noise_min), math.log(cfg.start_noise_max)
-    sigma = torch.exp(lo + (hi - lo) * torch.rand(b, 1, generator=generator, dtype=torch.float64))
-    noisy = w_cpu + sigma * torch.randn(b, d, generator=generator, dtype=torch.float64)
-    zero = torch.rand(b, 1, generator=generator, dtype=torch.float64) < cfg.start_zero_prob
-    return torch.where(zero, torch.zeros_like(noisy), noisy).to(device=w.device, dtype=w.dtype)
-
-
-def _lr_factor(step: int, cfg: GPT2TrainConfig) -> float:
-    if cfg.warmup and step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    if cfg.schedule == "constant":
-        return 1.0
-    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
-    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def train_gpt2(
-    model: GPT2Regressor,
-    cov: Any,
-    cfg: GPT2TrainConfig,
-    *,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    desc: str = "GPT-2",
-) -> TrainResult:
-    """Train ``model`` in place with Adam on fresh prompts (see the module docstring).
-
-    Args:
-        model: a :class:`GPT2Regressor` (moved to ``device``).
-        cov: (d, d) training covariance Λ (e.g. ``isotropic_cov(d)`` or
-            ``power_law_cov(d, 1.0, trace=d)``); under a curriculum the leading block is used.
-        cfg: :class:`GPT2TrainConfig` (steps, batch, lr, start distribution, curriculum).
-        seed: seeds the prompt and start generator (a CPU generator: same data on every device).
-        device: where to train (default: the model's device).
-        progress: show a tqdm progress bar.
-
-    Returns:
-        :class:`TrainResult` with the loss history.
-
-    Raises:
-        TrainingDivergedError: if the loss becomes NaN or inf (lower ``lr``).
-    """
-    from tqdm.auto import tqdm
-
-    if not isinstance(model, GPT2Regressor):
-        raise ValueError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
-    if not isinstance(cfg, GPT2TrainConfig):
-        raise ValueError(f"`cfg` must be a GPT2TrainConfig, got {type(cfg).__name__}")
-    seed = check_pos_int(seed, "seed", minimum=0)
-    d = model.config.dim
-    cov_t = check_cov(cov, "cov", dim=d).detach().to("cpu", torch.float64)
-    if model.config.layout == "interleaved" and cfg.context_len > model.config.max_context:
-        raise ValueError(f"`context_len`={cfg.context_len} exceeds the model's max_context={model.config.max_context}")
-    if device is not None:
-        model.to(device)
-    ref = model.read_in.weight
-    dev, dtype = ref.device, ref.dtype
-    g = make_generator(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    model.train()
-    losses: list[float] = []
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, mininterval=1.0)
-    t0 = time.perf_counter()
-    for step in bar:
-        d_act, n_act = cfg.curriculum.at(step, d, cfg.context_len) if cfg.curriculum else (d, cfg.context_len)
-        pr = sample_prompts(cov_t[:d_act, :d_act], n_act, cfg.batch, generator=g, noise_std=cfg.label_noise)
-        X, w = pr.X, pr.w
-        if d_act < d:
-            X = F.pad(X, (0, d - d_act))
-            w = F.pad(w, (0, d - d_act))
-        w0 = sample_starts(w, cfg, g)
-        X, y, w, w0 = (t.to(device=dev, dtype=dtype) for t in (X, pr.y, w, w0))
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg)
-        data_tok, query_pos = model.prompt_tokens(X, y)
-        pred = model._forward_tokens(data_tok, query_pos, w0)
-        loss = F.mse_loss(pred, w)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise TrainingDivergedError(
-                f"training loss became {value} at step {step} (lr={cfg.lr:g}); lower `lr`, keep "
-                f"`grad_clip` on, or check the model's weights for NaN"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        losses.append(value)
-        if progress and step % 50 == 0:
-            bar.set_postfix(loss=f"{value:.4f}", d=d_act, n=n_act, refresh=False)
-    wall = time.perf_counter() - t0
-    bar.close()
-    model.eval()
-    return TrainResult(losses=losses, steps=cfg.steps, wall_s=wall, seed=seed, device=str(dev))

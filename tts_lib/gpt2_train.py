@@ -1,53 +1,290 @@
-"""Train a GPT-2 regressor from the command line; save and load verified checkpoints.
+"""Training of the GPT-2 regressor: configs, curriculum, presets, the loop (single process or
+DistributedDataParallel under ``torchrun``).
 
-Usage::
+Command line (the entry point stays ``python -m tts_lib.gpt2_train``; the CLI itself is
+:mod:`tts_lib.gpt2_cli`)::
 
-    python -m tts_lib.gpt2_train --preset cpu --device cpu --seed 0 --out book/checkpoints \\
-        [--steps N] [--train-cov isotropic|skewed|skewed2] [--layout compact|interleaved] \\
-        [--context-len N] [--start-zero-prob P] [--label-noise S]
+    python -m tts_lib.gpt2_train --preset cpu --seed 0 --out book/checkpoints [options]
+    torchrun --nproc_per_node 2 -m tts_lib.gpt2_train --preset cpu --out DIR   # DDP, gloo on CPU
+    python -m tts_lib.gpt2_train sweep --preset cpu --context-len 20 30 40 --seed 0 1 2 \\
+        --train-cov isotropic skewed2 --out DIR                              # n × seed × covariance
 
-writes ``DIR/<stem>.pt`` (the ``state_dict``, via ``torch.save``) and ``DIR/<stem>.json``
-(the manifest: configs, seed, steps, losses, library versions, sha256 of the ``.pt`` file
-and the exact command). :func:`load_checkpoint` loads with ``weights_only=True``, checks
-the sha256 and refuses a checkpoint whose configuration differs from the requested one.
+Training protocol (why CoT helps here)
+--------------------------------------
+A model trained only from ``ŵ0 = 0`` sees its own estimates as out-of-distribution
+input and gets *worse* under CoT, an artefact unrelated to the paper's overthinking.
+:func:`train_gpt2` therefore makes refining an estimate part of the task: each training
+prompt gets one query token whose starting estimate is ``ŵ0 = 0`` with probability
+``start_zero_prob`` and otherwise ``ŵ0 = w + σ ε`` with ``ε ~ N(0, I_d)`` and ``σ``
+drawn log-uniformly in ``[start_noise_min, start_noise_max]`` per prompt; the target is
+always ``w`` and the loss is the mean squared error per coordinate ``‖ŵ1 − w‖² / d``.
+Training is single-step (no unrolling), as in the paper's LSA.
+
+Distributed training: with a ``torch.distributed`` process group of ``P`` processes every
+process draws the *same* global batch from the same seeded CPU generator (the
+single-process data stream) and trains on its contiguous share of ``batch / P`` prompts;
+DDP averages the gradients, so the run equals the single-process run up to float
+round-off (``tests/test_gpt2_ddp.py`` checks 2 gloo processes against one).
 
 Training covariances: ``isotropic`` is ``Λ = I_d``; ``skewed`` has eigenvalues
-``λ_i ∝ 1/i`` normalised to ``tr Λ = d`` (the covariance spectrum itself is ``1/i``,
-not ``1/i²`` as in Garg et al.'s square-root convention); ``skewed2`` has ``λ_i ∝ 1/i²``,
-``tr Λ = d`` (the covariance of Garg et al.'s "skewed" setting). All are diagonal.
+``λ_i ∝ 1/i`` normalised to ``tr Λ = d``; ``skewed2`` has ``λ_i ∝ 1/i²``, ``tr Λ = d``
+(the covariance of Garg et al.'s "skewed" setting, whose square-root factor is ``1/i``).
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import platform
-import shlex
-import sys
-from dataclasses import asdict
-from pathlib import Path
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from ._checks import check_pos_int
-from .gpt2 import (
-    PRESETS,
-    GPT2Regressor,
-    GPT2RegressorConfig,
-    GPT2TrainConfig,
-    TrainResult,
-    build_model,
-    config_from_dict,
-    num_parameters,
-    preset,
-    train_gpt2,
-)
+from ._checks import check_cov, check_pos_int, make_generator
+from .gpt2 import GPT2Regressor, GPT2RegressorConfig
+from .prompts import sample_prompts
 from .tasks import isotropic_cov, power_law_cov
+from .train import TrainingDivergedError  # one error class for every trainer of the library
 
-MANIFEST_FORMAT = "tts_lib.gpt2/1"
+__all__ = [
+    "Curriculum",
+    "GPT2TrainConfig",
+    "PRESETS",
+    "TRAIN_COVS",
+    "TrainResult",
+    "TrainingDivergedError",
+    "config_from_dict",
+    "config_to_dict",
+    "preset",
+    "sample_starts",
+    "train_cov_matrix",
+    "train_gpt2",
+]
+
 TRAIN_COVS = ("isotropic", "skewed", "skewed2")
+#: bounded work: most optimiser steps / prompts per step one configuration may ask for
+MAX_STEPS = 100_000_000
+MAX_BATCH = 1 << 20
+#: largest accepted learning rate (Adam moves every weight by about lr per step: beyond
+#: this a float32 model is garbage after one step, and lr·grad may overflow)
+MAX_LR = 1e3
+#: divergence rule: stop when the loss exceeds this multiple of the first step's loss
+DIVERGENCE_FACTOR = 1e3
+
+# names that live in the checkpoint module / the CLI, importable from here as before
+_LAZY = {
+    "checkpoint_stem": "gpt2_checkpoint",
+    "load_checkpoint": "gpt2_checkpoint",
+    "save_checkpoint": "gpt2_checkpoint",
+    "verify_checkpoint": "gpt2_checkpoint",
+    "main": "gpt2_cli",
+    "_parser": "gpt2_cli",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"tts_lib.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _real(value: Any, name: str, *, low: float, high: float = math.inf, low_open: bool = False) -> float:
+    """``value`` as a finite float in [low, high] (``(low, high]`` if ``low_open``); bools refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"`{name}` must be a real number, got {value!r}")
+    if isinstance(value, complex):
+        raise TypeError(f"`{name}` must be a real number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < low or (low_open and v == low) or v > high:
+        left = "(" if low_open else "["
+        raise ValueError(f"`{name}` must be a finite number in {left}{low:g}, {high:g}], got {value!r}")
+    return v
+
+
+def _int(value: Any, name: str, *, minimum: int = 1, maximum: int = MAX_STEPS) -> int:
+    v = check_pos_int(value, name, minimum=minimum)
+    if v > maximum:
+        raise ValueError(f"`{name}` must be <= {maximum} (bounded work), got {v}")
+    return v
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """Garg et al.'s curriculum: active dimension and context length grow every ``every`` steps.
+
+    At step ``t`` the prompts use ``min(dim, dim_start + (t // every) * dim_step)`` active
+    coordinates (the others of ``x`` and ``w`` are zero; the covariance is the leading block)
+    and ``min(context_len, n_start + (t // every) * n_step)`` examples.
+    """
+
+    dim_start: int = 5
+    dim_step: int = 1
+    n_start: int = 11
+    n_step: int = 2
+    every: int = 2000
+
+    def __post_init__(self) -> None:
+        for name in ("dim_start", "n_start", "every"):
+            _int(getattr(self, name), name)
+        for name in ("dim_step", "n_step"):
+            _int(getattr(self, name), name, minimum=0)
+
+    def at(self, step: int, dim: int, context_len: int) -> tuple[int, int]:
+        """Active ``(dim, context_len)`` at ``step``."""
+        stage = step // self.every
+        return (
+            min(dim, self.dim_start + stage * self.dim_step),
+            min(context_len, self.n_start + stage * self.n_step),
+        )
+
+
+@dataclass(frozen=True)
+class GPT2TrainConfig:
+    """Training protocol of :func:`train_gpt2`.
+
+    Attributes:
+        context_len: examples per training prompt ``n`` (final value under a curriculum).
+        steps: optimiser steps (fixed; no early stopping; at most ``MAX_STEPS``).
+        batch: prompts per step (the global batch under DDP; at most ``MAX_BATCH``).
+        lr: Adam learning rate (peak value when a schedule is used; in ``(0, MAX_LR]``).
+        schedule: ``"constant"`` or ``"cosine"`` (decay to 10 % of ``lr``), both after
+            ``warmup`` linear warm-up steps.
+        warmup: warm-up steps.
+        grad_clip: clip the gradient norm to this value (None: no clipping).
+        start_zero_prob: probability that a prompt starts from ``ŵ0 = 0``.
+        start_noise_min, start_noise_max: range of the log-uniform noise level ``σ`` of
+            the other starts ``ŵ0 = w + σ ε``.
+        curriculum: optional :class:`Curriculum` on ``d`` and ``n``.
+        label_noise: standard deviation of Gaussian label noise in the training prompts,
+            ``y_i = <w, x_i> + label_noise · ξ_i`` (0: noiseless, as in the paper).
+    """
+
+    context_len: int = 20
+    steps: int = 6000
+    batch: int = 64
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    warmup: int = 200
+    grad_clip: float | None = 1.0
+    start_zero_prob: float = 0.25
+    start_noise_min: float = 0.01
+    start_noise_max: float = 1.5
+    curriculum: Curriculum | None = None
+    label_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        _int(self.context_len, "context_len", maximum=1_000_000)
+        _int(self.steps, "steps")
+        _int(self.batch, "batch", maximum=MAX_BATCH)
+        _int(self.warmup, "warmup", minimum=0)
+        _real(self.lr, "lr", low=0.0, high=MAX_LR, low_open=True)
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"`schedule` must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.grad_clip is not None:
+            _real(self.grad_clip, "grad_clip", low=0.0, low_open=True)
+        _real(self.start_zero_prob, "start_zero_prob", low=0.0, high=1.0)
+        lo = _real(self.start_noise_min, "start_noise_min", low=0.0, low_open=True)
+        hi = _real(self.start_noise_max, "start_noise_max", low=0.0, low_open=True)
+        if lo > hi:
+            raise ValueError(f"`start_noise_min` ({lo}) must be <= `start_noise_max` ({hi})")
+        if self.curriculum is not None and not isinstance(self.curriculum, Curriculum):
+            raise TypeError(f"`curriculum` must be a Curriculum or None, got {type(self.curriculum).__name__}")
+        _real(self.label_noise, "label_noise", low=0.0)
+
+
+def config_to_dict(model_cfg: GPT2RegressorConfig, train_cfg: GPT2TrainConfig | None = None) -> dict[str, Any]:
+    """Plain-JSON view of the configs (for manifests)."""
+    out: dict[str, Any] = {"model": asdict(model_cfg)}
+    if train_cfg is not None:
+        out["train"] = asdict(train_cfg)
+    return out
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"`{where}` must be a dict of {cls.__name__} fields, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"`{where}` has unknown field(s) {unknown}; valid: {sorted(names)}")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{where}`: {err}") from err
+
+
+def config_from_dict(data: Any) -> tuple[GPT2RegressorConfig, GPT2TrainConfig | None]:
+    """Inverse of :func:`config_to_dict`; a missing ``model`` or a bad field is a ValueError."""
+    if not isinstance(data, dict):
+        raise ValueError(f"`data` must be a dict with keys 'model' (and 'train'), got {type(data).__name__}")
+    if "model" not in data:
+        raise ValueError("`data` lacks the field 'model' (the architecture); expected {'model': {...}, 'train': {...}}")
+    unknown = sorted(set(data) - {"model", "train"})
+    if unknown:
+        raise ValueError(f"`data` has unknown field(s) {unknown}; expected 'model' and 'train'")
+    model_cfg = _build(GPT2RegressorConfig, data["model"], "model")
+    train_cfg = None
+    if data.get("train") is not None:
+        t = dict(data["train"]) if isinstance(data["train"], dict) else data["train"]
+        if isinstance(t, dict) and t.get("curriculum") is not None:
+            t["curriculum"] = _build(Curriculum, t["curriculum"], "train.curriculum")
+        train_cfg = _build(GPT2TrainConfig, t, "train")
+    return model_cfg, train_cfg
+
+
+PRESETS: dict[str, tuple[GPT2RegressorConfig, GPT2TrainConfig]] = {
+    # for tests: trains in a few seconds
+    "tiny": (
+        GPT2RegressorConfig(dim=3, width=32, layers=2, heads=2, max_context=16),
+        GPT2TrainConfig(context_len=8, steps=150, batch=32, lr=3e-3, warmup=10),
+    ),
+    # for the chapter on a CPU: about two minutes
+    "cpu": (
+        GPT2RegressorConfig(dim=5, width=64, layers=3, heads=2, max_context=64),
+        GPT2TrainConfig(context_len=20, steps=5000, batch=64, lr=1e-3, warmup=200),
+    ),
+    # the paper's model (Garg et al. scale, ~9.5M parameters), Adam 1e-4, batch 64, Garg's
+    # curriculum on d and n: GPU only. The step count (Garg's 500k) and the refinement starts
+    # (the defaults above) are our choices; the paper does not state them.
+    "paper": (
+        GPT2RegressorConfig(dim=20, width=256, layers=12, heads=8, layout="interleaved", max_context=64),
+        GPT2TrainConfig(
+            context_len=40,
+            steps=500_000,
+            batch=64,
+            lr=1e-4,
+            schedule="constant",
+            warmup=0,
+            curriculum=Curriculum(dim_start=5, dim_step=1, n_start=11, n_step=2, every=2000),
+        ),
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> tuple[GPT2RegressorConfig, GPT2TrainConfig]:
+    """The ``(model, train)`` configs of a preset (``tiny``, ``cpu``, ``paper``).
+
+    Keyword overrides go to whichever config has the field, e.g.
+    ``preset("cpu", layout="interleaved", context_len=30, steps=100)``.
+    """
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ValueError(f"`name` must be one of {sorted(PRESETS)}, got {name!r}")
+    model_cfg, train_cfg = PRESETS[name]
+    model_fields = set(GPT2RegressorConfig.__dataclass_fields__)
+    train_fields = set(GPT2TrainConfig.__dataclass_fields__)
+    unknown = set(overrides) - model_fields - train_fields
+    if unknown:
+        raise ValueError(f"unknown override(s) {sorted(unknown)}; valid: {sorted(model_fields | train_fields)}")
+    model_cfg = replace(model_cfg, **{k: v for k, v in overrides.items() if k in model_fields})
+    train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if k in train_fields})
+    return model_cfg, train_cfg
 
 
 def train_cov_matrix(name: str, dim: int) -> torch.Tensor:
@@ -63,239 +300,185 @@ def train_cov_matrix(name: str, dim: int) -> torch.Tensor:
     raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {name!r}")
 
 
-def checkpoint_stem(
-    preset_name: str, cfg: GPT2RegressorConfig, train_cfg: GPT2TrainConfig, train_cov: str, seed: int
-) -> str:
-    """File stem such as ``gpt2_cpu_compact_isotropic_n20_seed0``.
+# --------------------------------------------------------------------------- the loop
 
-    A depth or width other than the preset's adds ``_L<layers>`` / ``_W<width>``, a start
-    distribution other than the default adds ``_zp<start_zero_prob>`` (``_zp1``: trained from
-    ``ŵ0 = 0`` only), label noise adds ``_noise<label_noise>``.
+
+@dataclass
+class TrainResult:
+    """Output of :func:`train_gpt2`: per-step losses (‖ŵ1 − w‖²/d averaged over the global batch)."""
+
+    losses: list[float]
+    steps: int
+    wall_s: float
+    seed: int
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ms_per_step(self) -> float:
+        return 1000.0 * self.wall_s / max(self.steps, 1)
+
+    def final_loss(self, last: int = 100) -> float:
+        """Mean loss over the last ``last`` steps."""
+        if not self.losses:
+            raise ValueError("this TrainResult has no losses (no step was run)")
+        tail = self.losses[-check_pos_int(last, "last") :]
+        return float(sum(tail) / len(tail))
+
+
+def sample_starts(w: torch.Tensor, cfg: GPT2TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Training starting estimates for targets ``w`` (batch, d), drawn on the CPU.
+
+    ``ŵ0 = 0`` with probability ``cfg.start_zero_prob``, else ``w + σ ε`` with ``ε ~ N(0, I)``
+    and ``log σ`` uniform on ``[log start_noise_min, log start_noise_max]`` (one σ per prompt).
     """
-    stem = f"gpt2_{preset_name}_{cfg.layout}_{train_cov}_n{train_cfg.context_len}"
-    if preset_name in PRESETS:
-        base = PRESETS[preset_name][0]
-        if cfg.layers != base.layers:
-            stem += f"_L{cfg.layers}"
-        if cfg.width != base.width:
-            stem += f"_W{cfg.width}"
-    if train_cfg.start_zero_prob != GPT2TrainConfig.start_zero_prob:
-        stem += f"_zp{train_cfg.start_zero_prob:g}"
-    if train_cfg.label_noise:
-        stem += f"_noise{train_cfg.label_noise:g}"
-    return f"{stem}_seed{seed}"
+    b, d = w.shape
+    w_cpu = w.detach().to("cpu", torch.float64)
+    lo, hi = math.log(cfg.start_noise_min), math.log(cfg.start_noise_max)
+    sigma = torch.exp(lo + (hi - lo) * torch.rand(b, 1, generator=generator, dtype=torch.float64))
+    noisy = w_cpu + sigma * torch.randn(b, d, generator=generator, dtype=torch.float64)
+    zero = torch.rand(b, 1, generator=generator, dtype=torch.float64) < cfg.start_zero_prob
+    return torch.where(zero, torch.zeros_like(noisy), noisy).to(device=w.device, dtype=w.dtype)
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _lr_factor(step: int, cfg: GPT2TrainConfig) -> float:
+    if cfg.warmup and step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries a checkpoint depends on."""
-    import numpy
-    import transformers
+class _Predict(nn.Module):
+    """The training call as a module, so that DistributedDataParallel can wrap it."""
 
-    try:
-        from importlib.metadata import version
+    def __init__(self, model: GPT2Regressor) -> None:
+        super().__init__()
+        self.model = model
 
-        tts = version("tts_lib")
-    except Exception:  # not installed as a distribution
-        tts = "unknown"
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": numpy.__version__,
-        "tts_lib": tts,
-    }
+    def forward(self, X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor) -> torch.Tensor:
+        return self.model._predict(X, y, w0)
 
 
-def _loss_curve(losses: list[float], block: int = 50) -> list[float]:
-    return [sum(losses[i : i + block]) / len(losses[i : i + block]) for i in range(0, len(losses), block)]
+def _world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
-def save_checkpoint(
+def train_gpt2(
     model: GPT2Regressor,
-    out_dir: str | Path,
-    stem: str,
+    cov: Any,
+    cfg: GPT2TrainConfig,
     *,
-    train_cfg: GPT2TrainConfig,
-    train_cov: str,
-    result: TrainResult,
-    preset_name: str | None = None,
-    command: str | None = None,
-) -> Path:
-    """Write ``<stem>.pt`` (state_dict) and ``<stem>.json`` (manifest) into ``out_dir``.
-
-    Returns the manifest path.
-    """
-    if train_cov not in TRAIN_COVS:
-        raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {train_cov!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pt = out / f"{stem}.pt"
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, pt)
-    manifest: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "checkpoint": pt.name,
-        "sha256": sha256_file(pt),
-        "preset": preset_name,
-        "config": {"model": asdict(model.config), "train": asdict(train_cfg)},
-        "train_cov": train_cov,
-        "seed": result.seed,
-        "steps": result.steps,
-        "device": result.device,
-        "wall_s": round(result.wall_s, 3),
-        "ms_per_step": round(result.ms_per_step, 3),
-        "num_parameters": num_parameters(model),
-        "final_loss": result.final_loss(),
-        "first_loss": result.losses[0],
-        "loss_curve_block": 50,
-        "loss_curve": _loss_curve(result.losses, 50),
-        "versions": library_versions(),
-        "command": command,
-    }
-    path = out / f"{stem}.json"
-    path.write_text(json.dumps(manifest, indent=1) + "\n")
-    return path
-
-
-def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    keys = sorted(set(a) | set(b))
-    return [f"{k}: checkpoint {a.get(k)!r} vs requested {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-
-
-def load_checkpoint(
-    path: str | Path,
-    *,
-    expected: GPT2RegressorConfig | None = None,
-    expected_train: GPT2TrainConfig | None = None,
-    train_cov: str | None = None,
+    seed: int = 0,
     device: torch.device | str | None = None,
-) -> tuple[GPT2Regressor, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_checkpoint` (eval mode).
+    progress: bool = True,
+    desc: str = "GPT-2",
+) -> TrainResult:
+    """Train ``model`` in place with Adam on fresh prompts (see the module docstring).
+
+    Under an initialised ``torch.distributed`` process group (``torchrun``) the model is
+    wrapped in DistributedDataParallel and every process trains on its share of the
+    global batch ``cfg.batch`` (which the number of processes must divide).
 
     Args:
-        path: the manifest ``.json`` or the ``.pt`` file next to it.
-        expected: the model configuration the caller wants; a checkpoint with any other
-            configuration is refused.
-        expected_train: likewise for the training configuration (``steps`` included).
-        train_cov: likewise for the training covariance name.
-        device: where to put the model.
+        model: a :class:`~tts_lib.gpt2.GPT2Regressor` (moved to ``device``).
+        cov: (d, d) training covariance Λ (e.g. ``train_cov_matrix("skewed2", d)``); under a
+            curriculum the leading block is used.
+        cfg: :class:`GPT2TrainConfig` (steps, batch, lr, start distribution, curriculum).
+        seed: seeds the prompt and start generator (a CPU generator: same data on every
+            device and in every process).
+        device: where to train (default: the model's device).
+        progress: show a tqdm progress bar (process 0 only).
 
     Returns:
-        ``(model, manifest)``.
+        :class:`TrainResult` with the loss history (global-batch losses).
 
     Raises:
-        ValueError: missing files, sha256 mismatch (file changed since it was written) or
-            configuration mismatch.
+        TrainingDivergedError: if the loss becomes NaN/inf or exceeds
+            ``DIVERGENCE_FACTOR`` × its first value (lower ``lr``).
     """
-    p = Path(path)
-    manifest_path = p.with_suffix(".json")
-    if not manifest_path.is_file():
-        raise ValueError(f"no manifest {manifest_path}; pass the .json written by tts_lib.gpt2_train")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{manifest_path} is not a {MANIFEST_FORMAT} manifest (format={manifest.get('format')!r})")
-    pt = manifest_path.parent / manifest["checkpoint"]
-    if not pt.is_file():
-        raise ValueError(f"checkpoint file {pt} named in {manifest_path.name} is missing")
-    digest = sha256_file(pt)
-    if digest != manifest["sha256"]:
-        raise ValueError(
-            f"sha256 of {pt.name} is {digest[:12]}…, the manifest says {manifest['sha256'][:12]}…: the file "
-            f"was changed or corrupted; retrain with the command in the manifest"
-        )
-    cfg, train_cfg = config_from_dict(manifest["config"])
-    problems: list[str] = []
-    if expected is not None:
-        problems += _diff(asdict(cfg), asdict(expected))
-    if expected_train is not None:
-        # the parsed configuration (fields added to the library later take their defaults)
-        problems += _diff(asdict(train_cfg) if train_cfg is not None else {}, asdict(expected_train))
-    if train_cov is not None and manifest.get("train_cov") != train_cov:
-        problems.append(f"train_cov: checkpoint {manifest.get('train_cov')!r} vs requested {train_cov!r}")
-    if problems:
-        raise ValueError(
-            f"checkpoint {pt.name} does not match the requested configuration ("
-            + "; ".join(problems)
-            + f"); retrain with: {manifest.get('command')} adjusted, or request its configuration"
-        )
-    state = torch.load(pt, map_location="cpu", weights_only=True)
-    model = GPT2Regressor(cfg)
-    model.load_state_dict(state)
-    model.to(device=device)
+    from tqdm.auto import tqdm
+
+    if not isinstance(model, GPT2Regressor):
+        raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+    if not isinstance(cfg, GPT2TrainConfig):
+        raise TypeError(f"`cfg` must be a GPT2TrainConfig, got {type(cfg).__name__}")
+    seed = check_pos_int(seed, "seed", minimum=0)
+    d = model.config.dim
+    cov_t = check_cov(cov, "cov", dim=d).detach().to("cpu", torch.float64)
+    most = model.layout.max_examples(model.config.max_context)
+    if most is not None and cfg.context_len > most:
+        raise ValueError(f"`context_len`={cfg.context_len} exceeds the model's max_context={model.config.max_context}")
+    if device is not None:
+        model.to(torch.device(device))
+    ref = model.read_in.weight
+    dev, dtype = ref.device, ref.dtype
+    rank, world = _world()
+    if cfg.batch % world:
+        raise ValueError(f"`batch`={cfg.batch} must be divisible by the number of processes ({world})")
+    share = cfg.batch // world
+    rows = slice(rank * share, (rank + 1) * share)
+    net: nn.Module = _Predict(model)
+    if world > 1:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    g = make_generator(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    model.train()
+    losses: list[float] = []
+    first = None
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress or rank != 0, mininterval=1.0)
+    t0 = time.perf_counter()
+    for step in bar:
+        d_act, n_act = cfg.curriculum.at(step, d, cfg.context_len) if cfg.curriculum else (d, cfg.context_len)
+        pr = sample_prompts(cov_t[:d_act, :d_act], n_act, cfg.batch, generator=g, noise_std=cfg.label_noise)
+        X, w = pr.X, pr.w
+        if d_act < d:
+            X = F.pad(X, (0, d - d_act))
+            w = F.pad(w, (0, d - d_act))
+        w0 = sample_starts(w, cfg, g)
+        X, y, w, w0 = (t[rows].to(device=dev, dtype=dtype) for t in (X, pr.y, w, w0))
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(step, cfg)
+        loss = F.mse_loss(net(X, y, w0), w)
+        if world > 1:
+            total = loss.detach().clone()
+            dist.all_reduce(total)
+            value = total.item() / world
+        else:
+            value = loss.item()
+        if first is None:
+            first = value
+        if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(first, 1e-12):
+            raise TrainingDivergedError(
+                f"GPT-2 training diverged at step {step}: loss {value:.3g}, first loss {first:.3g} "
+                f"(rule: NaN/inf or > {DIVERGENCE_FACTOR:g}× the first); lower `lr` (now {cfg.lr:g}; "
+                f"Adam here trains at 1e-4–3e-3), keep `grad_clip` on, or check the weights for NaN"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(value)
+        if progress and rank == 0 and step % 50 == 0:
+            bar.set_postfix(loss=f"{value:.4f}", d=d_act, n=n_act, refresh=False)
+    wall = time.perf_counter() - t0
+    bar.close()
     model.eval()
-    return model, manifest
-
-
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m tts_lib.gpt2_train", description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=None, help="default: the preset's")
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--train-cov", choices=TRAIN_COVS, default="isotropic")
-    ap.add_argument("--layout", choices=("compact", "interleaved"), default=None)
-    ap.add_argument("--context-len", type=int, default=None, help="training n (default: the preset's)")
-    ap.add_argument("--layers", type=int, default=None, help="transformer blocks (default: the preset's)")
-    ap.add_argument("--width", type=int, default=None, help="hidden size (default: the preset's)")
-    ap.add_argument("--start-zero-prob", type=float, default=None, help="share of starts at ŵ0 = 0 (1: zero only)")
-    ap.add_argument("--label-noise", type=float, default=None, help="label noise std of the training prompts")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    ap.add_argument("--stem", default=None, help="file stem (default: derived from the configuration)")
-    ap.add_argument("--no-progress", action="store_true")
-    return ap
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda requested but no CUDA device is available; use --device cpu")
-    if args.threads is not None:
-        torch.set_num_threads(check_pos_int(args.threads, "threads"))
-    override_names = ("steps", "layout", "context_len", "layers", "width", "start_zero_prob", "label_noise")
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in override_names if getattr(args, k) is not None}
-    model_cfg, train_cfg = preset(args.preset, **overrides)
-    cov = train_cov_matrix(args.train_cov, model_cfg.dim)
-    model = build_model(model_cfg, seed=args.seed, device=args.device)
-    print(f"{args.preset}: {num_parameters(model):,} parameters, {model_cfg}, {train_cfg}", flush=True)
-    result = train_gpt2(
-        model,
-        cov,
-        train_cfg,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.no_progress,
-        desc=f"{args.preset}/{model_cfg.layout}/{args.train_cov}",
+    return TrainResult(
+        losses=losses, steps=cfg.steps, wall_s=wall, seed=seed, device=str(dev), extra={"world_size": world}
     )
-    stem = args.stem or checkpoint_stem(args.preset, model_cfg, train_cfg, args.train_cov, args.seed)
-    command = "python -m tts_lib.gpt2_train " + shlex.join(argv)
-    path = save_checkpoint(
-        model,
-        args.out,
-        stem,
-        train_cfg=train_cfg,
-        train_cov=args.train_cov,
-        result=result,
-        preset_name=args.preset,
-        command=command,
-    )
-    print(
-        f"final loss {result.final_loss():.4g} (first {result.losses[0]:.4g}), "
-        f"{result.ms_per_step:.1f} ms/step, {result.wall_s:.1f} s; wrote {path}",
-        flush=True,
-    )
-    return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # python -m tts_lib.gpt2_train: the CLI
+    from tts_lib.gpt2_cli import main as _main
+
+    raise SystemExit(_main())

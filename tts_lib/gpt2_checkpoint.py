@@ -1,0 +1,387 @@
+"""GPT-2 checkpoints: save, load, verify.
+
+A checkpoint is ``DIR/<stem>.pt`` (the ``state_dict``, via ``torch.save``) and
+``DIR/<stem>.json``, the manifest: configs, training covariance, seed, steps, losses,
+library versions, the exact command, ``sha256`` (of the ``.pt`` file) and ``digest``.
+
+Tamper evidence: ``digest`` is one sha256 over the whole manifest (canonical JSON, sorted
+keys, without ``digest`` itself), which includes the weights' ``sha256``; so an edited
+configuration (``heads``, ``activation``, a relabelled ``context_len`` or ``train_cov``)
+or changed weights are refused. This detects accidents and naive edits; it is not a
+signature (whoever can write the files can recompute the hashes).
+
+:func:`load_checkpoint` checks, before ``torch.load(weights_only=True)``: the manifest is
+JSON with every field, the digest, the weights file is a plain name inside the manifest's
+folder, its sha256; after loading: the keys and shapes match the configuration exactly
+and every weight is finite. Every failure is a ``ValueError`` naming the file and the field.
+
+Format ``tts_lib.gpt2/1`` (the earlier model built on Hugging Face's ``GPT2Model``) is
+converted by :func:`convert_v1` through the documented key map :func:`state_dict_from_hf`;
+the committed checkpoints in ``book/checkpoints`` were converted so (same weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .gpt2 import GPT2Regressor, GPT2RegressorConfig, num_parameters
+from .gpt2_train import PRESETS, TRAIN_COVS, GPT2TrainConfig, TrainResult, config_from_dict
+
+MANIFEST_FORMAT = "tts_lib.gpt2/2"
+V1_FORMAT = "tts_lib.gpt2/1"
+REQUIRED_FIELDS = ("format", "checkpoint", "sha256", "digest", "config", "train_cov", "seed", "steps")
+_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")
+
+
+def checkpoint_stem(
+    preset_name: str, cfg: GPT2RegressorConfig, train_cfg: GPT2TrainConfig, train_cov: str, seed: int
+) -> str:
+    """File stem such as ``gpt2_cpu_compact_isotropic_n20_seed0``.
+
+    A depth or width other than the preset's adds ``_L<layers>`` / ``_W<width>``, a start
+    distribution other than the default adds ``_zp<start_zero_prob>`` (``_zp1``: trained from
+    ``ŵ0 = 0`` only), label noise adds ``_noise<label_noise>``.
+    """
+    stem = f"gpt2_{preset_name}_{cfg.layout}_{train_cov}_n{train_cfg.context_len}"
+    if preset_name in PRESETS:
+        base = PRESETS[preset_name][0]
+        if cfg.layers != base.layers:
+            stem += f"_L{cfg.layers}"
+        if cfg.width != base.width:
+            stem += f"_W{cfg.width}"
+    if train_cfg.start_zero_prob != GPT2TrainConfig.start_zero_prob:
+        stem += f"_zp{train_cfg.start_zero_prob:g}"
+    if train_cfg.label_noise:
+        stem += f"_noise{train_cfg.label_noise:g}"
+    return f"{stem}_seed{seed}"
+
+
+def check_stem(stem: Any) -> str:
+    """A file stem: letters, digits, ``_ . + -``, starting with a letter or digit (no path)."""
+    if not isinstance(stem, str) or not _STEM.fullmatch(stem) or ".." in stem:
+        raise ValueError(
+            f"`stem` must be a plain file name (letters, digits, _ . + -; no '/', no '..'), got {stem!r}"
+        )
+    return stem
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``manifest`` without its ``digest`` field."""
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a checkpoint depends on."""
+    import numpy
+
+    try:
+        from importlib.metadata import version
+
+        tts = version("tts_lib")
+    except Exception:  # not installed as a distribution
+        tts = "unknown"
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "tts_lib": tts}
+
+
+def _loss_curve(losses: list[float], block: int = 50) -> list[float]:
+    return [sum(losses[i : i + block]) / len(losses[i : i + block]) for i in range(0, len(losses), block)]
+
+
+def _write(out: Path, stem: str, state: dict[str, torch.Tensor], manifest: dict[str, Any]) -> Path:
+    pt = out / f"{stem}.pt"
+    torch.save(state, pt)
+    manifest = {"format": MANIFEST_FORMAT, "checkpoint": pt.name, "sha256": sha256_file(pt), **manifest}
+    manifest["digest"] = manifest_digest(manifest)
+    path = out / f"{stem}.json"
+    path.write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def save_checkpoint(
+    model: GPT2Regressor,
+    out_dir: str | Path,
+    stem: str,
+    *,
+    train_cfg: GPT2TrainConfig,
+    train_cov: str,
+    result: TrainResult,
+    preset_name: str | None = None,
+    command: str | None = None,
+) -> Path:
+    """Write ``<stem>.pt`` (state_dict) and ``<stem>.json`` (manifest) into ``out_dir``.
+
+    Returns the manifest path.
+    """
+    if not isinstance(model, GPT2Regressor):
+        raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+    if not isinstance(train_cfg, GPT2TrainConfig):
+        raise TypeError(f"`train_cfg` must be a GPT2TrainConfig, got {type(train_cfg).__name__}")
+    if not isinstance(result, TrainResult):
+        raise TypeError(f"`result` must be a TrainResult, got {type(result).__name__}")
+    if train_cov not in TRAIN_COVS:
+        raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {train_cov!r}")
+    if not result.losses:
+        raise ValueError("`result` has no losses: train at least one step before saving a checkpoint")
+    stem = check_stem(stem)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    bad = [k for k, v in state.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"the model has non-finite weights in {bad[:3]}; not saving a broken checkpoint")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {
+        "preset": preset_name,
+        "config": {"model": asdict(model.config), "train": asdict(train_cfg)},
+        "train_cov": train_cov,
+        "seed": result.seed,
+        "steps": result.steps,
+        "device": result.device,
+        "world_size": int(result.extra.get("world_size", 1)),
+        "wall_s": round(result.wall_s, 3),
+        "ms_per_step": round(result.ms_per_step, 3),
+        "num_parameters": num_parameters(model),
+        "final_loss": result.final_loss(),
+        "first_loss": result.losses[0],
+        "loss_curve_block": 50,
+        "loss_curve": _loss_curve(result.losses, 50),
+        "versions": library_versions(),
+        "command": command,
+    }
+    return _write(out, stem, state, manifest)
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: checkpoint {a.get(k)!r} vs requested {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+def _read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    p = Path(path)
+    manifest_path = p.with_suffix(".json")
+    if not manifest_path.is_file():
+        raise ValueError(f"no manifest {manifest_path}; pass the .json written by tts_lib.gpt2_train")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{manifest_path}: not a JSON manifest ({err})") from err
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{manifest_path}: the manifest must be a JSON object, got {type(manifest).__name__}")
+    if manifest.get("format") == V1_FORMAT:
+        raise ValueError(
+            f"{manifest_path}: format {V1_FORMAT} (Hugging Face key names); convert it once with "
+            "tts_lib.gpt2_checkpoint.convert_v1(path)"
+        )
+    for name in REQUIRED_FIELDS:
+        if name not in manifest:
+            raise ValueError(f"{manifest_path}: missing field `{name}`")
+    if manifest["format"] != MANIFEST_FORMAT:
+        raise ValueError(f"{manifest_path}: field `format` is {manifest['format']!r}, expected {MANIFEST_FORMAT!r}")
+    return manifest_path, manifest
+
+
+def verify_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """Check a manifest and its weights file without loading the weights; returns
+    ``(manifest, weights_path)``. Raises ValueError naming the file and the field."""
+    manifest_path, manifest = _read_manifest(path)
+    try:
+        digest = manifest_digest(manifest)
+    except ValueError as err:  # NaN in the manifest
+        raise ValueError(f"{manifest_path}: field values are not plain JSON ({err})") from err
+    if digest != manifest["digest"]:
+        raise ValueError(
+            f"{manifest_path}: field `digest` does not match the manifest's content (sha256 over the "
+            "configuration and the weights' sha256): the manifest was edited; retrain with its command"
+        )
+    name = manifest["checkpoint"]
+    folder = manifest_path.parent.resolve()
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..") or not name.endswith(".pt"):
+        raise ValueError(f"{manifest_path}: field `checkpoint` must be a .pt file name in its folder, got {name!r}")
+    pt = manifest_path.parent / name
+    if pt.is_symlink() or pt.resolve().parent != folder:
+        raise ValueError(f"{manifest_path}: field `checkpoint` {name!r} points outside {folder}")
+    if not pt.is_file():
+        raise ValueError(f"{manifest_path}: field `checkpoint`: file {pt} is missing")
+    sha = sha256_file(pt)
+    if sha != manifest["sha256"]:
+        raise ValueError(
+            f"{manifest_path}: field `sha256`: the weights file {pt.name} has sha256 {sha[:12]}…, the manifest "
+            f"says {str(manifest['sha256'])[:12]}…: the file was changed or corrupted; retrain with the command "
+            "in the manifest"
+        )
+    return manifest, pt
+
+
+def _check_state(state: Any, model: GPT2Regressor, where: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(state, dict):
+        raise ValueError(f"{where}: the weights file must hold a state_dict, got {type(state).__name__}")
+    want = model.state_dict()
+    unexpected = sorted(set(state) - set(want))
+    missing = sorted(set(want) - set(state))
+    if unexpected:
+        raise ValueError(f"{where}: unexpected key `{unexpected[0]}` ({len(unexpected)} in all) for this configuration")
+    if missing:
+        raise ValueError(f"{where}: missing key `{missing[0]}` ({len(missing)} in all) for this configuration")
+    for key, ref in want.items():
+        v = state[key]
+        if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+            raise ValueError(f"{where}: key `{key}` must be a floating tensor, got {type(v).__name__}")
+        if v.shape != ref.shape:
+            need = tuple(ref.shape)
+            raise ValueError(f"{where}: key `{key}` has shape {tuple(v.shape)}, the configuration needs {need}")
+        if not torch.isfinite(v).all():
+            raise ValueError(f"{where}: key `{key}` holds NaN or inf weights")
+    return state
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    expected: GPT2RegressorConfig | None = None,
+    expected_train: GPT2TrainConfig | None = None,
+    train_cov: str | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[GPT2Regressor, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint` (eval mode), verified (module doc).
+
+    Args:
+        path: the manifest ``.json`` or the ``.pt`` file next to it.
+        expected: the model configuration the caller wants; any other is refused.
+        expected_train: likewise for the training configuration (``steps`` included).
+        train_cov: likewise for the training covariance name.
+        device: where to put the model.
+
+    Returns:
+        ``(model, manifest)``.
+
+    Raises:
+        ValueError: naming the file and the field: missing files or fields, digest or
+            sha256 mismatch, configuration mismatch, keys, shapes or non-finite weights.
+    """
+    manifest, pt = verify_checkpoint(path)
+    where = pt.with_suffix(".json")
+    try:
+        cfg, train_cfg = config_from_dict(manifest["config"])
+    except ValueError as err:
+        raise ValueError(f"{where}: field `config`: {err}") from err
+    problems: list[str] = []
+    if expected is not None:
+        problems += _diff(asdict(cfg), asdict(expected))
+    if expected_train is not None:
+        problems += _diff(asdict(train_cfg) if train_cfg is not None else {}, asdict(expected_train))
+    if train_cov is not None and manifest.get("train_cov") != train_cov:
+        problems.append(f"train_cov: checkpoint {manifest.get('train_cov')!r} vs requested {train_cov!r}")
+    if problems:
+        raise ValueError(
+            f"checkpoint {pt.name} does not match the requested configuration ("
+            + "; ".join(problems)
+            + f"); retrain with: {manifest.get('command')} adjusted, or request its configuration"
+        )
+    model = GPT2Regressor(cfg)
+    try:
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file with a matching hash
+        raise ValueError(f"{pt}: not a loadable weights file ({type(err).__name__}: {err})") from err
+    model.load_state_dict(_check_state(state, model, pt))
+    model.to(device=device)
+    model.eval()
+    return model, manifest
+
+
+# --------------------------------------------------------------------------- Hugging Face key map
+
+#: Conv1D layers of Hugging Face's GPT-2 store the weight as (in, out): transposed here.
+_HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def state_dict_from_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Key map from the earlier layout (``read_in``, ``backbone`` = ``transformers.GPT2Model``,
+    ``read_out``) to :class:`GPT2Regressor`:
+
+    * ``backbone.wpe.weight`` → ``wpe.weight``; ``backbone.ln_f.*`` → ``ln_f.*``;
+    * ``backbone.h.<i>.<rest>`` → ``blocks.<i>.<rest>``, the Conv1D weights
+      ``attn.c_attn``, ``attn.c_proj``, ``mlp.c_fc``, ``mlp.c_proj`` transposed;
+    * ``backbone.wte.weight`` (the unused token table of ``vocab_size=1``) and the attention
+      mask buffers ``*.attn.bias`` / ``*.attn.masked_bias`` are dropped;
+    * ``read_in.*`` and ``read_out.*`` are unchanged.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, v in state.items():
+        if key == "backbone.wte.weight" or key.endswith((".attn.bias", ".attn.masked_bias")):
+            continue
+        if key.startswith("backbone.h."):
+            new = "blocks." + key[len("backbone.h.") :]
+            if new.endswith(_HF_CONV1D):
+                v = v.t()
+        elif key.startswith("backbone."):
+            new = key[len("backbone.") :]
+        else:
+            new = key
+        out[new] = v.contiguous()
+    return out
+
+
+def state_dict_to_hf(state: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`state_dict_from_hf` for ``transformers.GPT2Model`` (keys without the
+    ``backbone.`` prefix; a zero token table ``wte.weight`` of shape (1, width) is added)."""
+    out: dict[str, torch.Tensor] = {}
+    ref = state["wpe.weight"]
+    for key, v in state.items():
+        if key.startswith(("read_in.", "read_out.")):
+            continue
+        if key.startswith("blocks."):
+            new = "h." + key[len("blocks.") :]
+            if new.endswith(_HF_CONV1D):
+                v = v.t()
+        else:
+            new = key
+        out[new] = v.contiguous()
+    out["wte.weight"] = ref.new_zeros(1, width)
+    return out
+
+
+def convert_v1(path: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Re-save a ``tts_lib.gpt2/1`` checkpoint (after checking its sha256) in this format with
+    the same weights (:func:`state_dict_from_hf`); the manifest keeps every field and records
+    ``converted_from``. Returns the new manifest path (``out_dir`` defaults to the same folder)."""
+    p = Path(path).with_suffix(".json")
+    try:
+        old = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{p}: not a readable JSON manifest ({err})") from err
+    if not isinstance(old, dict) or old.get("format") != V1_FORMAT:
+        raise ValueError(f"{p}: field `format` must be {V1_FORMAT!r} to convert")
+    name = old.get("checkpoint")
+    if not isinstance(name, str) or Path(name).name != name:
+        raise ValueError(f"{p}: field `checkpoint` must be a file name in the same folder, got {name!r}")
+    pt = p.parent / name
+    if sha256_file(pt) != old.get("sha256"):
+        raise ValueError(f"{p}: field `sha256` does not match {pt.name}; not converting a changed file")
+    cfg, _ = config_from_dict(old["config"])
+    model = GPT2Regressor(cfg)
+    state = _check_state(state_dict_from_hf(torch.load(pt, map_location="cpu", weights_only=True)), model, pt)
+    model.load_state_dict(state)
+    keep = {k: v for k, v in old.items() if k not in ("format", "checkpoint", "sha256", "digest")}
+    keep["num_parameters"] = num_parameters(model)
+    keep["converted_from"] = {"format": V1_FORMAT, "sha256": old["sha256"], "key_map": "state_dict_from_hf"}
+    out = Path(out_dir) if out_dir is not None else p.parent
+    out.mkdir(parents=True, exist_ok=True)
+    return _write(out, p.stem, {k: v.contiguous() for k, v in model.state_dict().items()}, keep)
