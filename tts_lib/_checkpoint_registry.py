@@ -1,14 +1,14 @@
 """Pinned commit and manifest hashes of the committed checkpoints (``python -m tts_lib.fetch
 --write-registry`` writes this file; do not edit it by hand)."""
 
-CHECKPOINTS_REF = "d69e8ccb51e099d7eb8aa6ca4c6f99361b02f457"
+CHECKPOINTS_REF = "c64bb88ebd894f76ac5eb9a6dcf83b941123ef90"
 MANIFEST_SHA256 = {
-    "gpt2_cpu_compact_isotropic_n10_seed0.json": "7e631ee3adf68de289d5c11324df2624b9fb983d7d2d5ed8c2aed8dedb5fbfa1",
-    "gpt2_cpu_compact_isotropic_n20_seed0.json": "dd8d7a6cbb8dc0765f41bcbe0c908e5cdad92b2db994e0dd2afceebae139dab0",
-    "gpt2_cpu_compact_isotropic_n5_seed0.json": "02661b19673def29f5cea7ff4f832775aa2bd56c11dd1acc231eb1dd4e871ae0",
-    "gpt2_cpu_compact_skewed2_n20_seed0.json": "56e76b85a9df91134c1e3f3ab914195af2736b85272739868717194064899220",
-    "gpt2_cpu_compact_skewed2_n30_seed0.json": "2ddba48f8dc00858828a65c0d77eee40415bfae1ffee467b6e16c2f56110a5ce",
-    "gpt2_cpu_compact_skewed2_n40_L1_seed0.json": "11d8646c1d861ffe65685c248d174c3373bbabf431131f61e3b86a85ee5b800d",
-    "gpt2_cpu_compact_skewed2_n40_seed0.json": "0451e0c062331f54217a2b127e6f0ff8bec9c042120003a0a0a7ade0430078fb",
-    "gpt2_cpu_compact_skewed2_n40_seed1.json": "f6be72d9630a3fa1d7fbcebdb5d4c89c8267253ee8140b967d6d039e6188ceee",
+    "gpt2_cpu_compact_isotropic_n10_seed0.json": "5245738b0e377d1a73da93d0ae8a59f19e77414f5b57f68dfc574ec0c138d7f3",
+    "gpt2_cpu_compact_isotropic_n20_seed0.json": "d101a86fa68ba3715f4cec2d6f5ccf12425683832764c7825aa2c31081ed6b95",
+    "gpt2_cpu_compact_isotropic_n5_seed0.json": "edcba34d51ea4972722e24d6bb219325409130f6aee6b67786ef60f61d1a70dc",
+    "gpt2_cpu_compact_skewed2_n20_seed0.json": "8f6469b83884e9b815f4047c4049e0ef1e4cd16e615fc26a039006f925cae69e",
+    "gpt2_cpu_compact_skewed2_n30_seed0.json": "198e812611edbba31a2b62a6620a17c437ee754ced2e8924a6f820aebb9f4016",
+    "gpt2_cpu_compact_skewed2_n40_L1_seed0.json": "6aef7a9a013eac5a4e0e99df85c60051c8391084157be3755d0b9866b3ff0cad",
+    "gpt2_cpu_compact_skewed2_n40_seed0.json": "9552150701cbf87f3931b9283784f4d21dcd5902c6f93a05ea41e5a957ac8cac",
+    "gpt2_cpu_compact_skewed2_n40_seed1.json": "2c7999549788d65d76b50ebc8b2f4542918d4d0278f86654220dd058b21539de",
 }
