@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ASSIGNMENTS = ("hardness", "scaling", "overthinking")
+ASSIGNMENTS = ("hardness", "scaling", "overthinking", "noise")
 DEFAULT_DIST = HERE / "dist"
 
 _MARKERS = re.compile(r"#\s*(BEGIN|END)\s+SOLUTION|#\s*SOLUTION\b")

@@ -9,7 +9,8 @@ assignment; plus hostile submissions (a GIL-holding endless loop, a snooper, a w
 its folder, a killer of its grader) and a notebook whose metadata was lost, all graded in the
 bubblewrap sandbox side by side. Also: the student notebook checks alone in an empty folder
 under another name with Colab's interpreter simulated, and otter's Gradescope entry point
-``run_autograder`` in an emulated ``/autograder`` folder. About 3-4 minutes on 2 busy cores.
+``run_autograder`` in an emulated ``/autograder`` folder. About 3-5 minutes on 2 busy cores
+(measured: 2 min 56 s at load average 4-6).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "assignments"
 BUILD = SRC / "build.py"
-NAMES = ("hardness", "scaling", "overthinking")
+NAMES = ("hardness", "scaling", "overthinking", "noise")
 TIMEOUT = 900
 
 # Points per question, as the source notebooks declare them.
@@ -38,6 +39,7 @@ POINTS = {
     "hardness": {"q1": 5, "q2": 2, "q3": 2},
     "scaling": {"q1": 3, "q2": 4, "q3": 3, "q4": 3},
     "overthinking": {"q1": 3, "q2": 4, "q3": 3, "q4": 3},
+    "noise": {"q1": 5, "q2": 4, "q3": 3},
 }
 
 # Plausible wrong answers (a replacement for the solution cell that starts with the key) and the
@@ -102,6 +104,36 @@ WRONG = {
         },
         {"q1": 2, "q2": 1, "q3": 3, "q4": 3},
     ),
+    # noise term in the inputs' dtype and without the σ_i <= 0 ValueError: right on float64
+    # inputs (public and random hidden tests), loses the float32 and ValueError tests: 3 of 5.
+    # k* = round(k°) instead of the better of ⌊k°⌋, ⌈k°⌉: passes the public case (k° ≈ 6.66)
+    # and the random hidden ones, loses the cases where k° rounds to the worse neighbour: 3 of 4.
+    # least-squares limit σ² tr(Σ⁻¹)/m (the first-order formula) instead of /(m − d − 1), with
+    # the required ValueError: loses the public and the exact hidden test: 1 of 3.
+    "noise": (
+        {
+            "def noise_term(": (
+                "def noise_term(g, sig, k, m, noise_std):\n"
+                "    g, sig = np.asarray(g), np.asarray(sig)\n"
+                "    rho = 1 - g * sig\n"
+                "    return float(noise_std**2 / m * np.sum((1 - rho**k) ** 2 / sig))\n"
+            ),
+            "def best_steps(": (
+                "def best_steps(rho, tau):\n"
+                "    if not (0 < rho < 1 and tau > 0):\n"
+                "        raise ValueError('need 0 < rho < 1 and tau > 0')\n"
+                "    return round(math.log1p(1 / tau) / -math.log(rho))\n"
+            ),
+            "def ls_limit(": (
+                "def ls_limit(sig, m, noise_std):\n"
+                "    sig = np.asarray(sig, dtype=float)\n"
+                "    if m <= sig.size + 1:\n"
+                "        raise ValueError('m must exceed d + 1')\n"
+                "    return float(noise_std**2 * np.sum(1 / sig) / m)\n"
+            ),
+        },
+        {"q1": 3, "q2": 3, "q3": 1},
+    ),
 }
 
 # A second wrong hardness notebook: q1 calls the reference function the question forbids (caught
@@ -112,6 +144,31 @@ WRONG2 = (
         "def power_law_hardness(": "def power_law_hardness(d, alpha)\n    return d ** alpha\n",
     },
     {"q1": 4, "q2": 0, "q3": 2},
+)
+
+# A second wrong noise notebook: q1 calls the forbidden tts_lib.noise.skill_noise_curves (right
+# otherwise, so only the guarded hidden test fails: 4 of 5); q2 takes ⌊k°⌋ (fails the public
+# case k° ≈ 6.66, the random hidden cases and the rounding cases; keeps the ValueError test:
+# 1 of 4); q3 has the exact formula but no ValueError for m <= d + 1: 2 of 3.
+WRONG2_NOISE = (
+    {
+        "def noise_term(": (
+            "def noise_term(g, sig, k, m, noise_std):\n"
+            "    return float(noise.skill_noise_curves(g, sig, k, m, noise_std)[1][k].sum())\n"
+        ),
+        "def best_steps(": (
+            "def best_steps(rho, tau):\n"
+            "    if not (0 < rho < 1 and tau > 0):\n"
+            "        raise ValueError('need 0 < rho < 1 and tau > 0')\n"
+            "    return math.floor(math.log1p(1 / tau) / -math.log(rho))\n"
+        ),
+        "def ls_limit(": (
+            "def ls_limit(sig, m, noise_std):\n"
+            "    sig = np.asarray(sig, dtype=float)\n"
+            "    return float(noise_std**2 * np.sum(1 / sig) / (m - sig.size - 1))\n"
+        ),
+    },
+    {"q1": 4, "q2": 1, "q3": 2},
 )
 
 # Hostile submissions (hardness), graded side by side in one run: (cell inserted after the
@@ -156,11 +213,13 @@ HIDDEN_MESSAGE = {
     "hardness": "rotated power law, alpha=",
     "scaling": "rotated power law, n = ",
     "overthinking": "σ between γ and 2γ does not overthink",
+    "noise": "k° rounds to the worse neighbour",
 }
 PUBLIC_MESSAGE = {  # the message of a public test the blank notebook fails
     "hardness": "the isotropic task I_5 has hardness d = 5",
     "scaling": "Γ is a (d, d) matrix",
     "overthinking": "one γ per skill",
+    "noise": "k = 1, g = 1/2, σ_i = 1",
 }
 
 PROBE = """\
@@ -236,6 +295,9 @@ def graded(dist, tmp_path_factory) -> dict:
     nb = nbformat.read(dist / "hardness" / "autograder" / "hardness.ipynb", as_version=4)
     _replace(nb, WRONG2[0])
     nbformat.write(nb, root / "hardness" / "submissions" / "wrong2.ipynb")
+    nb = nbformat.read(dist / "noise" / "autograder" / "noise.ipynb", as_version=4)
+    _replace(nb, WRONG2_NOISE[0])
+    nbformat.write(nb, root / "noise" / "submissions" / "wrong2.ipynb")
     # hostile submissions and lost metadata, graded in one run with a shorter time limit
     hostile = root / "hostile" / "submissions"
     hostile.mkdir(parents=True)
@@ -442,6 +504,27 @@ def test_forbidden_call_and_syntax_error(graded):
     assert "forbids" in (graded["hardness"]["out"] / "feedback" / "wrong2.txt").read_text()
 
 
+def test_noise_forbidden_call_floor_and_missing_value_error(graded):
+    """Noise: a forbidden tts_lib.noise call, ⌊k°⌋ and a missing ValueError lose exactly their tests."""
+    rec = graded["noise"]["by_file"]["wrong2.ipynb"]
+    assert rec["error"] is None and rec["cell_errors"] == []
+    assert _scores(rec) == WRONG2_NOISE[1]
+    failed = {q: [t for t in v["tests"] if not t["passed"]] for q, v in rec["questions"].items()}
+    assert len(failed["q1"]) == 1 and failed["q1"][0]["hidden"] and "forbids" in failed["q1"][0]["message"]
+    assert [t["hidden"] for t in failed["q2"]] == [False, True, True]
+    assert len(failed["q3"]) == 1 and "must raise ValueError" in failed["q3"][0]["message"]
+    public = (graded["noise"]["out"] / "feedback" / "wrong2.public.txt").read_text()
+    assert "7 / 12 points" in public.splitlines()[0] and "q1: 4 / 5 points" in public
+    assert "hidden tests: 2 of 3 passed (1 point lost)" in public and "forbids" not in public
+    assert "forbids" in (graded["noise"]["out"] / "feedback" / "wrong2.txt").read_text()
+    wrong = graded["noise"]["by_file"]["wrong.ipynb"]  # which tests the first wrong notebook fails
+    messages = {q: " ".join(t["message"] for t in v["tests"] if not t["passed"])
+                for q, v in wrong["questions"].items()}
+    assert "float32 spectra: compute in float64" in messages["q1"] and "must raise ValueError" in messages["q1"]
+    assert "k° rounds to the worse neighbour" in messages["q2"]
+    assert "5/10" in messages["q3"] and "m = 8" in messages["q3"]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_of_another_assignment_is_reported(graded, name):
     rec = graded[name]["by_file"]["other.ipynb"]
@@ -453,7 +536,8 @@ def test_grade_writes_csv_final_grades_and_feedback(graded, name):
     out = graded[name]["out"]
     with open(out / "scores.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    files = ["blank.ipynb", "other.ipynb", "solution.ipynb", *(["wrong.ipynb", "wrong2.ipynb"] if name == "hardness"
+    files = ["blank.ipynb", "other.ipynb", "solution.ipynb", *(["wrong.ipynb", "wrong2.ipynb"]
+                                                                if name in ("hardness", "noise")
                                                                 else ["wrong.ipynb"])]
     assert [r["submission"] for r in rows] == files
     assert list(rows[0]) == ["submission", *POINTS[name], "total", "possible", "error"]
