@@ -28,16 +28,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-copy", action="store_true", help="do not copy into _build/html")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
+    # A singlehtml build from the cache rewrites _build/jupyter_execute/**.ipynb without
+    # outputs (myst-nb 1.4); the browser test counts figures there: keep the HTML build's.
+    executed = ROOT / "_build" / "jupyter_execute"
+    saved = {p: p.read_bytes() for p in executed.rglob("*.ipynb")} if executed.is_dir() else {}
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
     subprocess.run([jb, "build", "--builder", "singlehtml",
                     "--warningiserror", "--keep-going", str(ROOT)], check=True, cwd=ROOT)
+    for path, data in saved.items():
+        path.write_bytes(data)
     index = ROOT / "_build" / "singlehtml" / "index.html"
     if not index.exists():
         raise SystemExit(f"{index} was not built")
     redirect = re.search(r'url=([^"]+)"', index.read_text(encoding="utf8")[:500])
     if redirect:  # Jupyter Book writes index.html as a redirect to the root document
         index = index.parent / redirect.group(1)
-    subprocess.run(["node", str(ROOT / "scripts" / "print_pdf.mjs"), str(index), str(args.out)],
+    page = index.relative_to(index.parents[0] if not redirect else ROOT / "_build" / "singlehtml")
+    subprocess.run(["node", str(ROOT / "scripts" / "print_pdf.mjs"), str(ROOT / "_build" / "singlehtml"),
+                    page.as_posix(), str(args.out)],
                    check=True, cwd=ROOT)
     html = ROOT / "_build" / "html"
     if not args.no_copy and html.is_dir():

@@ -1,23 +1,26 @@
 // Print a single-page HTML build of the book to PDF with headless Chromium (no network):
-// waits for MathJax to finish and for every image, opens every dropdown (solutions,
-// hidden code), then prints A4 with links kept (cross-references stay clickable).
+// waits for MathJax to finish and for every image, opens the solution dropdowns (hidden
+// code cells stay collapsed, as on the site), then prints A4 with links kept (cross-references stay clickable).
 //
-//   node scripts/print_pdf.mjs _build/singlehtml/index.html _build/pdf/book.pdf
+//   node scripts/print_pdf.mjs _build/singlehtml book/intro.html _build/pdf/book.pdf
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 
-const [input, output] = process.argv.slice(2);
-if (!input || !output) {
-  console.error("usage: node scripts/print_pdf.mjs SINGLEHTML_INDEX OUTPUT_PDF");
+const [dir, input, output] = process.argv.slice(2);
+if (!dir || !input || !output) {
+  console.error("usage: node scripts/print_pdf.mjs SINGLEHTML_DIR PAGE OUTPUT_PDF");
   process.exit(2);
 }
-const root = path.dirname(path.resolve(input));
+const root = path.resolve(dir);
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png",
   ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf" };
+// The single page's links are relative to the build root even when the root document
+// lives in a subfolder (book/intro.html): serve it at the root as /print.html.
 const server = http.createServer((req, res) => {
-  const p = path.join(root, decodeURIComponent(new URL(req.url, "http://127.0.0.1").pathname));
+  const urlPath = decodeURIComponent(new URL(req.url, "http://127.0.0.1").pathname);
+  const p = urlPath === "/print.html" ? path.join(root, input) : path.join(root, urlPath);
   if (!p.startsWith(root) || !fs.existsSync(p) || fs.statSync(p).isDirectory()) {
     res.writeHead(404); res.end(); return;
   }
@@ -34,11 +37,10 @@ const browser = await chromium.launch({
 const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
 await page.route("**/*", (route) =>
   new URL(route.request().url()).hostname === "127.0.0.1" ? route.continue() : route.abort());
-await page.goto(`${base}/${path.basename(input)}`, { waitUntil: "load", timeout: 120000 });
+await page.goto(`${base}/print.html`, { waitUntil: "load", timeout: 120000 });
 await page.waitForLoadState("networkidle").catch(() => {});
 const report = await page.evaluate(async () => {
   if (window.MathJax?.startup?.promise) await window.MathJax.startup.promise;
-  document.querySelectorAll("details").forEach((d) => { d.open = true; });
   document.querySelectorAll(".toggle-hidden").forEach((e) => e.classList.remove("toggle-hidden"));
   document.querySelectorAll("img[loading=lazy]").forEach((i) => { i.loading = "eager"; });
   await Promise.all([...document.images].map((i) => i.decode().catch(() => {})));

@@ -116,6 +116,7 @@ def execute_once(job: tuple[str, int, int, float, str, int]) -> dict:
             "run": run, "seconds": round(time.monotonic() - t0, 1),
             "images": _count_images(nb), "stalls": stalls,
             "max_lag_s": round(max((c["lag_s"] for c in cells), default=0.0), 3),
+            "slowest_cell": max(cells, key=lambda c: c["wall_s"], default=None),
             "error": error}
 
 

@@ -10,7 +10,9 @@
 3. A cell that runs past ``execute.timeout`` fails the build with nbclient's message,
    which quotes the cell but gives neither its number nor its id: prefix both (and
    the first line) so the failing cell is found at once.
-4. Every page's footer links the PDF of the whole book (``book.pdf`` at the site
+4. myst-nb registers its hidden-input node (``hide-input`` cells) for the ``html``
+   builder only: register it for ``singlehtml`` too (the PDF is printed from that build).
+5. Every page's footer links the PDF of the whole book (``book.pdf`` at the site
    root, copied there by ``scripts/build_pdf.py``).
 """
 
@@ -84,8 +86,15 @@ def _pdf_footer(app: Sphinx, pagename: str, templatename: str, context: dict[str
         context["theme_extra_footer"] = PDF_LINK % context["pathto"]("book.pdf", 1)
 
 
+def _singlehtml_nodes(app: Sphinx) -> None:
+    from myst_nb.sphinx_ import HideCodeCellNode, depart_HideCellInput, visit_HideCellInput
+
+    app.registry.add_translation_handlers(HideCodeCellNode, singlehtml=(visit_HideCellInput, depart_HideCellInput))
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     _name_timed_out_cells()
+    _singlehtml_nodes(app)
     app.connect("html-page-context", _fix_scripts, priority=900)
     app.connect("html-page-context", _pdf_footer)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
