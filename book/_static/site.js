@@ -4,6 +4,8 @@
 //   the text they show, so their extra aria-label goes.
 // * aria-input-field-name: ipywidgets sliders (noUiSlider handles) get the name of
 //   their widget's description label.
+// * aria-required-children: the bibliography's citation list (role=list) holds anchors
+//   beside its entries; it is not a list for assistive technology.
 // Widgets and icons are rendered after load, so the fixes rerun on DOM changes.
 function siteFixes() {
   document.querySelectorAll(".theme-switch-button svg, .theme-switch-button i").forEach((el) => {
@@ -14,6 +16,7 @@ function siteFixes() {
   });
   document.querySelectorAll(".search-button__button[aria-label], details > summary[aria-label]")
     .forEach((el) => el.removeAttribute("aria-label"));
+  document.querySelectorAll(".citation-list[role=list]").forEach((el) => el.removeAttribute("role"));
   document.querySelectorAll("[role=slider]:not([aria-label])").forEach((el) => {
     const widget = el.closest(".widget-slider, .widget-hslider, .jupyter-widgets");
     const label = widget?.querySelector(".widget-label")?.textContent.trim();
