@@ -1,11 +1,15 @@
 """Shared figure style: colour-blind-safe palette (Okabe–Ito), labelled axes, light/dark safe.
 
 Figures use a transparent-free white face so they stay readable in the site's dark mode.
+:func:`use_style` also makes a notebook kernel draw inline whatever ``MPLBACKEND`` says,
+and :func:`explorer` builds the chapters' interactive explorers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -17,8 +21,30 @@ from ._checks import InputTypeError, check_real
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 
 
-def use_style() -> None:
-    """Apply the course style to matplotlib (call once at the top of a notebook)."""
+def _ipython_kernel() -> Any | None:
+    """The running IPython shell when inside a Jupyter kernel (has a kernel), else None."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # IPython is optional for the library
+        return None
+    shell = get_ipython()
+    return shell if shell is not None and getattr(shell, "kernel", None) is not None else None
+
+
+def use_style(*, inline: bool = True) -> None:
+    """Apply the course style to matplotlib (call once at the top of a notebook).
+
+    Inside a Jupyter kernel (and with ``inline=True``) this also selects the inline
+    backend, so ``plt.show()`` puts the figure into the notebook even when the
+    environment exports ``MPLBACKEND=Agg`` (as CI does): with Agg the kernel would draw
+    nothing and the built book would have no figures. Outside a kernel (scripts, tests)
+    the backend is left alone.
+    """
+    if not isinstance(inline, bool):
+        raise TypeError(f"inline must be a bool, got {type(inline).__name__}")
+    shell = _ipython_kernel() if inline else None
+    if shell is not None and "inline" not in mpl.get_backend().lower():
+        shell.run_line_magic("matplotlib", "inline")
     mpl.rcParams.update(
         {
             "axes.prop_cycle": mpl.cycler(color=PALETTE),
@@ -82,3 +108,73 @@ def label(ax: plt.Axes, xlabel: str, ylabel: str, title: str | None = None) -> N
         ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
+
+
+def figure_png(fig: mpl.figure.Figure, *, dpi: int | None = None) -> bytes:
+    """The figure as PNG bytes (rendered with Agg, whatever the backend), then closed."""
+    if not isinstance(fig, mpl.figure.Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}; "
+                        "the draw function of an explorer must return its figure")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or mpl.rcParams["figure.dpi"], bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+class Explorer:
+    """Controls above a figure that they redraw; see :func:`explorer`."""
+
+    def __init__(self, draw: Callable[..., mpl.figure.Figure], controls: dict[str, Any]) -> None:
+        import ipywidgets as widgets
+
+        if not callable(draw):
+            raise TypeError("draw must be a callable returning a matplotlib Figure")
+        if not controls:
+            raise ValueError("explorer needs at least one control, e.g. n=widgets.IntSlider(...)")
+        for name, w in controls.items():
+            if not isinstance(w, widgets.ValueWidget):
+                raise TypeError(f"control {name!r} must be an ipywidgets value widget, "
+                                f"got {type(w).__name__}")
+        self.draw, self.controls = draw, controls
+        self.box = widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
+        self._handle: Any = None
+
+    def render(self) -> Any:
+        """The figure for the controls' current values, as an ``IPython.display.Image``."""
+        from IPython.display import Image
+
+        fig = self.draw(**{k: w.value for k, w in self.controls.items()})
+        return Image(data=figure_png(fig), format="png")
+
+    def _update(self, _change: Any) -> None:
+        self._handle.update(self.render())
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.box)
+        first = self._handle is None
+        self._handle = display(self.render(), display_id=True)
+        if first:
+            for w in self.controls.values():
+                w.observe(self._update, names="value")
+
+
+def explorer(draw: Callable[..., mpl.figure.Figure], **controls: Any) -> Explorer:
+    """Controls (ipywidgets, one per keyword of ``draw``) above ``draw``'s figure.
+
+    ``display(explorer(draw, n=widgets.IntSlider(...)))`` shows the controls and, as an
+    ordinary image output of the cell, the figure ``draw(**values)`` returns for their
+    initial values: a static page shows it, and it counts as a figure. Moving a control
+    redraws it in place through the output's display id (``update_display_data``).
+
+    Why not ``ipywidgets.interactive``: it draws inside an ``Output`` widget, and
+    nbclient, mimicking a front end, answers every output captured there with a
+    ``comm_msg`` that it sends on the kernel's shell socket while it is itself waiting
+    on that socket for the cell's execute reply. When the reply arrives around that send,
+    the wake-up of the waiting poll is lost (ZeroMQ's edge-triggered descriptor) and
+    nbclient sits idle until its per-cell timeout, then finds the reply and goes on
+    (jupyter/nbclient#312). Here nothing is captured by an ``Output`` widget, so the
+    client never writes to the kernel while a cell runs.
+    """
+    return Explorer(draw, controls)

@@ -1,6 +1,11 @@
 // Load every page of the built book in headless Chromium with no network:
 // no page errors, no failed or external requests, no broken images, math typeset,
-// widgets rendered where a page stores widget state, every internal link resolves.
+// widgets rendered where a page stores widget state, every internal link resolves;
+// a chapter shows at least as many figures as its executed notebook has image outputs
+// (counted in _build/jupyter_execute), every image has loaded and has alt text (not a
+// file name), no code or output block scrolls sideways at a 1400 px window, solution
+// content (sphinx-exercise) is hidden until its dropdown is clicked and shown after,
+// and axe-core finds no critical or serious violation in light or dark mode.
 // A full-page screenshot per page goes to the artefact folder.
 //
 //   node tests/browser/check_site.mjs [_build/html] [artifacts/screenshots]
@@ -8,6 +13,9 @@ import { chromium } from "playwright-core";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
+import { createRequire } from "node:module";
+
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 const root = path.resolve(process.argv[2] ?? "_build/html");
 const shots = path.resolve(process.argv[3] ?? "artifacts/screenshots");
@@ -30,6 +38,33 @@ const server = http.createServer((req, res) => {
 });
 await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
 const base = `http://127.0.0.1:${server.address().port}`;
+
+// Image outputs per executed notebook, keyed by the page's path without extension.
+const executed = path.join(path.dirname(root), "jupyter_execute");
+function imageOutputs(rel) {
+  const nb = path.join(executed, rel.replace(/\.html$/, ".ipynb"));
+  if (!fs.existsSync(nb)) return null;
+  const outputs = JSON.parse(fs.readFileSync(nb, "utf8")).cells.flatMap((c) => c.outputs ?? []);
+  // myst-nb 1.4 writes a notebook taken from the execution cache without its outputs:
+  // then the count is unknown (-1), and the page fails (build from an empty _build).
+  if (outputs.length === 0) return -1;
+  return outputs.filter((o) => Object.keys(o.data ?? {}).some((k) => k.startsWith("image/"))).length;
+}
+
+async function axeSerious(page, mode) {
+  await page.evaluate((m) => {
+    document.documentElement.dataset.theme = m;
+    document.documentElement.dataset.mode = m;
+  }, mode);
+  await page.waitForTimeout(600);   // let colour transitions finish before axe reads colours
+  const res = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+    return r.violations.filter((v) => ["critical", "serious"].includes(v.impact))
+      .map((v) => ({ id: v.id, impact: v.impact, n: v.nodes.length,
+        where: v.nodes.slice(0, 3).map((n) => `${n.target.join(" ")} ${(n.failureSummary ?? "").split("\n")[1] ?? ""}`) }));
+  });
+  return res.map((v) => `axe ${mode} ${v.impact} ${v.id} (${v.n} nodes): ${v.where.join(" | ")}`);
+}
 
 function htmlPages(dir) {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -57,7 +92,7 @@ fs.mkdirSync(shots, { recursive: true });
 const pages = htmlPages(root).sort();
 let failed = 0;
 for (const rel of pages) {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   const problems = [];
   await page.route("**/*", (route) => {
     const u = new URL(route.request().url());
@@ -82,6 +117,51 @@ for (const rel of pages) {
     broken: [...document.images].filter((i) => !i.complete || i.naturalWidth === 0).map((i) => i.getAttribute("src")),
     links: [...document.querySelectorAll("a[href]")].map((a) => a.href),
   }));
+  const layout = await page.evaluate(() => {
+    const article = document.querySelector("article.bd-article") ?? document.querySelector("main") ?? document.body;
+    const imgs = [...article.querySelectorAll("img")];
+    const badAlt = imgs.filter((i) => {
+      const alt = (i.getAttribute("alt") ?? "").trim();
+      return alt.length < 3 || /\.(png|svg|jpe?g|gif)$/i.test(alt) || alt.startsWith("_images/");
+    }).map((i) => i.getAttribute("src"));
+    const blocks = [...article.querySelectorAll("pre, div.highlight, div.cell_input, div.cell_output, div.output")];
+    const wide = blocks.filter((b) => b.clientWidth > 0 && b.scrollWidth > b.clientWidth + 1)
+      .map((b) => `${b.closest(".cell_output") ? "output" : b.closest(".cell_input") ? "code" : "block"} ` +
+        `${b.tagName.toLowerCase()}.${[...b.classList].join(".")} ${b.scrollWidth}>${b.clientWidth}: ` +
+        b.textContent.trim().slice(0, 50));
+    return { figures: imgs.filter((i) => i.complete && i.naturalWidth > 0).length, badAlt, wide };
+  });
+  const expected = imageOutputs(rel);
+  if (expected === -1) problems.push("executed notebook has no outputs (cached build): cannot count its figures");
+  else if (expected !== null && layout.figures < expected)
+    problems.push(`${layout.figures} figures shown, executed notebook has ${expected} image outputs`);
+  layout.badAlt.forEach((src) => problems.push(`image without alt text: ${src}`));
+  layout.wide.forEach((w) => problems.push(`scrolls sideways at 1400 px: ${w}`));
+  // sphinx-exercise solutions (div.solution, a dropdown): hidden before a click, shown after.
+  const solutions = page.locator("div.solution");
+  const nSol = await solutions.count();
+  for (let i = 0; i < nSol; i++) {
+    const sol = solutions.nth(i);
+    const body = sol.locator(":scope > :not(.admonition-title)");
+    const label = (await sol.locator(".admonition-title").first().textContent())?.trim().slice(0, 40);
+    const shown = async () => {
+      const n = await body.count();
+      let visible = 0;
+      for (let j = 0; j < n; j++) visible += (await body.nth(j).isVisible()) ? 1 : 0;
+      return [visible, n];
+    };
+    const [before, n] = await shown();
+    if (n === 0) { problems.push(`solution ${label} has no content`); continue; }
+    if (before > 0) problems.push(`solution ${label}: content visible before a click`);
+    const opener = sol.locator("button.toggle-button, .admonition-title").first();
+    await opener.click();
+    await page.waitForTimeout(300);
+    const [after] = await shown();
+    if (after === 0) problems.push(`solution ${label}: content still hidden after a click`);
+  }
+  await page.addScriptTag({ path: AXE });
+  for (const mode of ["light", "dark"]) (await axeSerious(page, mode)).forEach((p) => problems.push(p));
+  await page.evaluate(() => { document.documentElement.dataset.theme = "light"; document.documentElement.dataset.mode = "light"; });
   report.rawMath.forEach((m) => problems.push(`math not typeset: ${m}`));
   report.broken.forEach((src) => problems.push(`broken image: ${src}`));
   for (const href of new Set(report.links)) {
@@ -95,7 +175,9 @@ for (const rel of pages) {
   await page.screenshot({ path: path.join(shots, rel.replace(/[\\/]/g, "__").replace(/\.html$/, ".png")), fullPage: true });
   await page.close();
   failed += problems.length ? 1 : 0;
-  console.log(`${problems.length ? "FAIL" : "ok  "} ${rel}${views ? ` (${views} widget views)` : ""}`);
+  const counts = `${layout.figures} figures${expected !== null ? ` of ${expected}` : ""}` +
+    `${nSol ? `, ${nSol} solutions` : ""}${views ? `, ${views} widget views` : ""}`;
+  console.log(`${problems.length ? "FAIL" : "ok  "} ${rel} (${counts})`);
   problems.forEach((p) => console.log(`       ${p}`));
 }
 await browser.close();

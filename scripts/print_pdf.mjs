@@ -1,0 +1,65 @@
+// Print a single-page HTML build of the book to PDF with headless Chromium (no network):
+// waits for MathJax to finish and for every image, opens the solution dropdowns (hidden
+// code cells stay collapsed, as on the site), then prints A4 with links kept (cross-references stay clickable).
+//
+//   node scripts/print_pdf.mjs _build/singlehtml book/intro.html _build/pdf/book.pdf
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import http from "node:http";
+import path from "node:path";
+
+const [dir, input, output] = process.argv.slice(2);
+if (!dir || !input || !output) {
+  console.error("usage: node scripts/print_pdf.mjs SINGLEHTML_DIR PAGE OUTPUT_PDF");
+  process.exit(2);
+}
+const root = path.resolve(dir);
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png",
+  ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf" };
+// The single page's links are relative to the build root even when the root document
+// lives in a subfolder (book/intro.html): serve it at the root as /print.html.
+const server = http.createServer((req, res) => {
+  const urlPath = decodeURIComponent(new URL(req.url, "http://127.0.0.1").pathname);
+  const p = urlPath === "/print.html" ? path.join(root, input) : path.join(root, urlPath);
+  if (!p.startsWith(root) || !fs.existsSync(p) || fs.statSync(p).isDirectory()) {
+    res.writeHead(404); res.end(); return;
+  }
+  res.writeHead(200, { "content-type": TYPES[path.extname(p)] ?? "application/octet-stream" });
+  fs.createReadStream(p).pipe(res);
+});
+await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+const base = `http://127.0.0.1:${server.address().port}`;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
+await page.route("**/*", (route) =>
+  new URL(route.request().url()).hostname === "127.0.0.1" ? route.continue() : route.abort());
+await page.goto(`${base}/print.html`, { waitUntil: "load", timeout: 120000 });
+await page.waitForLoadState("networkidle").catch(() => {});
+const report = await page.evaluate(async () => {
+  if (window.MathJax?.startup?.promise) await window.MathJax.startup.promise;
+  document.querySelectorAll(".toggle-hidden").forEach((e) => e.classList.remove("toggle-hidden"));
+  document.querySelectorAll("img[loading=lazy]").forEach((i) => { i.loading = "eager"; });
+  await Promise.all([...document.images].map((i) => i.decode().catch(() => {})));
+  return {
+    raw: [...document.querySelectorAll(".math")].filter((n) => !n.querySelector("mjx-container")).length,
+    broken: [...document.images].filter((i) => i.naturalWidth === 0).map((i) => i.src),
+    images: document.images.length,
+  };
+});
+if (report.raw || report.broken.length) {
+  console.error(`not ready to print: ${report.raw} math blocks untypeset, broken images ${report.broken}`);
+  process.exit(1);
+}
+await page.emulateMedia({ media: "print" });
+fs.mkdirSync(path.dirname(path.resolve(output)), { recursive: true });
+await page.pdf({ path: output, format: "A4", printBackground: true, outline: true, tagged: true,
+  margin: { top: "16mm", bottom: "16mm", left: "14mm", right: "14mm" },
+  displayHeaderFooter: true, headerTemplate: "<span></span>",
+  footerTemplate: '<div style="font-size:8px;width:100%;text-align:center"><span class="pageNumber"></span></div>' });
+await browser.close();
+server.close();
+console.log(`${output}: ${report.images} images, math typeset`);
