@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -89,10 +89,10 @@ def execute_once(job: tuple[str, int, int, float, str, int]) -> dict:
     cells: list[dict] = []
 
     def on_executed(cell, cell_index, execute_reply):  # noqa: ANN001
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         sent = execute_reply["header"]["date"]
         if sent.tzinfo is None:
-            sent = sent.replace(tzinfo=timezone.utc)
+            sent = sent.replace(tzinfo=UTC)
         started = cell.metadata.get("execution", {}).get("iopub.execute_input")
         cells.append({"cell": cell_index, "lag_s": (now - sent).total_seconds(),
                       "wall_s": time.monotonic() - t_cell[0], "start": started})

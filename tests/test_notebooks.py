@@ -23,7 +23,9 @@ BOOK = Path(__file__).resolve().parent.parent / "book"
 NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
 MAX_LINE = 88
 FIGURE_CALL = re.compile(r"plt\.show\(\)|plt\.subplots\(|plt\.figure\(")
-EXPLORER_CALL = re.compile(r"\binteract(ive)?\(")
+EXPLORER_CALL = re.compile(r"\b(explorer|interact|interactive)\(")
+#: widget patterns that race nbclient (see tts_lib.plotting.explorer): never in a chapter
+STALLING_WIDGET = re.compile(r"\b(interact|interactive|Output)\(")
 EXERCISE = re.compile(r"^(:{3,}|`{3,})\{exercise\}[^\n]*\n:label: (\S+)", re.M)
 SOL_START = re.compile(r"^(:{3,}|`{3,})\{solution-start\} (\S+)", re.M)
 SOL_END = re.compile(r"^(:{3,}|`{3,})\{solution-end\}", re.M)
@@ -91,7 +93,7 @@ def test_code_fits(path: Path) -> None:
     long = [
         (i, len(line))
         for i, cell in enumerate(_load(path)["cells"])
-        if cell["cell_type"] == "code" and not _is_explorer(cell)
+        if cell["cell_type"] == "code"
         for line in _source(cell).split("\n")
         if len(line) > MAX_LINE
     ]
@@ -120,6 +122,25 @@ def test_figures_are_myst_figures(path: Path) -> None:
         assert len(alt.split()) >= 5 and alt.rstrip().endswith("."), f"{where}: alt"
         assert len(FIGURE_CALL.findall(_source(cell))) <= 2, f"{where}: one figure"
         assert _source(cell).count("plt.show()") == 1, f"{where}: one plt.show()"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_explorers_draw_without_output_widgets(path: Path) -> None:
+    """Each chapter has an explorer built with tts_lib.plotting.explorer, with alt text.
+
+    ``interact``/``interactive``/``Output`` capture output in an Output widget, which races
+    nbclient's execute reply (the stall explained in ``tts_lib.plotting.explorer``).
+    """
+    cells = _load(path)["cells"]
+    explorers = [(i, c) for i, c in enumerate(cells) if _is_explorer(c)]
+    assert explorers, f"{path.name}: no explorer cell"
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] == "code":
+            assert not STALLING_WIDGET.search(_source(cell)), f"{path.name} cell {i}"
+    for i, cell in explorers:
+        assert "explorer(" in _source(cell), f"{path.name} cell {i}: use plotting.explorer"
+        alt = cell.get("metadata", {}).get("mystnb", {}).get("image", {}).get("alt", "")
+        assert len(alt.split()) >= 5 and alt.rstrip().endswith("."), f"{path.name} cell {i}"
 
 
 def test_figure_names_unique() -> None:
