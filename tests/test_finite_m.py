@@ -1,7 +1,7 @@
 """The finite-m error of chain of thought: the fast first-order expansion, its validity
 region (pinned against Monte Carlo) and the refusal outside it.
 
-The rule ``theory.first_order_valid_steps`` was fitted with ``tools/fit_finite_m_region.py``
+The rule ``theory.first_order_valid_steps`` was fitted with ``scripts/fit_finite_m_region.py``
 on the full grid (d = 10, Σ = Λ, isotropic and λ_i ∝ 1/i spectra, n ∈ {10, 20, 50, 100},
 m ∈ {50, 200, 1000}, k ≤ 20, 10⁵ Wishart draws per cell, relative MC standard error
 ≤ 0.1% wherever the expansion is within 5%); this test re-checks a representative subset

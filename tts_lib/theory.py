@@ -185,7 +185,7 @@ def error_curve(
 
 
 #: Validity rule of the first-order expansion, fitted on a Monte Carlo grid (see
-#: ``tools/fit_finite_m_region.py``; checked by ``tests/test_finite_m.py``): with
+#: ``scripts/fit_finite_m_region.py``; checked by ``tests/test_finite_m.py``): with
 #: ``r_k = |correction_k / m| / population_k``, step ``k`` is trusted iff ``r_j <= 1.2``
 #: at ``j = 2`` and ``r_j <= 2/j`` for every ``3 <= j <= k``.
 FIRST_ORDER_TOL_K2 = 1.2

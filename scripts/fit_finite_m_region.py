@@ -6,7 +6,7 @@ m ∈ {50, 200, 1000}, k ≤ 20) and writes, per cell and k, the MC mean, its st
 error, the raw expansion and the relative error. ``tests/test_finite_m.py`` checks the
 library's rule (``theory.first_order_valid_steps``) on a subset of this grid.
 
-    python tools/fit_finite_m_region.py [--prompts 100000] [--json PATH]
+    python scripts/fit_finite_m_region.py [--prompts 100000] [--json PATH]
 """
 
 from __future__ import annotations
