@@ -19,6 +19,7 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -27,12 +28,28 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tts_lib import baselines, bench, lsa, overthinking, plotting, prompts, selection, tasks, theory, train
+from tts_lib import (
+    baselines,
+    bench,
+    cot_training,
+    fetch,
+    finite_data,
+    lsa,
+    noise,
+    overthinking,
+    plotting,
+    prompts,
+    selection,
+    tasks,
+    theory,
+    train,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-MODULES = [tasks, prompts, theory, lsa, train, baselines, overthinking, selection, plotting, bench]
+MODULES = [tasks, prompts, theory, lsa, train, baselines, overthinking, selection, plotting, bench,
+           noise, finite_data, cot_training, fetch]
 NAN, INF = float("nan"), float("inf")
 D = 3
 
@@ -50,6 +67,10 @@ F_LSA = lsa.FullLSA(D, seed=1)
 Z0 = lsa.embed(PR.X, PR.y)
 TASK = train.TrainTask(C, 6)
 TT = selection.TaskType("a", 1.0, D, 6)
+PR_FIT = prompts.sample_prompts(C, 6, 8, generator=0)  # N = 8 >= d prompts: a fittable training set
+DM = finite_data.delta_method(C, 6, C, 2, num_moment_prompts=200)
+CKPT_DIR = Path(__file__).resolve().parents[1] / "book" / "checkpoints"
+MANIFEST = {"checkpoint": "x.pt", "sha256": "0" * 64}
 _FIG, AX = plt.subplots()
 
 
@@ -160,6 +181,21 @@ BAD = {
     "types": _bad(None, 5, [], [1], [selection.TaskType("a", 1.0, 0, 6)], [selection.TaskType("a", NAN, 3, 6)],
                   [selection.TaskType("a", 1.0, 3, 0)], [selection.TaskType("a", -1000.0, 3, 6)]),
     "records": _bad([{}], [None], ["x"], [{"name": "a"}]),
+    "(0,1)": st.one_of(_NOT_NUMBERS, _NON_FINITE, _bad(True, 0.0, 1.0, -0.5, 1.5, 0, 1)),
+    "task": _bad(None, C, "abc", [TASK], train.TrainTask(_nan_matrix(), 6), train.TrainTask(C, 0),
+                 train.TrainTask(C, 6, noise_std=INF), train.TrainTask(C, 6, noise_std=-1.0),
+                 train.TrainTask(C, 6, noise_std="a"), train.TrainTask(torch.eye(D + 1, dtype=torch.float64), 6)),
+    "path": _bad(3, 2.5, 1j, object(), ["a"], b"\\x00"),
+    "url": _bad(None, 3, "", "abc", "http://github.com/a/b", "https://gitlab.com/a/b", "https://github.com/a"),
+    "ref": _bad(None, 3, "", "a/../b", "a b", ["v1"]),
+    "rel_path": _bad(None, 3, "", "../x", ["a"]),
+    "base_url": _bad(3, "", "abc", "ftp://x/y", ["http://a"], "file:///etc"),
+    "names": _bad(5, "abc", [None], ["nope.json"], [3], {"a": 1}, ["../x.json"]),
+    "flag": _bad(None, "yes", 2, 1.0, [True]),
+    "manifest": _bad(None, [], "abc", {}, {"sha256": "0" * 64}, {"checkpoint": "x.pt"},
+                     {"checkpoint": 3, "sha256": "0" * 64}, {"checkpoint": "../x.pt", "sha256": "0" * 64},
+                     {"checkpoint": "a/x.pt", "sha256": "0" * 64}, {"checkpoint": "x.pt", "sha256": "zz"},
+                     {"checkpoint": "x.pt", "sha256": None}, {"checkpoint": "", "sha256": "0" * 64}),
 }
 
 
@@ -200,6 +236,19 @@ def _train_field(field: str) -> Callable[..., Any]:
     return call
 
 
+def _train_cot(model=None, task=TASK, num_cot_steps=2, config=None, start_noise=0.0, **fields):  # noqa: ANN001, ANN202
+    model = lsa.StructuredLSA(D) if model is None else model
+    cfg = _cfg(**fields) if config is None else config
+    return cot_training.train_lsa_cot(model, task, num_cot_steps, cfg, start_noise=start_noise).loss
+
+
+def _train_cot_field(field: str) -> Callable[..., Any]:
+    def call(value: Any) -> Any:
+        return _train_cot(**{field.removeprefix("config."): value})
+
+    return call
+
+
 def _fun(p: torch.Tensor) -> torch.Tensor:
     return ((p - 0.3) ** 2).sum()
 
@@ -236,7 +285,7 @@ SPECS: dict[str, Spec] = {
                                      dict(train_covs="cov_list", context_lens="int_list", weights="weights")),
     "theory.trained_precond": Spec(theory.trained_precond, dict(train_cov=C, context_len=6),
                                    dict(train_cov="cov", context_len="int>=1")),
-    "theory.error_curve": Spec(theory.error_curve, dict(precond=G, test_cov=C, max_steps=3, test_len=20),
+    "theory.error_curve": Spec(theory.error_curve, dict(precond=G, test_cov=C, max_steps=3, test_len=1000),
                                dict(precond="matrix", test_cov="cov", max_steps="int>=0", test_len="int>=1")),
     "theory.per_direction_error": Spec(theory.per_direction_error, dict(precond=G, test_cov=C, max_steps=3),
                                        dict(precond="matrix", test_cov="cov", max_steps="int>=0")),
@@ -267,6 +316,18 @@ SPECS: dict[str, Spec] = {
                                           dict(train_cov="cov", num_steps="int>=1", eps=">0")),
     "theory.max_stable_lr": Spec(theory.max_stable_lr, dict(train_cov=C, context_len=6),
                                  dict(train_cov="cov", context_len="int>=1", c="nonzero")),
+    "theory.max_stable_lr_sgd": Spec(theory.max_stable_lr_sgd, dict(train_cov=C, context_len=6, batch_size=4,
+                                                                     num_samples=200),
+                                     dict(train_cov="cov", context_len="int>=1", batch_size="int>=1", c="nonzero",
+                                          num_samples="int>=1", seed="seed")),
+    "theory.first_order_valid_steps": Spec(theory.first_order_valid_steps, dict(precond=G, test_cov=C, test_len=20,
+                                                                                max_steps=5),
+                                           dict(precond="matrix", test_cov="cov", test_len="int>=1",
+                                                max_steps="int>=0")),
+    "theory.mc_test_error": Spec(theory.mc_test_error, dict(precond=G, test_cov=C, test_len=8, max_steps=2,
+                                                            num_prompts=4),
+                                 dict(precond="matrix", test_cov="cov", test_len="int>=1", max_steps="int>=0",
+                                      num_prompts="int>=1", seed="seed", chunk="int>=1")),
     # lsa
     "lsa.embed": Spec(lsa.embed, dict(X=PR.X, y=PR.y), dict(X="vector", y="vector", w0="vector")),
     "lsa.query_token": Spec(lsa.query_token, dict(w_hat=PR.w), dict(w_hat="w_hat")),
@@ -285,6 +346,8 @@ SPECS: dict[str, Spec] = {
     "lsa.StructuredLSA": Spec(lsa.StructuredLSA, dict(dim=D),
                               dict(dim="int>=1", c="nonzero", a="real", init_scale="real", seed="seed",
                                    device="device", dtype="dtype")),
+    "lsa.StructuredLSA.predict": Spec(lambda prompts, w0=None: S_LSA.predict(prompts, w0), dict(prompts=PR),
+                                      dict(prompts="lsa_prompts", w0="vector")),
     "lsa.StructuredLSA.from_theory": Spec(lsa.StructuredLSA.from_theory, dict(train_cov=C, context_len=6),
                                           dict(train_cov="cov", context_len="int>=1", c="nonzero")),
     "lsa.FullLSA": Spec(lsa.FullLSA, dict(dim=D), dict(dim="int>=1", init_std=">=0", seed="seed", device="device",
@@ -366,6 +429,76 @@ SPECS: dict[str, Spec] = {
                                dict(types="types")),
     "selection.task_type_covs": Spec(selection.task_type_covs, dict(types=[TT], dim=D),
                                      dict(types="types", dim="int>=1", trace=">0", rotation="matrix")),
+    # noise (chapter 8)
+    "noise.noisy_precond": Spec(noise.noisy_precond, dict(train_cov=C, context_len=6, noise_std=0.5),
+                                dict(train_cov="cov", context_len="int>=1", noise_std=">=0")),
+    "noise.ls_noise_limit": Spec(noise.ls_noise_limit, dict(test_cov=C, test_len=8, noise_std=0.5),
+                                 dict(test_cov="cov", test_len="int>=1", noise_std=">=0")),
+    "noise.noise_term_curve": Spec(noise.noise_term_curve, dict(precond=G, test_cov=C, max_steps=3, test_len=20,
+                                                                noise_std=0.5),
+                                   dict(precond="matrix", test_cov="cov", max_steps="int>=0", test_len="int>=1",
+                                        noise_std=">=0")),
+    "noise.noisy_error_curve": Spec(noise.noisy_error_curve, dict(precond=G, test_cov=C, max_steps=2, test_len=1000,
+                                                                  noise_std=0.5),
+                                    dict(precond="matrix", test_cov="cov", max_steps="int>=0", test_len="int>=1",
+                                         noise_std=">=0")),
+    "noise.conditional_error_curves": Spec(
+        noise.conditional_error_curves, dict(precond=G, test_cov=C, test_len=8, max_steps=2, noise_std=0.5,
+                                             num_prompts=4),
+        dict(precond="matrix", test_cov="cov", test_len="int>=1", max_steps="int>=0", noise_std=">=0",
+             num_prompts="int>=1", seed="seed", chunk="int>=1")),
+    "noise.skill_noise_curves": Spec(noise.skill_noise_curves, dict(precond_eigvals=[0.5, 0.4, 0.3], test_eigvals=EV,
+                                                                    max_steps=3, test_len=20, noise_std=0.5),
+                                     dict(precond_eigvals="real_array", test_eigvals="spectrum", max_steps="int>=0",
+                                          test_len="int>=1", noise_std=">=0")),
+    "noise.best_steps_one_skill": Spec(noise.best_steps_one_skill, dict(rho=0.5, tau=0.1),
+                                       dict(rho="(0,1)", tau=">0")),
+    "noise.marchenko_pastur_nodes": Spec(noise.marchenko_pastur_nodes, dict(ratio=0.3, num_nodes=64),
+                                         dict(ratio="(0,1)", num_nodes="int>=1")),
+    "noise.isotropic_error_curves": Spec(noise.isotropic_error_curves, dict(step=0.5, dim=D, test_len=20, max_steps=3,
+                                                                            noise_std=0.5, num_nodes=64),
+                                         dict(step=">0", dim="int>=1", test_len="int>=1", max_steps="int>=0",
+                                              noise_std=">=0", num_nodes="int>=1")),
+    # finite_data (chapter 9)
+    "finite_data.fit_precond": Spec(finite_data.fit_precond, dict(prompts=PR_FIT), dict(prompts="prompts")),
+    "finite_data.mc_fitted": Spec(
+        lambda **kw: finite_data.mc_fitted(**kw).errors,
+        dict(train_cov=C, context_len=6, num_train=4, test_cov=C, max_steps=2, num_sets=2),
+        dict(train_cov="cov", context_len="int>=1", num_train="int>=1", test_cov="cov", max_steps="int>=0",
+             num_sets="int>=1", noise_std=">=0", seed="seed", chunk_prompts="int>=1")),
+    "finite_data.delta_method": Spec(
+        lambda **kw: finite_data.delta_method(**kw).error_coef,
+        dict(train_cov=C, context_len=6, test_cov=C, max_steps=2, num_moment_prompts=200),
+        dict(train_cov="cov", context_len="int>=1", test_cov="cov", max_steps="int>=0", noise_std=">=0",
+             num_moment_prompts="int>=1", seed="seed")),
+    "finite_data.DeltaMethod.expected_error": Spec(DM.expected_error, dict(num_train=50), dict(num_train="int>=1")),
+    "finite_data.DeltaMethod.overthink_probability": Spec(DM.overthink_probability, dict(num_train=50),
+                                                          dict(num_train="int>=1")),
+    # cot_training (chapter 9)
+    "cot_training.train_lsa_cot": Spec(_train_cot, {}, dict(model="model", task="task", num_cot_steps="int>=1",
+                                                            config="config", start_noise=">=0")),
+    **{f"cot_training.train_lsa_cot[{k}]": Spec(_train_cot_field(k), {}, {"value": kind})
+       for k, kind in _CONFIG_FIELDS.items()},
+    "cot_training.kstep_loss": Spec(cot_training.kstep_loss, dict(precond=G, S=PR.emp_cov(), num_cot_steps=2),
+                                    dict(precond="matrix", S="vector", num_cot_steps="int>=1")),
+    "cot_training.optimal_isotropic_step": Spec(
+        cot_training.optimal_isotropic_step, dict(dim=D, context_len=6, num_cot_steps=2, num_prompts=200),
+        dict(dim="int>=1", context_len="int>=1", num_cot_steps="int>=1", num_prompts="int>=1", seed="seed")),
+    "cot_training.minimax_isotropic_step": Spec(cot_training.minimax_isotropic_step, dict(dim=D, context_len=6),
+                                                dict(dim="int>=1", context_len="int>=1")),
+    "cot_training.hessian_at_zero_quadratic_form": Spec(
+        cot_training.hessian_at_zero_quadratic_form, dict(train_cov=C, context_len=6, num_cot_steps=2, direction=G),
+        dict(train_cov="cov", context_len="int>=1", num_cot_steps="int>=1", direction="matrix")),
+    "cot_training.stable_lr_at_zero": Spec(cot_training.stable_lr_at_zero, dict(train_cov=C, context_len=6,
+                                                                                num_cot_steps=2),
+                                           dict(train_cov="cov", context_len="int>=1", num_cot_steps="int>=1")),
+    # fetch (chapter 7's checkpoints; no call here reaches the network: `local` holds them)
+    "fetch.raw_url": Spec(fetch.raw_url, dict(repository_url=fetch.REPOSITORY_URL, ref="abc123", path="book/x"),
+                          dict(repository_url="url", ref="ref", path="rel_path")),
+    "fetch.manifest_files": Spec(fetch.manifest_files, dict(manifest=MANIFEST), dict(manifest="manifest")),
+    "fetch.checkpoint_dir": Spec(fetch.checkpoint_dir, dict(local=CKPT_DIR),
+                                 dict(local="path", cache_dir="path", base_url="base_url", names="names",
+                                      progress="flag")),
     # plotting and bench
     "plotting.use_style": Spec(plotting.use_style, {}, {}),
     "plotting.band": Spec(lambda ax, x, samples, z=1.96: plotting.band(ax, x, samples, label="a", z=z),
@@ -391,8 +524,12 @@ NOT_AN_INPUT_BOUNDARY = {
     "bench.bench_gpt2_cot": "a benchmark body run by bench.main",
     "bench.bench_lsa_train": "a benchmark body run by bench.main",
     "bench.bench_theory_sweep": "a benchmark body run by bench.main",
+    "bench.bench_gpt2_hf_cache": "a benchmark body run by bench.main",
     "bench.all_benchmarks": "takes no arguments",
     "bench.main": "a CLI: argparse rejects bad arguments with exit status 2",
+    "finite_data.FittedSets": "plain record returned by mc_fitted (finite_data.mc_fitted)",
+    "finite_data.DeltaMethod": "plain record returned by delta_method; its methods have specs",
+    "fetch.CheckpointFetchError": "an exception class",
 }
 
 
@@ -406,6 +543,8 @@ def _public_api() -> set[str]:
         ]
         for n in exported:
             obj = getattr(mod, n)
+            if not callable(obj):
+                continue  # constants listed in __all__ (fetch.REPOSITORY_URL, ...)
             names.add(f"{short}.{n}")
             if inspect.isclass(obj) and not issubclass(obj, BaseException):
                 for m, v in vars(obj).items():

@@ -25,10 +25,35 @@ from typing import Any
 
 import torch
 
-from ._checks import check_cov, check_pos_int, check_positive, make_generator
-from .lsa import StructuredLSA
+from ._checks import (
+    MAX_STEPS,
+    InputTypeError,
+    as_tensor,
+    check_cov,
+    check_memory,
+    check_pos_int,
+    check_positive,
+    check_real,
+    make_generator,
+)
+from .lsa import LinearSelfAttention, StructuredLSA
+from .noise import _sigma
 from .prompts import sample_prompts
-from .train import History, TrainConfig, TrainingDivergedError, TrainTask
+from .train import MAX_TRAIN_STEPS, History, TrainConfig, TrainingDivergedError, TrainTask
+
+
+def _square(value: Any, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    """A finite (d, d) matrix with entries below ``finfo.max**0.25`` (so k-step products stay finite)."""
+    kw = {} if like is None else dict(device=like.device, dtype=like.dtype)
+    t = as_tensor(value, name, **kw)
+    if t.ndim != 2 or t.shape[0] != t.shape[1]:
+        raise ValueError(f"`{name}` must be a square (d, d) matrix, got shape {tuple(t.shape)}")
+    if like is not None and t.shape != like.shape:
+        raise ValueError(f"`{name}` must be {tuple(like.shape)} to match `train_cov`, got {tuple(t.shape)}")
+    big = torch.finfo(t.dtype).max ** 0.25
+    if t.numel() and float(t.abs().max()) > big:
+        raise ValueError(f"`{name}` has entries up to {float(t.abs().max()):.3g}, beyond {big:.1e}; rescale it")
+    return t
 
 
 def train_lsa_cot(
@@ -50,17 +75,27 @@ def train_lsa_cot(
     Raises:
         TrainingDivergedError: when the loss becomes NaN/inf or exceeds 1e6 × its start.
     """
+    if not isinstance(model, LinearSelfAttention):
+        raise InputTypeError(f"`model` must be a StructuredLSA or FullLSA, got {type(model).__name__}")
+    if config is not None and not isinstance(config, TrainConfig):
+        hint = " (use TrainConfig(**config))" if isinstance(config, dict) else ""
+        raise InputTypeError(f"`config` must be a TrainConfig or None, got {type(config).__name__}{hint}")
     cfg = config or TrainConfig()
-    k = check_pos_int(num_cot_steps, "num_cot_steps")
-    steps = check_pos_int(cfg.num_steps, "config.num_steps")
+    k = check_pos_int(num_cot_steps, "num_cot_steps", maximum=MAX_STEPS)
+    steps = check_pos_int(cfg.num_steps, "config.num_steps", maximum=MAX_TRAIN_STEPS)
     batch = check_pos_int(cfg.batch_size, "config.batch_size")
     lr = check_positive(cfg.lr, "config.lr")
+    check_pos_int(cfg.log_every, "config.log_every")
+    if not isinstance(cfg.progress, bool):
+        raise InputTypeError(f"`config.progress` must be True or False, got {cfg.progress!r}")
     if not isinstance(task, TrainTask):
-        raise ValueError("`task` must be a TrainTask(cov, context_len)")
-    if not (float(start_noise) >= 0 and math.isfinite(float(start_noise))):
-        raise ValueError(f"`start_noise` must be a finite number >= 0, got {start_noise!r}")
+        raise InputTypeError(f"`task` must be a TrainTask(cov, context_len), got {type(task).__name__}")
+    start_noise = check_real(start_noise, "start_noise", minimum=0.0)
     cov = check_cov(task.cov, "task.cov", dim=model.dim)
     n = check_pos_int(task.context_len, "task.context_len")
+    _sigma(task.noise_std, "task.noise_std")
+    check_memory(batch * (n + 1) * model.dim, "config.batch_size", what="one batch of prompts")
+    check_memory(batch * (k + 1) * (2 * model.dim + 2) * 2, "num_cot_steps", what=f"{k + 1} CoT iterates")
     param = next(model.parameters())
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
@@ -76,7 +111,7 @@ def train_lsa_cot(
         return 0.5 * (1 + math.cos(math.pi * s / steps)) if cosine else 1.0
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    gen = make_generator(cfg.seed)
+    gen = make_generator(cfg.seed, "config.seed")
     hist, first = History(), None
     for step in range(steps):
         pr = sample_prompts(cov, n, batch, generator=gen, device=param.device, dtype=param.dtype,
@@ -107,13 +142,23 @@ def kstep_loss(precond: torch.Tensor, S: torch.Tensor, num_cot_steps: int) -> to
 
     The expectation over ``w ~ N(0, I)`` is done exactly; differentiable in ``precond``.
     """
-    k = check_pos_int(num_cot_steps, "num_cot_steps")
-    if S.ndim != 3 or S.shape[-2:] != precond.shape:
-        raise ValueError(f"`S` must be (P, d, d) with d = {precond.shape[-1]}, got {tuple(S.shape)}")
+    G = _square(precond, "precond")
+    k = check_pos_int(num_cot_steps, "num_cot_steps", maximum=MAX_STEPS)
+    S = as_tensor(S, "S", device=G.device, dtype=G.dtype)
+    if S.ndim != 3 or S.shape[-2:] != G.shape or S.shape[0] < 1:
+        raise ValueError(f"`S` must be (P, d, d) with P >= 1 and d = {G.shape[-1]} as in `precond`, "
+                         f"got {tuple(S.shape)}")
+    big = torch.finfo(S.dtype).max ** 0.25
+    if float(S.abs().max()) > big:
+        raise ValueError(f"`S` has entries up to {float(S.abs().max()):.3g}, beyond {big:.1e}; rescale it")
     eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
-    M = eye - precond @ S
+    M = eye - G @ S
     P = torch.linalg.matrix_power(M, k)
-    return 0.5 * (P * P).sum((-1, -2)).mean()
+    loss = 0.5 * (P * P).sum((-1, -2)).mean()
+    if not bool(torch.isfinite(loss.detach())):
+        raise ValueError(f"the k-step loss overflows {S.dtype} at `num_cot_steps`={k}: (I − G S)^k diverges; "
+                         "lower `num_cot_steps` or rescale `precond`")
+    return loss
 
 
 def optimal_isotropic_step(
@@ -126,9 +171,13 @@ def optimal_isotropic_step(
     """
     d = check_pos_int(dim, "dim")
     n = check_pos_int(context_len, "context_len")
-    k = check_pos_int(num_cot_steps, "num_cot_steps")
-    S = sample_prompts(torch.eye(d, dtype=torch.float64), n, check_pos_int(num_prompts, "num_prompts"),
-                       generator=check_pos_int(seed, "seed", minimum=0)).emp_cov()
+    k = check_pos_int(num_cot_steps, "num_cot_steps", maximum=MAX_STEPS)
+    P = check_pos_int(num_prompts, "num_prompts")
+    seed = check_pos_int(seed, "seed", minimum=0)
+    check_memory(d * d, "dim", what="the (d, d) identity")
+    check_memory(4 * n * d, "context_len", what="one prompt")
+    check_memory(4 * P * (n * d + d * d), "num_prompts", what=f"{P} prompts and their covariances")
+    S = sample_prompts(torch.eye(d, dtype=torch.float64), n, P, generator=seed).emp_cov()
     s = torch.linalg.eigvalsh(S).reshape(-1)
     g = float(s.mean() / (s**2).mean())  # the k = 1 optimum
     for _ in range(100):
@@ -139,6 +188,9 @@ def optimal_isotropic_step(
         g -= step
         if abs(step) < 1e-13 * abs(g):
             break
+    if not math.isfinite(g):
+        raise ValueError(f"Newton's method overflowed at `num_cot_steps`={k} ((1 − g s)^(2k) exceeds float64); "
+                         "lower `num_cot_steps`")
     return g
 
 
@@ -161,8 +213,8 @@ def hessian_at_zero_quadratic_form(train_cov: Any, context_len: int, num_cot_ste
     lam = check_cov(train_cov, "train_cov")
     n = check_pos_int(context_len, "context_len")
     k = check_pos_int(num_cot_steps, "num_cot_steps")
-    H = torch.as_tensor(direction, dtype=lam.dtype)
-    eye = torch.eye(lam.shape[0], dtype=lam.dtype)
+    H = _square(direction, "direction", like=lam)
+    eye = torch.eye(lam.shape[0], dtype=lam.dtype, device=lam.device)
     a = float(torch.trace(H.T @ H @ moment_sas(lam, n, eye)))
     b = float(torch.trace(H @ moment_sas(lam, n, H)))
     return k**2 * a + k * (k - 1) * b
@@ -175,8 +227,13 @@ def stable_lr_at_zero(train_cov: Any, context_len: int, num_cot_steps: int) -> f
     directions (exact moments, no sampling); it grows like ``k²``, so the step falls like ``1/k²``.
     """
     lam = check_cov(train_cov, "train_cov")
+    check_pos_int(context_len, "context_len")
+    check_pos_int(num_cot_steps, "num_cot_steps")
     d = lam.shape[0]
-    basis = torch.eye(d * d, dtype=lam.dtype).reshape(d * d, d, d)
+    check_memory(2 * d**4, "train_cov", what="the (d², d²) Hessian")
+    if float(lam.abs().max()) == 0:
+        raise ValueError("`train_cov` is zero: the loss is flat at G = 0 and every step is stable")
+    basis = torch.eye(d * d, dtype=lam.dtype, device=lam.device).reshape(d * d, d, d)
     Hm = torch.empty(d * d, d * d, dtype=lam.dtype)
     q = [hessian_at_zero_quadratic_form(lam, context_len, num_cot_steps, basis[i]) for i in range(d * d)]
     for i in range(d * d):

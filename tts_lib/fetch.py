@@ -48,13 +48,44 @@ class CheckpointFetchError(OSError):
     """A checkpoint file could not be downloaded (no network, wrong URL, server error)."""
 
 
+def _check_str(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a string, got {type(value).__name__}")
+    return value
+
+
+def _check_file_name(value: object, name: str) -> str:
+    """A plain file name: no folder part, so a download stays inside its cache folder."""
+    v = _check_str(value, name)
+    if v in ("", ".", "..") or "/" in v or "\\" in v or "\0" in v:
+        raise ValueError(f"`{name}` must be a plain file name (no folder part), got {v!r}")
+    return v
+
+
+def _check_path_like(value: object, name: str) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, Path)):
+        raise TypeError(f"`{name}` must be a folder path (str or pathlib.Path) or None, got {type(value).__name__}")
+    if isinstance(value, str) and ("\0" in value or not value):
+        raise ValueError(f"`{name}` must be a non-empty path without NUL characters, got {value!r}")
+    return Path(value)
+
+
 def raw_url(repository_url: str, ref: str, path: str) -> str:
     """The raw-file URL of ``path`` at ``ref`` in a GitHub repository ``https://github.com/OWNER/NAME``."""
+    _check_str(repository_url, "repository_url")
     m = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?", repository_url)
     if m is None:
-        raise ValueError(f"repository_url must look like https://github.com/OWNER/NAME, got {repository_url!r}")
-    if not ref:
-        raise ValueError("ref must be a tag or a commit, got an empty string")
+        raise ValueError(f"`repository_url` is not a GitHub repository: repository_url must look like "
+                         f"https://github.com/OWNER/NAME, got {repository_url!r}")
+    _check_str(ref, "ref")
+    if not re.fullmatch(r"[\w.-]+(?:/[\w.-]+)*", ref) or ".." in ref.split("/"):
+        raise ValueError(f"`ref` must be a tag, branch or commit (letters, digits, . _ - /), got {ref!r}")
+    _check_str(path, "path")
+    parts = [p for p in path.strip("/").split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts) or "\0" in path:
+        raise ValueError(f"`path` must be a relative path inside the repository (no '..'), got {path!r}")
     return f"https://raw.githubusercontent.com/{m.group(1)}/{m.group(2)}/{ref}/{path.strip('/')}"
 
 
@@ -63,9 +94,15 @@ def manifest_files(manifest: dict) -> list[tuple[str, str]]:
 
     The one place that knows the manifest format: adapt it here if the format changes.
     """
-    if not isinstance(manifest, dict) or "checkpoint" not in manifest or "sha256" not in manifest:
-        raise ValueError("a checkpoint manifest needs 'checkpoint' (file name) and 'sha256' keys")
-    return [(str(manifest["checkpoint"]), str(manifest["sha256"]))]
+    if not isinstance(manifest, dict):
+        raise TypeError(f"`manifest` must be a dict (a parsed checkpoint manifest), got {type(manifest).__name__}")
+    if "checkpoint" not in manifest or "sha256" not in manifest:
+        raise ValueError("`manifest`: a checkpoint manifest needs 'checkpoint' (file name) and 'sha256' keys")
+    name = _check_file_name(manifest["checkpoint"], "manifest['checkpoint']")
+    sha = manifest["sha256"]
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ValueError(f"`manifest['sha256']` must be 64 lowercase hex digits (a sha256), got {sha!r}")
+    return [(name, sha)]
 
 
 def _sha256(path: Path) -> str:
@@ -134,14 +171,26 @@ def checkpoint_dir(
         CheckpointFetchError: a file could not be downloaded (the message names it and the fix).
         ValueError: a downloaded file does not match its sha256, or an unknown manifest name.
     """
-    candidates = [Path(local)] if local is not None else _local_candidates()
-    for folder in candidates:
-        if _has_checkpoints(folder):
-            return folder
+    local = _check_path_like(local, "local")
+    cache_dir = _check_path_like(cache_dir, "cache_dir")
+    if base_url is not None:
+        _check_str(base_url, "base_url")
+        if not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", base_url):
+            raise ValueError(f"`base_url` must be an http(s) URL of the folder of checkpoint files, got {base_url!r}")
+    if names is not None:
+        if isinstance(names, (str, bytes, dict)) or not isinstance(names, Iterable):
+            raise TypeError(f"`names` must be a list of manifest file names or None, got {type(names).__name__}")
+        names = [_check_file_name(n, "names") for n in names]
+    if not isinstance(progress, bool):
+        raise TypeError(f"`progress` must be True or False, got {progress!r}")
     wanted = sorted(MANIFEST_SHA256) if names is None else list(names)
     unknown = [n for n in wanted if n not in MANIFEST_SHA256]
     if unknown:
-        raise ValueError(f"unknown checkpoint manifest(s) {unknown}; known: {sorted(MANIFEST_SHA256)}")
+        raise ValueError(f"unknown checkpoint manifest(s) {unknown} in `names`; known: {sorted(MANIFEST_SHA256)}")
+    candidates = [local] if local is not None else _local_candidates()
+    for folder in candidates:
+        if _has_checkpoints(folder):
+            return folder
     if cache_dir is None:
         import pooch
 

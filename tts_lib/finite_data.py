@@ -26,10 +26,23 @@ from typing import Any
 
 import torch
 
-from ._checks import check_cov, check_pos_int, check_same_device, make_generator
+from ._checks import (
+    MAX_STEPS,
+    InputTypeError,
+    check_cov,
+    check_memory,
+    check_pos_int,
+    check_same_device,
+    make_generator,
+)
 from .noise import _sigma, noisy_precond
 from .prompts import Prompts, sample_prompts
 from .theory import error_curve
+
+#: most prompts one Monte Carlo call draws (a bound on its run time, checked before it starts)
+MAX_PROMPTS = 10**9
+#: largest ``max_steps`` of :func:`delta_method` (its autograd Hessian costs O(k²) backward steps)
+MAX_DELTA_STEPS = 1000
 
 
 def fit_precond(prompts: Prompts) -> torch.Tensor:
@@ -39,10 +52,20 @@ def fit_precond(prompts: Prompts) -> torch.Tensor:
     training set converges to). Needs at least ``d`` prompts.
     """
     if not isinstance(prompts, Prompts):
-        raise ValueError("`prompts` must be a tts_lib.prompts.Prompts batch (one training set)")
+        raise InputTypeError(f"`prompts` must be a tts_lib.prompts.Prompts batch (one training set), "
+                             f"got {type(prompts).__name__}")
     if prompts.batch < prompts.dim:
-        raise ValueError(f"need at least d = {prompts.dim} training prompts to fit G, got {prompts.batch}")
-    return _fit(prompts.emp_corr()[None], prompts.w[None])[0]
+        raise ValueError(f"`prompts` must hold at least d = {prompts.dim} training prompts to fit G, "
+                         f"got {prompts.batch}")
+    if not all(bool(torch.isfinite(t).all()) for t in (prompts.X, prompts.y, prompts.w)):
+        raise ValueError("`prompts` contain NaN or inf features, labels or weights; pass finite prompts")
+    try:
+        G = _fit(prompts.emp_corr()[None], prompts.w[None])[0]
+    except torch.linalg.LinAlgError as err:
+        raise ValueError("`prompts` give a singular Σ_p b_p b_pᵀ (degenerate features); draw more prompts") from err
+    if not bool(torch.isfinite(G).all()):
+        raise ValueError("`prompts` give a non-finite fit (ill-conditioned Σ_p b_p b_pᵀ); rescale or draw more")
+    return G
 
 
 def _fit(b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -103,13 +126,22 @@ def mc_fitted(
     fitted model on ``Σ = test_cov`` and its spectral radius.
     """
     lam, sig = _check_inputs(train_cov, test_cov)
+    d = lam.shape[0]
     n = check_pos_int(context_len, "context_len")
-    N = check_pos_int(num_train, "num_train", minimum=lam.shape[0])
-    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    N = check_pos_int(num_train, "num_train", minimum=d)
+    K = check_pos_int(max_steps, "max_steps", minimum=0, maximum=MAX_STEPS)
     sets = check_pos_int(num_sets, "num_sets")
     s = _sigma(noise_std)
     gen = make_generator(check_pos_int(seed, "seed", minimum=0))
+    chunk_prompts = check_pos_int(chunk_prompts, "chunk_prompts")
+    check_memory(4 * n * d, "context_len", what="one training prompt")
+    check_memory(4 * N * (n + 1) * d, "num_train", what="one training set")
+    if sets * N > MAX_PROMPTS:
+        raise ValueError(f"`num_sets` × `num_train` = {sets * N} prompts exceeds the limit {MAX_PROMPTS:.0e} "
+                         "(tts_lib.finite_data.MAX_PROMPTS); lower `num_sets`")
+    check_memory(4 * sets * d * d, "num_sets", what=f"{sets} fitted preconditioners")
     per_chunk = max(1, chunk_prompts // N)
+    check_memory(4 * min(per_chunk, sets) * N * (n + 1) * d, "chunk_prompts", what="one chunk of prompts")
     Gs = []
     for start in range(0, sets, per_chunk):
         c = min(per_chunk, sets - start)
@@ -191,15 +223,18 @@ def delta_method(
     """
     lam, sig = _check_inputs(train_cov, test_cov)
     n = check_pos_int(context_len, "context_len")
-    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    K = check_pos_int(max_steps, "max_steps", minimum=0, maximum=MAX_DELTA_STEPS)
     s = _sigma(noise_std)
-    P = check_pos_int(num_moment_prompts, "num_moment_prompts", minimum=100)
+    P = check_pos_int(num_moment_prompts, "num_moment_prompts", minimum=100, maximum=MAX_PROMPTS)
     d = lam.shape[0]
+    seed = check_pos_int(seed, "seed", minimum=0)
+    check_memory(4 * min(P, 50_000) * (n + 1) * d, "context_len", what="one chunk of 50,000 prompts")
+    check_memory(2 * (K + 1) * d**4, "max_steps", what=f"the ({K + 1}, d², d²) Hessian")
     G = noisy_precond(lam, n, s)
     B = lam @ (torch.linalg.inv(G))
     B = (B + B.T) / 2
     Binv = torch.linalg.inv(B)
-    gen = make_generator(check_pos_int(seed, "seed", minimum=0))
+    gen = make_generator(seed)
     mu_acc = torch.zeros(d, d, dtype=lam.dtype)
     C_acc = torch.zeros(d * d, d * d, dtype=lam.dtype)
     for start in range(0, P, 50_000):

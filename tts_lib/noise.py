@@ -25,19 +25,42 @@ from typing import Any
 
 import torch
 
-from ._checks import as_tensor, check_pos_int, check_precond, make_generator
+from ._checks import (
+    MAX_STEPS,
+    as_tensor,
+    check_cov,
+    check_memory,
+    check_pos_int,
+    check_positive,
+    check_precond,
+    check_real,
+    make_generator,
+)
 from .prompts import sample_prompts
 from .theory import error_curve, gamma
 
+#: largest label-noise standard deviation accepted (σ² and its products stay finite in float64)
+MAX_NOISE_STD = 1e100
+
 
 def _sigma(noise_std: Any, name: str = "noise_std") -> float:
-    try:
-        v = float(noise_std)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"`{name}` must be a number >= 0, got {noise_std!r}") from err
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"`{name}` must be a finite number >= 0, got {noise_std!r}")
-    return v
+    """``noise_std`` as a float in ``[0, MAX_NOISE_STD]`` (bool, None, strings, NaN, inf refused)."""
+    return check_real(noise_std, name, minimum=0.0, maximum=MAX_NOISE_STD)
+
+
+def _steps(max_steps: Any, name: str = "max_steps") -> int:
+    return check_pos_int(max_steps, name, minimum=0, maximum=MAX_STEPS)
+
+
+def _eigvals(value: Any, name: str, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A 1-D spectrum with entries of size at most ``finfo.max**0.25`` (products stay finite)."""
+    t = as_tensor(value, name, dtype=dtype)
+    if t.ndim != 1 or t.shape[0] < 1:
+        raise ValueError(f"`{name}` must be 1-D with at least one entry, got shape {tuple(t.shape)}")
+    big = torch.finfo(t.dtype).max ** 0.25
+    if float(t.abs().max()) > big:
+        raise ValueError(f"`{name}` has entries up to {float(t.abs().max()):.3g}, beyond {big:.1e}; rescale them")
+    return t
 
 
 def noisy_precond(train_cov: Any, context_len: int, noise_std: float) -> torch.Tensor:
@@ -56,12 +79,15 @@ def noisy_precond(train_cov: Any, context_len: int, noise_std: float) -> torch.T
 
 def ls_noise_limit(test_cov: Any, test_len: int, noise_std: float) -> float:
     """Large-k limit of the noise term: ``σ² tr(Σ⁻¹)/(m − d − 1)`` (needs ``m > d + 1``, ``Σ ≻ 0``)."""
-    sig = as_tensor(test_cov, "test_cov")
+    sig = check_cov(test_cov, "test_cov")
     d = sig.shape[0]
     m = check_pos_int(test_len, "test_len")
+    s = _sigma(noise_std)
+    if float(torch.linalg.eigvalsh(sig.double()).min()) <= 1e-12 * float(sig.abs().max()):
+        raise ValueError("`test_cov` must be positive definite: tr(Σ⁻¹) is infinite for a singular Σ")
     if m <= d + 1:
         raise ValueError(f"`test_len` must exceed d + 1 = {d + 1} for a finite least-squares variance, got {m}")
-    return _sigma(noise_std) ** 2 * float(torch.trace(torch.linalg.inv(sig))) / (m - d - 1)
+    return s**2 * float(torch.trace(torch.linalg.inv(sig))) / (m - d - 1)
 
 
 def _a_matrices(G: torch.Tensor, sig: torch.Tensor, K: int) -> list[torch.Tensor]:
@@ -86,9 +112,11 @@ def noise_term_curve(
     ``σ² tr Σ⁻¹/(m − d − 1)`` by the factor ``m/(m − d − 1)``. Shape (..., max_steps + 1).
     """
     G, sig = check_precond(precond, test_cov)
-    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    K = _steps(max_steps)
     m = check_pos_int(test_len, "test_len")
     s = _sigma(noise_std)
+    d = sig.shape[0]
+    check_memory(3 * G[..., 0, 0].numel() * (K + 1) * d * d, "max_steps", what=f"{K + 1} matrices A_k")
     A = torch.stack(_a_matrices(G, sig, K), dim=-3)  # (..., K+1, d, d)
     return s**2 / m * torch.einsum("...ij,jl,...il->...", A, sig, A)
 
@@ -101,6 +129,7 @@ def noisy_error_curve(
     Exact for ``k <= 1``; trust it only where Monte Carlo (:func:`conditional_error_curves`)
     says so (small k, m much larger than d). Shape (..., max_steps + 1).
     """
+    _sigma(noise_std)
     bias = error_curve(precond, test_cov, max_steps, test_len)
     return bias + noise_term_curve(precond, test_cov, max_steps, test_len, noise_std)
 
@@ -128,11 +157,15 @@ def conditional_error_curves(
     if G.ndim != 2:
         raise ValueError("`precond` must be a single (d, d) matrix for Monte Carlo")
     m = check_pos_int(test_len, "test_len")
-    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    K = _steps(max_steps)
     num_prompts = check_pos_int(num_prompts, "num_prompts")
+    chunk = check_pos_int(chunk, "chunk")
     s = _sigma(noise_std)
     gen = make_generator(check_pos_int(seed, "seed", minimum=0))
     d = sig.shape[0]
+    check_memory(2 * num_prompts * (K + 1), "num_prompts", what=f"two ({num_prompts}, {K + 1}) results")
+    check_memory(min(chunk, num_prompts) * (m + 1) * d, "test_len", what="one chunk of test prompts")
+    check_memory(4 * min(chunk, num_prompts) * (K + 1) * 2, "max_steps", what="one chunk of curves")
     eye = torch.eye(d, dtype=sig.dtype, device=sig.device)
     bias_out, noise_out = [], []
     for start in range(0, num_prompts, chunk):
@@ -163,15 +196,21 @@ def skill_noise_curves(
     (bias in the population limit ``m → ∞``). Returns two tensors of shape
     (max_steps + 1, d); sum over the last axis for the error curve.
     """
-    g = as_tensor(precond_eigvals, "precond_eigvals")
-    sv = as_tensor(test_eigvals, "test_eigvals", dtype=g.dtype)
-    if g.ndim != 1 or sv.shape != g.shape:
+    g = _eigvals(precond_eigvals, "precond_eigvals")
+    sv = _eigvals(test_eigvals, "test_eigvals", dtype=g.dtype)
+    if sv.shape != g.shape:
         raise ValueError("`precond_eigvals` and `test_eigvals` must be 1-D of the same length")
     if (sv <= 0).any():
         raise ValueError("`test_eigvals` must be > 0 (the noise term divides by σ_i)")
-    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    K = _steps(max_steps)
     m = check_pos_int(test_len, "test_len")
     s = _sigma(noise_std)
+    check_memory(4 * (K + 1) * g.shape[0], "max_steps", what=f"({K + 1}, {g.shape[0]}) curves")
+    if float((1 - g * sv).abs().max()) > 1 and K > 0:
+        rho_max = float((1 - g * sv).abs().max())
+        if K * math.log(rho_max) > 0.9 * math.log(torch.finfo(g.dtype).max) / 2:
+            raise ValueError(f"`max_steps`={K} overflows: |ρ_i| reaches {rho_max:.3g} > 1 and ρ^(2k) exceeds "
+                             f"{g.dtype}; lower `max_steps` or `precond_eigvals`")
     rho = 1 - g * sv
     k = torch.arange(K + 1, dtype=g.dtype)[:, None]
     pk = rho[None, :] ** k
@@ -186,11 +225,9 @@ def best_steps_one_skill(rho: float, tau: float) -> tuple[float, int]:
     ``⌈k°⌉``, whichever is lower. Here ``τ = σ²/(m σ_i)``: noise-to-signal per example.
     Returns ``(k°, k*)``.
     """
-    rho, tau = float(rho), float(tau)
+    rho, tau = check_real(rho, "rho"), check_positive(tau, "tau")
     if not 0 < rho < 1:
         raise ValueError(f"`rho` must be in (0, 1) (a contracting skill), got {rho!r}")
-    if not (math.isfinite(tau) and tau > 0):
-        raise ValueError(f"`tau` must be a positive number, got {tau!r}")
     k_cont = math.log1p(1 / tau) / -math.log(rho)
 
     def err(k: int) -> float:
@@ -212,10 +249,11 @@ def marchenko_pastur_nodes(ratio: float, num_nodes: int = 2048) -> tuple[torch.T
     With ``s = 1 + q + 2√q cos θ`` the integrand is smooth in θ and the midpoint rule on
     ``θ ∈ (0, π)`` converges fast. Returns ``(s, weights)``, each of shape (num_nodes,).
     """
-    q = float(ratio)
+    q = check_real(ratio, "ratio")
     if not 0 < q < 1:
         raise ValueError(f"`ratio` = d/m must be in (0, 1) (more test examples than dimensions), got {q!r}")
     num_nodes = check_pos_int(num_nodes, "num_nodes", minimum=16)
+    check_memory(4 * num_nodes, "num_nodes", what=f"{num_nodes} quadrature nodes")
     theta = (torch.arange(num_nodes, dtype=torch.float64) + 0.5) * math.pi / num_nodes
     r = 2 * math.sqrt(q)
     s = 1 + q + r * torch.cos(theta)
@@ -237,11 +275,18 @@ def isotropic_error_curves(
     """
     d = check_pos_int(dim, "dim")
     m = check_pos_int(test_len, "test_len")
-    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    K = _steps(max_steps)
     sd = _sigma(noise_std)
-    g = float(step)
-    if not (math.isfinite(g) and g > 0):
-        raise ValueError(f"`step` must be a positive number (the preconditioner g in G = g·I), got {step!r}")
+    g = check_positive(step, "step")
+    if d >= m:
+        raise ValueError(f"`dim` must be below `test_len` (the Marchenko–Pastur ratio d/m < 1), got d={d}, m={m}")
+    nodes = check_pos_int(num_nodes, "num_nodes", minimum=16)
+    check_memory(3 * (K + 1) * nodes, "max_steps", what=f"({K + 1}, {nodes}) powers")
+    if abs(1 - g * (1 + math.sqrt(d / m)) ** 2) > 1 and K > 0:
+        rho_max = max(abs(1 - g * (1 + math.sqrt(d / m)) ** 2), abs(1 - g * (1 - math.sqrt(d / m)) ** 2))
+        if K * math.log(rho_max) > 300:
+            raise ValueError(f"`step`={g:g} diverges (|1 − g s| up to {rho_max:.3g}) and overflows float64 "
+                             f"within `max_steps`={K}; lower `step` or `max_steps`")
     s, wts = marchenko_pastur_nodes(d / m, num_nodes)
     k = torch.arange(K + 1, dtype=torch.float64)[:, None]
     pk = (1 - g * s)[None, :] ** k

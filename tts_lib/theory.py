@@ -428,6 +428,10 @@ def mc_test_error(
     m = _n(test_len, "test_len")
     K = _k(max_steps, "max_steps")
     num_prompts = check_pos_int(num_prompts, "num_prompts")
+    chunk = check_pos_int(chunk, "chunk")
+    check_memory(num_prompts * (K + 1), "num_prompts", what=f"the ({num_prompts}, {K + 1}) result")
+    check_memory(min(chunk, num_prompts) * sig.shape[0] * max(sig.shape[0], min(m, sig.shape[0])) * 4, "chunk",
+                 what="one chunk of Wishart draws")
     rng = np.random.default_rng(check_pos_int(seed, "seed", minimum=0))
     d = sig.shape[0]
     G64, sig64 = G.detach().cpu().double(), sig.detach().cpu().double()
@@ -597,8 +601,10 @@ def max_stable_lr_sgd(
     lam = check_cov(train_cov, "train_cov").double()
     n = _n(context_len)
     B = check_pos_int(batch_size, "batch_size")
-    c = check_positive(abs(c), "c")
-    N = check_pos_int(num_samples, "num_samples")
+    c = check_positive(abs(check_real(c, "c")), "c")
+    N = check_pos_int(num_samples, "num_samples", maximum=2000 * MAX_STEPS)  # at most MAX_STEPS chunks
+    check_memory(min(2000, N) * n * lam.shape[0], "context_len", what="one chunk of 2000 training prompts")
+    check_memory(lam.shape[0] ** 4 * 4, "train_cov", what="the (d², d²) moment matrices")
     gen = torch.Generator().manual_seed(check_pos_int(seed, "seed", minimum=0))
     d = lam.shape[0]
     evals, evecs = torch.linalg.eigh(lam.cpu())
