@@ -145,7 +145,7 @@ def check_cov(
     scale = c.abs().max().clamp_min(1e-300)
     info = torch.finfo(c.dtype)
     big, small = info.max**0.25, info.tiny**0.25  # products of four entries stay representable
-    top = float(c.abs().max())
+    top = float(c.detach().abs().max())
     if top > big or 0 < top < small:
         raise ValueError(
             f"`{name}` has entries of size {top:.3g}, outside [{small:.1e}, {big:.1e}] where {c.dtype} "
@@ -216,8 +216,8 @@ def check_precond(precond: Any, cov: Any, cov_name: str = "test_cov") -> tuple[t
     if G.ndim < 2 or G.shape[-2:] != (d, d):
         raise ValueError(f"`precond` must have shape (..., {d}, {d}) to match `{cov_name}`, got {tuple(G.shape)}")
     big = torch.finfo(G.dtype).max ** 0.25
-    if G.numel() and float(G.abs().max()) > big:
-        raise ValueError(f"`precond` has entries up to {float(G.abs().max()):.3g}, beyond {big:.1e}; rescale it")
+    if G.numel() and float(G.detach().abs().max()) > big:
+        raise ValueError(f"`precond` has entries up to {float(G.detach().abs().max()):.3g}, beyond {big:.1e}; rescale it")
     check_same_device(**{"precond": G, cov_name: sig})
     return G, sig
 
