@@ -72,6 +72,7 @@ DM = finite_data.delta_method(C, 6, C, 2, num_moment_prompts=200)
 CKPT_DIR = Path(__file__).resolve().parents[1] / "book" / "checkpoints"
 MANIFEST = {"checkpoint": "x.pt", "sha256": "0" * 64}
 _FIG, AX = plt.subplots()
+_SLIDER = __import__("ipywidgets").IntSlider(value=2, min=1, max=5)
 
 
 # --------------------------------------------------------------------------- bad values by kind
@@ -172,6 +173,8 @@ BAD = {
     "str_choice": _bad(None, "magic", 3, ["formula"], ""),
     "ax": _bad(None, "abc", 3, plt),
     "text": _bad(None, 3, ["x"]),
+    "control": _bad(None, 3, "abc", [1, 2], AX),
+    "figure": _bad(3, "abc", AX, plt),
     "samples": _bad(None, "abc", [[1.0, 2.0]], [1.0, 2.0], [[1.0, 2.0, 3.0]] * 3, [["a", "b"]] * 3),
     "task_list": _bad(None, C, "abc", [], [None], [train.TrainTask(_nan_matrix(), 6)], [train.TrainTask(C, 0)],
                       [train.TrainTask(C, 6, INF), TASK], [train.TrainTask(C, 6, -1.0), TASK],
@@ -500,12 +503,17 @@ SPECS: dict[str, Spec] = {
                                  dict(local="path", cache_dir="path", base_url="base_url", names="names",
                                       progress="flag")),
     # plotting and bench
-    "plotting.use_style": Spec(plotting.use_style, {}, {}),
+    "plotting.use_style": Spec(plotting.use_style, {}, dict(inline="flag")),
     "plotting.band": Spec(lambda ax, x, samples, z=1.96: plotting.band(ax, x, samples, label="a", z=z),
                           dict(ax=AX, x=[1.0, 2.0], samples=[[1.0, 2.0], [2.0, 3.0]]),
                           dict(ax="ax", samples="samples", z=">=0")),
     "plotting.label": Spec(plotting.label, dict(ax=AX, xlabel="x", ylabel="y"),
                            dict(ax="ax", xlabel="text", ylabel="text")),
+    "plotting.explorer": Spec(lambda draw, n: plotting.explorer(draw, n=n),
+                              dict(draw=lambda n: plt.figure(), n=_SLIDER),
+                              dict(draw="callable", n="control")),
+    "plotting.figure_png": Spec(lambda fig=None: len(plotting.figure_png(plt.figure() if fig is None else fig)),
+                                {}, dict(fig="figure")),
     "bench.record": Spec(bench.record, dict(name="a", device="cpu", value=1.0, unit="s"),
                          dict(name="text", device="text", value="real", unit="text")),
     "bench.timeit": Spec(bench.timeit, dict(fn=lambda: None, device="cpu", repeats=1),
@@ -530,6 +538,8 @@ NOT_AN_INPUT_BOUNDARY = {
     "finite_data.FittedSets": "plain record returned by mc_fitted (finite_data.mc_fitted)",
     "finite_data.DeltaMethod": "plain record returned by delta_method; its methods have specs",
     "fetch.CheckpointFetchError": "an exception class",
+    "plotting.Explorer": "built by plotting.explorer, whose spec covers its arguments",
+    "plotting.Explorer.render": "takes no arguments: draws with the controls' current values",
 }
 
 

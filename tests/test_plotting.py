@@ -79,9 +79,9 @@ def test_figure_png_and_bad_input() -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and not plt.fignum_exists(fig.number)
     with pytest.raises(TypeError, match="must return its figure"):
         plotting.figure_png(None)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="inline must be a bool"):
+    with pytest.raises(TypeError, match="`inline` must be a bool"):
         plotting.use_style(inline="yes")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="at least one control"):
+    with pytest.raises(ValueError, match="needs at least one"):
         plotting.explorer(lambda: fig)
     with pytest.raises(TypeError, match="value widget"):
         plotting.explorer(lambda a: fig, a=3)

@@ -216,8 +216,9 @@ def check_precond(precond: Any, cov: Any, cov_name: str = "test_cov") -> tuple[t
     if G.ndim < 2 or G.shape[-2:] != (d, d):
         raise ValueError(f"`precond` must have shape (..., {d}, {d}) to match `{cov_name}`, got {tuple(G.shape)}")
     big = torch.finfo(G.dtype).max ** 0.25
-    if G.numel() and float(G.detach().abs().max()) > big:
-        raise ValueError(f"`precond` has entries up to {float(G.detach().abs().max()):.3g}, beyond {big:.1e}; rescale it")
+    top = float(G.detach().abs().max()) if G.numel() else 0.0
+    if top > big:
+        raise ValueError(f"`precond` has entries up to {top:.3g}, beyond {big:.1e}; rescale it")
     check_same_device(**{"precond": G, cov_name: sig})
     return G, sig
 

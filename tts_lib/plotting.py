@@ -41,7 +41,7 @@ def use_style(*, inline: bool = True) -> None:
     the backend is left alone.
     """
     if not isinstance(inline, bool):
-        raise TypeError(f"inline must be a bool, got {type(inline).__name__}")
+        raise TypeError(f"`inline` must be a bool, got {type(inline).__name__}")
     shell = _ipython_kernel() if inline else None
     if shell is not None and "inline" not in mpl.get_backend().lower():
         shell.run_line_magic("matplotlib", "inline")
@@ -113,7 +113,7 @@ def label(ax: plt.Axes, xlabel: str, ylabel: str, title: str | None = None) -> N
 def figure_png(fig: mpl.figure.Figure, *, dpi: int | None = None) -> bytes:
     """The figure as PNG bytes (rendered with Agg, whatever the backend), then closed."""
     if not isinstance(fig, mpl.figure.Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}; "
+        raise TypeError(f"`fig` must be a matplotlib Figure, got {type(fig).__name__}; "
                         "the draw function of an explorer must return its figure")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi or mpl.rcParams["figure.dpi"], bbox_inches="tight")
@@ -128,12 +128,12 @@ class Explorer:
         import ipywidgets as widgets
 
         if not callable(draw):
-            raise TypeError("draw must be a callable returning a matplotlib Figure")
+            raise TypeError("`draw` must be a callable returning a matplotlib Figure")
         if not controls:
-            raise ValueError("explorer needs at least one control, e.g. n=widgets.IntSlider(...)")
+            raise ValueError("`controls`: an explorer needs at least one, e.g. n=widgets.IntSlider(...)")
         for name, w in controls.items():
             if not isinstance(w, widgets.ValueWidget):
-                raise TypeError(f"control {name!r} must be an ipywidgets value widget, "
+                raise TypeError(f"`{name}` must be an ipywidgets value widget (a control), "
                                 f"got {type(w).__name__}")
         self.draw, self.controls = draw, controls
         self.box = widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
