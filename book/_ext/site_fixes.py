@@ -87,7 +87,11 @@ def _pdf_footer(app: Sphinx, pagename: str, templatename: str, context: dict[str
 
 
 def _singlehtml_nodes(app: Sphinx) -> None:
-    from myst_nb.sphinx_ import HideCodeCellNode, depart_HideCellInput, visit_HideCellInput
+    from myst_nb.sphinx_ import (
+        HideCodeCellNode,
+        depart_HideCellInput,
+        visit_HideCellInput,
+    )
 
     app.registry.add_translation_handlers(HideCodeCellNode, singlehtml=(visit_HideCellInput, depart_HideCellInput))
 
