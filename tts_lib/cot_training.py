@@ -32,14 +32,13 @@ from ._checks import (
     check_cov,
     check_memory,
     check_pos_int,
-    check_positive,
     check_real,
     make_generator,
 )
-from .lsa import LinearSelfAttention, StructuredLSA
+from .lsa import StructuredLSA
 from .noise import _sigma
 from .prompts import sample_prompts
-from .train import MAX_TRAIN_STEPS, History, TrainConfig, TrainingDivergedError, TrainTask
+from .train import History, TrainConfig, TrainingDivergedError, TrainTask, _check_run
 
 
 def _square(value: Any, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -75,19 +74,8 @@ def train_lsa_cot(
     Raises:
         TrainingDivergedError: when the loss becomes NaN/inf or exceeds 1e6 × its start.
     """
-    if not isinstance(model, LinearSelfAttention):
-        raise InputTypeError(f"`model` must be a StructuredLSA or FullLSA, got {type(model).__name__}")
-    if config is not None and not isinstance(config, TrainConfig):
-        hint = " (use TrainConfig(**config))" if isinstance(config, dict) else ""
-        raise InputTypeError(f"`config` must be a TrainConfig or None, got {type(config).__name__}{hint}")
-    cfg = config or TrainConfig()
+    cfg, steps, batch, lr, _ = _check_run(model, config)
     k = check_pos_int(num_cot_steps, "num_cot_steps", maximum=MAX_STEPS)
-    steps = check_pos_int(cfg.num_steps, "config.num_steps", maximum=MAX_TRAIN_STEPS)
-    batch = check_pos_int(cfg.batch_size, "config.batch_size")
-    lr = check_positive(cfg.lr, "config.lr")
-    check_pos_int(cfg.log_every, "config.log_every")
-    if not isinstance(cfg.progress, bool):
-        raise InputTypeError(f"`config.progress` must be True or False, got {cfg.progress!r}")
     if not isinstance(task, TrainTask):
         raise InputTypeError(f"`task` must be a TrainTask(cov, context_len), got {type(task).__name__}")
     start_noise = check_real(start_noise, "start_noise", minimum=0.0)

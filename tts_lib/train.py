@@ -94,6 +94,25 @@ def _as_tasks(tasks: TrainTask | Sequence[TrainTask], dim: int) -> list[TrainTas
     return out
 
 
+def _check_run(
+    model: Any, config: TrainConfig | None
+) -> tuple[TrainConfig, int, int, float, int]:
+    """Check a trainer's ``model`` and ``config``; return (config, num_steps, batch, lr, log_every)."""
+    if not isinstance(model, LinearSelfAttention):
+        raise InputTypeError(f"`model` must be a StructuredLSA or FullLSA, got {type(model).__name__}")
+    if config is not None and not isinstance(config, TrainConfig):
+        hint = " (use TrainConfig(**config))" if isinstance(config, dict) else ""
+        raise InputTypeError(f"`config` must be a TrainConfig or None, got {type(config).__name__}{hint}")
+    cfg = config or TrainConfig()
+    num_steps = check_pos_int(cfg.num_steps, "config.num_steps", maximum=MAX_TRAIN_STEPS)
+    batch = check_pos_int(cfg.batch_size, "config.batch_size")
+    lr = check_positive(cfg.lr, "config.lr")
+    log_every = check_pos_int(cfg.log_every, "config.log_every")
+    if not isinstance(cfg.progress, bool):
+        raise InputTypeError(f"`config.progress` must be True or False, got {cfg.progress!r}")
+    return cfg, num_steps, batch, lr, log_every
+
+
 def train_lsa(
     model: LinearSelfAttention,
     tasks: TrainTask | Sequence[TrainTask],
@@ -114,18 +133,7 @@ def train_lsa(
     Raises:
         TrainingDivergedError: when the loss becomes NaN/inf or exceeds 1e6 × its start.
     """
-    if not isinstance(model, LinearSelfAttention):
-        raise InputTypeError(f"`model` must be a StructuredLSA or FullLSA, got {type(model).__name__}")
-    if config is not None and not isinstance(config, TrainConfig):
-        hint = " (use TrainConfig(**config))" if isinstance(config, dict) else ""
-        raise InputTypeError(f"`config` must be a TrainConfig or None, got {type(config).__name__}{hint}")
-    cfg = config or TrainConfig()
-    num_steps = check_pos_int(cfg.num_steps, "config.num_steps", maximum=MAX_TRAIN_STEPS)
-    batch = check_pos_int(cfg.batch_size, "config.batch_size")
-    lr = check_positive(cfg.lr, "config.lr")
-    log_every = check_pos_int(cfg.log_every, "config.log_every")
-    if not isinstance(cfg.progress, bool):
-        raise InputTypeError(f"`config.progress` must be True or False, got {cfg.progress!r}")
+    cfg, num_steps, batch, lr, log_every = _check_run(model, config)
     if track is not None and not callable(track):
         raise InputTypeError(f"`track` must be a function model -> float or None, got {type(track).__name__}")
     task_list = _as_tasks(tasks, model.dim)
