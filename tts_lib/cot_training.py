@@ -50,7 +50,7 @@ def _square(value: Any, name: str, like: torch.Tensor | None = None) -> torch.Te
     if like is not None and t.shape != like.shape:
         raise ValueError(f"`{name}` must be {tuple(like.shape)} to match `train_cov`, got {tuple(t.shape)}")
     big = torch.finfo(t.dtype).max ** 0.25
-    if t.numel() and float(t.abs().max()) > big:
+    if t.numel() and float(t.detach().abs().max()) > big:
         raise ValueError(f"`{name}` has entries up to {float(t.abs().max()):.3g}, beyond {big:.1e}; rescale it")
     return t
 
