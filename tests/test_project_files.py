@@ -37,6 +37,8 @@ def test_one_version_in_pyproject_citation_and_changelog():
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     assert re.search(rf"(?m)^version: {re.escape(version)}$", (ROOT / "CITATION.cff").read_text())
+    init = (ROOT / "tts_lib" / "__init__.py").read_text()
+    assert re.search(rf'(?m)^__version__ = "{re.escape(version)}"$', init), "tts_lib.__version__"
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert re.search(rf"(?m)^## {re.escape(version)}\b", changelog), "CHANGELOG.md has no section for the version"
     assert "MAJOR" in changelog and "MINOR" in changelog and "PATCH" in changelog  # the scheme is stated

@@ -1,18 +1,57 @@
 """tts_lib: the library of the course *Training data and test-time scaling*.
 
-Modules (one per concept):
+Modules, one concept each, in the order the chapters introduce them:
 
-* :mod:`tts_lib.tasks` — feature covariances, skills, hardness ``tr(Λ)/λ_min(Λ)``.
-* :mod:`tts_lib.prompts` — sampling in-context weight-prediction prompts.
-* :mod:`tts_lib.theory` — closed forms: Γ, CoT error curves, scaling and overthinking.
-* :mod:`tts_lib.lsa` — the linear self-attention layer (structured and full) and CoT.
-* :mod:`tts_lib.train` — training the LSA on fresh prompts.
-* :mod:`tts_lib.baselines` — least squares and one-step estimators, exact one-step errors.
-* :mod:`tts_lib.overthinking` — per-skill overthinking condition, phase diagrams.
-* :mod:`tts_lib.plotting` — the course's figure style.
+* :mod:`tts_lib.tasks` — feature covariances, skills, hardness ``tr(Λ)/λ_min(Λ)`` (ch. 1–2).
+* :mod:`tts_lib.prompts` — sampling in-context weight-prediction prompts (ch. 1).
+* :mod:`tts_lib.lsa` — the linear self-attention layer (structured and full) and its CoT (ch. 1).
+* :mod:`tts_lib.baselines` — least squares and one-step estimators, exact one-step errors (ch. 1).
+* :mod:`tts_lib.theory` — closed forms: Γ, CoT error curves (population; finite m inside
+  a validity region; Monte Carlo), scaling bounds, step-size limits (ch. 3–5).
+* :mod:`tts_lib.train` — training the LSA on fresh prompts (ch. 3).
+* :mod:`tts_lib.overthinking` — per-skill overthinking condition, phase diagrams (ch. 5).
+* :mod:`tts_lib.selection` — task types, multi-task training, choosing mixture weights (ch. 6).
+* :mod:`tts_lib.gpt2` — the GPT-2 regressor (one forward path, key/value cache, token
+  layouts); :mod:`tts_lib.gpt2_train` (configs, presets, training, ``python -m``),
+  :mod:`tts_lib.gpt2_checkpoint` (save, load, verify), :mod:`tts_lib.gpt2_cli` (ch. 7).
+* :mod:`tts_lib.fetch` — the committed GPT-2 checkpoints, here or fetched and verified (ch. 7).
+* :mod:`tts_lib.noise` — label noise: the noise term, its limit, early stopping (ch. 8).
+* :mod:`tts_lib.finite_data` — the LSA fitted on N training prompts (ch. 8).
+* :mod:`tts_lib.cot_training` — training on the k-step loss (ch. 9).
+* :mod:`tts_lib.plotting` — the course's figure style and widget explorers (every chapter).
+* :mod:`tts_lib.bench` — the benchmark table (``python -m tts_lib.bench``).
+* ``tts_lib._checks`` — argument checks shared by every public function (private).
+
+The GPT-2, fetch and bench modules are imported on demand (``from tts_lib import gpt2``).
 """
 
-from . import baselines, lsa, overthinking, plotting, prompts, tasks, theory, train
+from . import (
+    baselines,
+    cot_training,
+    finite_data,
+    lsa,
+    noise,
+    overthinking,
+    plotting,
+    prompts,
+    selection,
+    tasks,
+    theory,
+    train,
+)
 
-__all__ = ["baselines", "lsa", "overthinking", "plotting", "prompts", "tasks", "theory", "train"]
-__version__ = "0.1.0"
+__all__ = [
+    "baselines",
+    "cot_training",
+    "finite_data",
+    "lsa",
+    "noise",
+    "overthinking",
+    "plotting",
+    "prompts",
+    "selection",
+    "tasks",
+    "theory",
+    "train",
+]
+__version__ = "0.2.0"
