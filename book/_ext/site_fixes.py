@@ -79,11 +79,22 @@ def _name_timed_out_cells() -> None:
 
 
 PDF_LINK = '<a href="%s">The whole book as a PDF</a> (typeset math, every figure).'
+LICENCE = (
+    'Code: <a href="{repo}/blob/main/LICENSE">MIT</a>. Text and figures: '
+    '<a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a> '
+    '(<a href="{repo}/blob/main/LICENSE-CONTENT.md">terms</a>). To cite the course: '
+    '<a href="{repo}/blob/main/CITATION.cff">CITATION.cff</a>.'
+)
 
 
 def _pdf_footer(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
     if app.builder.format == "html" and app.builder.name != "singlehtml":
-        context["theme_extra_footer"] = PDF_LINK % context["pathto"]("book.pdf", 1)
+        footer = PDF_LINK % context["pathto"]("book.pdf", 1)
+        # the repository address comes from _config.yml (repository.url), its one home
+        repo = (app.config.html_theme_options or {}).get("repository_url", "").rstrip("/")
+        if repo:
+            footer = f"<p>{footer}</p><p>{LICENCE.format(repo=repo)}</p>"
+        context["theme_extra_footer"] = footer
 
 
 def _singlehtml_nodes(app: Sphinx) -> None:
