@@ -38,7 +38,7 @@ from ._checks import (
 from .lsa import StructuredLSA
 from .noise import _sigma
 from .prompts import sample_prompts
-from .train import History, TrainConfig, TrainingDivergedError, TrainTask, _check_run
+from .train import History, TrainConfig, TrainingDivergedError, TrainTask, _check_run, _diverged
 
 
 def _square(value: Any, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -112,7 +112,7 @@ def train_lsa_cot(
         loss = 0.5 * ((w_k - pr.w) ** 2).sum() / batch
         value = float(loss.detach())
         first = value if first is None else first
-        if not math.isfinite(value) or value > 1e6 * max(first, 1e-12):
+        if _diverged(value, first):
             raise TrainingDivergedError(
                 f"k-step training diverged at step {step} (loss {value:.3g}); lower config.lr "
                 f"(now {lr:g}): the curvature grows like k², see cot_training.stable_lr_at_zero"

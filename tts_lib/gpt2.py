@@ -66,25 +66,11 @@ MAX_COT_STEPS_HISTORY = 10_000
 MAX_TEST_PROMPTS = 10_000_000
 MAX_CHUNK = 65_536
 
-# names that moved to gpt2_train / gpt2_checkpoint; still importable from here (PEP 562)
-_TRAIN_NAMES = (
-    "Curriculum",
-    "GPT2TrainConfig",
-    "PRESETS",
-    "TrainResult",
-    "TrainingDivergedError",
-    "config_from_dict",
-    "config_to_dict",
-    "preset",
-    "sample_starts",
-    "train_gpt2",
-)
-
-
+# names that moved to gpt2_train (its __all__); still importable from here (PEP 562)
 def __getattr__(name: str) -> Any:
-    if name in _TRAIN_NAMES:
-        from . import gpt2_train
+    from . import gpt2_train  # imported on use: gpt2_train imports this module
 
+    if name in gpt2_train.__all__:
         return getattr(gpt2_train, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -94,6 +94,11 @@ def _as_tasks(tasks: TrainTask | Sequence[TrainTask], dim: int) -> list[TrainTas
     return out
 
 
+def _diverged(loss: float, first_loss: float) -> bool:
+    """The LSA trainers' divergence rule: a NaN/inf loss, or one 1e6 times its first value."""
+    return not math.isfinite(loss) or loss > 1e6 * max(first_loss, 1e-12)
+
+
 def _check_run(
     model: Any, config: TrainConfig | None
 ) -> tuple[TrainConfig, int, int, float, int]:
@@ -182,7 +187,7 @@ def train_lsa(
         value = float(loss.detach())
         if first_loss is None:
             first_loss = value
-        if not math.isfinite(value) or value > 1e6 * max(first_loss, 1e-12):
+        if _diverged(value, first_loss):
             if cfg.optimizer == "sgd" and isinstance(model, StructuredLSA):
                 hint = (
                     "for SGD on the structured LSA two limits apply: "
