@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import as_tensor, check_cov, check_pos_int, make_generator
-from .prompts import sample_prompts
+from .prompts import Prompts, sample_prompts
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 #: most CoT steps one call runs (bounded work: the cost is linear in k)
@@ -326,23 +326,37 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(width, 3 * width)
         self.c_proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        """x (batch, t, width) → (batch, t, width). Without ``cache``: causal over ``x``. With
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, last: int | None = None
+    ) -> torch.Tensor:
+        """x (batch, t, width) → (batch, t', width). Without ``cache``: causal over ``x``. With
         ``cache`` (already extended by t): the t new tokens attend to the cached tokens and
-        causally to each other."""
+        causally to each other. ``last``: compute the output of the last ``last`` tokens only
+        (t' = last; the keys and values of all t tokens are still computed and cached)."""
         b, t, c = x.shape
-        q, k, v = self.c_attn(x).split(c, dim=2)
-        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
-        if cache is None:
+        tq = t if last is None else last
+        if tq == t:
+            q, k, v = self.c_attn(x).split(c, dim=2)
+        else:  # queries of the last tokens only: a third of the projection saved on the rest
+            weight, bias = self.c_attn.weight, self.c_attn.bias
+            k, v = F.linear(x, weight[c:], bias[c:]).split(c, dim=2)
+            q = F.linear(x[:, t - tq :], weight[:c], bias[:c])
+        hd = c // self.heads
+        q = q.view(b, tq, self.heads, hd).transpose(1, 2)
+        k, v = (z.view(b, t, self.heads, hd).transpose(1, 2) for z in (k, v))
+        if cache is not None:
+            k, v = cache.store(layer, k, v)
+        if tq == 0:
+            return x.new_zeros(b, 0, c)
+        total = k.shape[2]
+        if cache is None and tq == t:
             att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            k, v = cache.store(layer, k, v)
-            total = k.shape[2]
             mask = None
-            if t > 1:  # new token j sees the cache and new tokens <= j
-                mask = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=total - t)
+            if tq > 1:  # new token j sees the earlier tokens and itself
+                mask = torch.ones(tq, total, dtype=torch.bool, device=x.device).tril(diagonal=total - tq)
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.c_proj(att.transpose(1, 2).reshape(b, t, c))
+        return self.c_proj(att.transpose(1, 2).reshape(b, tq, c))
 
 
 class MLP(nn.Module):
@@ -366,8 +380,14 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.width, eps=1e-5)
         self.mlp = MLP(config.width, config.activation)
 
-    def forward(self, h: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        h = h + self.attn(self.ln_1(h), cache, layer)
+    def forward(
+        self, h: torch.Tensor, cache: KVCache | None = None, layer: int = 0, last: int | None = None
+    ) -> torch.Tensor:
+        """h (batch, t, width) → (batch, t, width), or the last ``last`` tokens only."""
+        a = self.attn(self.ln_1(h), cache, layer, last)
+        if last is not None:
+            h = h[:, h.shape[1] - last :]
+        h = h + a
         return h + self.mlp(self.ln_2(h))
 
 
@@ -482,13 +502,19 @@ class GPT2Regressor(nn.Module):
 
     # -- the one forward path ---------------------------------------------------------
 
-    def hidden_states(self, tokens: torch.Tensor, pos: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, tokens: torch.Tensor, pos: torch.Tensor, cache: KVCache | None = None, last: int | None = None
+    ) -> torch.Tensor:
         """Final hidden states (batch, t, width) of raw ``tokens`` (batch, t, 2d+2) at position
         ids ``pos`` (t,). With ``cache`` (extended by t with :meth:`KVCache.extend`) the new
-        tokens attend to the cached ones and their keys/values are stored in it."""
+        tokens attend to the cached ones and their keys/values are stored in it. ``last``:
+        return the states of the last ``last`` tokens only (batch, last, width); the final
+        block then skips the work no later token needs (its queries, attention output and
+        MLP on the other tokens), the same numbers up to float round-off."""
         h = self.read_in(tokens) + self.wpe(pos)
+        final = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            h = block(h, cache, i)
+            h = block(h, cache, i, last if i == final else None)
         return self.ln_f(h)
 
     def _predict(self, X: torch.Tensor, y: torch.Tensor, w_hat: torch.Tensor) -> torch.Tensor:
@@ -496,7 +522,7 @@ class GPT2Regressor(nn.Module):
         q_tok = self.query_tokens(w_hat)
         tokens = torch.cat([self.layout.data_tokens(X, y), q_tok], dim=1)
         pos = self.layout.positions(X.shape[1], q_tok.shape[1], tokens.device)
-        out = self.read_out(self.hidden_states(tokens, pos)[:, -q_tok.shape[1] :])
+        out = self.read_out(self.hidden_states(tokens, pos, last=q_tok.shape[1]))
         return out if w_hat.ndim == 3 else out[:, 0]
 
     def forward(self, X: torch.Tensor, y: torch.Tensor, w_hat: torch.Tensor) -> torch.Tensor:
@@ -524,7 +550,8 @@ class GPT2Regressor(nn.Module):
         data_tok, query_pos = self.prompt_tokens(X, y)
         L = data_tok.shape[1]
         cache = KVCache.empty(X.shape[0], self.config, L + max(extra, 1), query_pos, data_tok).extend(L)
-        self.hidden_states(data_tok, self.layout.data_positions(X.shape[1], data_tok.device), cache)
+        # keys/values only: no prompt token's final state is ever read
+        self.hidden_states(data_tok, self.layout.data_positions(X.shape[1], data_tok.device), cache, last=0)
         cache.prompt_len = L
         return cache
 
@@ -546,6 +573,24 @@ class GPT2Regressor(nn.Module):
         if tuple(w_hat.shape) != want:
             raise ValueError(f"`w_hat` must have shape {want}, got {tuple(w_hat.shape)}")
         return self._step(cache, w_hat)
+
+    def cot(
+        self,
+        prompts: Prompts,
+        k: int,
+        *,
+        w0: torch.Tensor | None = None,
+        use_cache: bool = True,
+        keep_history: bool = False,
+    ) -> torch.Tensor:
+        """Test-time CoT on ``prompts`` (the LSA's interface, ``model.cot(prompts, k)``):
+        iterates ``ŵ_0 … ŵ_k``, (batch, k + 1, d), in the model's dtype and device. The
+        prompts are moved there first; see :func:`cot_rollout` for the options."""
+        if not isinstance(prompts, Prompts):
+            raise TypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
+        ref = self._ref
+        pr = prompts.to(device=ref.device, dtype=ref.dtype)
+        return cot_rollout(self, pr.X, pr.y, k, w0=w0, use_cache=use_cache, keep_history=keep_history)
 
     def _step(self, cache: KVCache, w_hat: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         q_tok = self.query_tokens(w_hat)
