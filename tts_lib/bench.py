@@ -200,6 +200,127 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
     ]
 
 
+def _garg_model_class(src: str) -> type:
+    """Garg et al.'s ``TransformerModel`` from a local checkout's ``src`` folder (their
+    ``models.py`` imports scikit-learn and xgboost for its baselines: absent ones are
+    replaced by empty modules, which the transformer never uses)."""
+    import importlib
+    import importlib.machinery
+    import importlib.util
+    import sys
+    import types
+
+    path = Path(src)
+    if not (path / "models.py").is_file():
+        raise SystemExit(f"error: TTS_GARG_SRC={src!r} has no models.py (point it at the checkout's src/)")
+    stubs = {"sklearn": (), "sklearn.svm": ("LinearSVC",),
+             "sklearn.linear_model": ("LogisticRegression", "Lasso"), "xgboost": ()}
+    try:
+        importlib.import_module("sklearn.svm")
+        importlib.import_module("xgboost")
+    except ImportError:
+        for name, attrs in stubs.items():
+            stub = types.ModuleType(name)
+            stub.__path__ = []  # type: ignore[attr-defined]
+            stub.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            for attr in attrs:
+                setattr(stub, attr, None)
+            sys.modules[name] = stub
+        tree = types.ModuleType("sklearn.tree")
+        tree.__spec__ = importlib.machinery.ModuleSpec("sklearn.tree", None)
+        sys.modules["sklearn"].tree = tree  # type: ignore[attr-defined]
+        sys.modules["sklearn"].svm = sys.modules["sklearn.svm"]  # type: ignore[attr-defined]
+        sys.modules["sklearn"].linear_model = sys.modules["sklearn.linear_model"]  # type: ignore[attr-defined]
+    sys.path.insert(0, str(path))
+    try:
+        spec = importlib.util.spec_from_file_location("garg_models", path / "models.py")
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    finally:
+        sys.path.remove(str(path))
+    return module.TransformerModel
+
+
+def matmul_gflops(device: str, size: int = 1024, repeats: int = 5) -> float:
+    """Float32 matmul throughput (GFLOP/s) of a ``size``² product on ``device``."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    t = timeit(lambda: a @ b, device, repeats)
+    return 2 * size**3 / t / 1e9
+
+
+def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
+    """Training step at equal width/depth/heads and prompt content (d = 20, 40 examples and
+    the query, batch 64) for ours (compact, interleaved) and Garg et al.'s
+    ``TransformerModel`` (interleaved x, y tokens, loss on every y): 64/3/2 and 256/12/8.
+
+    Garg's model is timed only when ``TTS_GARG_SRC`` names the ``src`` folder of a local
+    checkout of github.com/dtsip/in-context-learning (their code is not part of this
+    project). Also records the matmul limit of our compact step, ``6·N·T`` FLOP (N
+    parameters, T = batch × tokens) at the measured float32 matmul rate, and the measured
+    step as a fraction of it (``gpt2_train_limit_fraction_*``).
+    """
+    import os
+
+    from .gpt2 import build_model, num_parameters, preset, train_gpt2
+    from .tasks import isotropic_cov
+
+    src = os.environ.get("TTS_GARG_SRC")
+    garg_cls = _garg_model_class(src) if src else None
+    gflops = matmul_gflops(device)
+    out = [record("matmul_float32_gflops", device, gflops, "GFLOP/s")]
+    d, n, batch = 20, 40, 64
+    sizes = [(64, 3, 2)] + ([] if quick and device == "cpu" else [(256, 12, 8)])
+    for width, layers, heads in sizes:
+        big = width >= 256
+        steps = 2 if (big and device == "cpu") else (5 if quick else 30)
+        tag = f"{width}_{layers}_{heads}"
+        ms: dict[str, float] = {}
+        for layout in ("compact", "interleaved"):
+            cfg, tcfg = preset(
+                "cpu20", width=width, layers=layers, heads=heads, layout=layout, context_len=n,
+                steps=steps, warmup=0, target="w", batch=batch,
+            )
+            model = build_model(cfg, seed=0, device=device)
+            cov = isotropic_cov(d)
+            train_gpt2(model, cov, replace_steps(tcfg, 1), seed=1, progress=False)  # warm-up
+            res = train_gpt2(model, cov, tcfg, seed=0, progress=False)
+            ms[layout] = res.ms_per_step
+            out.append(record(f"gpt2_vs_garg_ms_{layout}_{tag}", device, ms[layout], "ms"))
+            if layout == "compact":
+                tokens = batch * (n + 1)
+                limit = 6 * num_parameters(model) * tokens / (gflops * 1e9) * 1000
+                out.append(record(f"gpt2_train_limit_ms_{tag}", device, limit, "ms"))
+                out.append(record(f"gpt2_train_limit_fraction_{tag}", device, limit / ms[layout], "x"))
+        if garg_cls is None:
+            continue
+        garg = garg_cls(n_dims=d, n_positions=n + 1, n_embd=width, n_layer=layers, n_head=heads).to(device)
+        opt = torch.optim.Adam(garg.parameters(), lr=1e-4)
+        g = torch.Generator().manual_seed(0)
+
+        def garg_step(garg=garg, opt=opt, g=g) -> None:
+            xs = torch.randn(batch, n + 1, d, generator=g).to(device)
+            w = torch.randn(batch, d, 1, generator=g).to(device)
+            ys = (xs @ w)[..., 0]
+            opt.zero_grad(set_to_none=True)
+            loss = ((garg(xs, ys) - ys) ** 2).mean()
+            loss.backward()
+            opt.step()
+
+        ms["garg"] = 1000 * timeit(garg_step, device, steps, warmup=1)
+        out.append(record(f"gpt2_vs_garg_ms_garg_{tag}", device, ms["garg"], "ms"))
+        for layout in ("compact", "interleaved"):
+            out.append(record(f"gpt2_vs_garg_speedup_{layout}_{tag}", device, ms["garg"] / ms[layout], "x"))
+    return out
+
+
+def replace_steps(cfg: Any, steps: int) -> Any:
+    """``cfg`` (a GPT2TrainConfig) with ``steps`` optimiser steps."""
+    from dataclasses import replace
+
+    return replace(cfg, steps=steps)
+
+
 # --------------------------------------------------------------------------- LSA hook
 
 
@@ -258,7 +379,7 @@ def bench_theory_sweep(device: str, quick: bool) -> list[Record]:
 #: steps/s and analytic error-curve sweep time. Add further LSA/theory benchmarks here.
 LSA_BENCHMARKS: list[Benchmark] = [bench_lsa_train, bench_theory_sweep]
 
-GPT2_BENCHMARKS: list[Benchmark] = [bench_gpt2_train, bench_gpt2_cot, bench_gpt2_hf_cache]
+GPT2_BENCHMARKS: list[Benchmark] = [bench_gpt2_train, bench_gpt2_cot, bench_gpt2_hf_cache, bench_gpt2_vs_garg]
 
 
 def all_benchmarks() -> list[Benchmark]:
