@@ -1,0 +1,92 @@
+"""The few metrics every chapter uses, and one evaluation of any model on given prompts.
+
+* :func:`cot_squared_errors` runs ``model.cot(prompts, k)`` — the LSA's
+  (:meth:`tts_lib.lsa.LinearSelfAttention.cot`) or the GPT-2's
+  (:meth:`tts_lib.gpt2.GPT2Regressor.cot`) — and returns ``‖ŵ_i − w‖²`` per prompt;
+* :func:`squared_errors` does the same for iterates already computed;
+* :func:`mean_se` is the mean and its standard error (``ddof = 1`` everywhere in the book:
+  over prompts, or over seeds for curves of several trained models);
+* :func:`rel_frobenius` is ``‖A − B‖_F / ‖B‖_F``.
+
+Defined in Chapter 7 (GPT-2 validation), where one interface evaluates both model families
+on the same prompts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._checks import InputTypeError, as_tensor, check_pos_int
+from .prompts import Prompts
+
+__all__ = ["cot_squared_errors", "mean_se", "rel_frobenius", "squared_errors"]
+
+
+def squared_errors(iterates: Any, w: Any) -> torch.Tensor:
+    """``‖ŵ_i − w‖²`` per prompt and step: iterates (batch, k + 1, d), w (batch, d) →
+    (batch, k + 1), float64 on the iterates' device."""
+    it = as_tensor(iterates, "iterates")
+    target = as_tensor(w, "w", device=it.device)
+    if it.ndim != 3:
+        raise ValueError(f"`iterates` must have shape (batch, k + 1, d), got {tuple(it.shape)}")
+    if tuple(target.shape) != (it.shape[0], it.shape[2]):
+        raise ValueError(
+            f"`w` must have shape (batch, d) = {(it.shape[0], it.shape[2])} to match `iterates`, "
+            f"got {tuple(target.shape)}"
+        )
+    return ((it.detach().double() - target.detach().double()[:, None, :]) ** 2).sum(-1)
+
+
+def cot_squared_errors(model: Any, prompts: Prompts, k: int, **cot_kwargs: Any) -> torch.Tensor:
+    """Squared errors ``‖ŵ_i − w‖²`` of ``model``'s CoT on the given ``prompts``, shape
+    (batch, k + 1), float64, without gradients.
+
+    Args:
+        model: anything with ``cot(prompts, k, **cot_kwargs)`` returning iterates
+            (batch, k + 1, d): an LSA or a GPT-2 regressor.
+        prompts: the test prompts (the same prompts for every model compared).
+        k: CoT steps.
+        cot_kwargs: passed on (``w0``; for the GPT-2 also ``use_cache``, ``keep_history``).
+    """
+    if not callable(getattr(model, "cot", None)):
+        raise InputTypeError(
+            f"`model` must have a cot(prompts, k) method (an LSA or a GPT2Regressor), "
+            f"got {type(model).__name__}"
+        )
+    if not isinstance(prompts, Prompts):
+        raise InputTypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
+    k = check_pos_int(k, "k", minimum=0)
+    with torch.no_grad():
+        iterates = model.cot(prompts, k, **cot_kwargs)
+    return squared_errors(iterates, prompts.w.to(iterates.device))
+
+
+def mean_se(values: Any, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean along ``axis`` and its standard error ``std(ddof=1) / √N`` (NumPy arrays).
+
+    ``values`` is per prompt (batch, …) or per seed (seeds, …); with one sample the standard
+    error is NaN rather than a false 0.
+    """
+    a = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, dtype=float)
+    if a.ndim == 0 or a.size == 0:
+        raise ValueError(f"`values` must be a non-empty array, got shape {a.shape}")
+    if not -a.ndim <= axis < a.ndim:
+        raise ValueError(f"`axis`={axis} is out of range for an array of {a.ndim} dimension(s)")
+    count = a.shape[axis]
+    se = a.std(axis, ddof=1) / np.sqrt(count) if count > 1 else np.full(np.delete(a.shape, axis), np.nan)
+    return a.mean(axis), se
+
+
+def rel_frobenius(a: Any, b: Any) -> float:
+    """Relative Frobenius distance ``‖a − b‖_F / ‖b‖_F`` (``b`` the reference, non-zero)."""
+    ta = as_tensor(a, "a")
+    tb = as_tensor(b, "b", device=ta.device)
+    if ta.shape != tb.shape:
+        raise ValueError(f"`a` and `b` must have the same shape, got {tuple(ta.shape)} and {tuple(tb.shape)}")
+    ref = float(torch.linalg.norm(tb.double()))
+    if ref == 0.0:
+        raise ValueError("`b` is zero: the relative distance is undefined (pass the non-zero reference as b)")
+    return float(torch.linalg.norm(ta.double() - tb.double())) / ref
