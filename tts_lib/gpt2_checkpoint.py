@@ -48,7 +48,8 @@ def checkpoint_stem(
 
     A depth or width other than the preset's adds ``_L<layers>`` / ``_W<width>``, a start
     distribution other than the default adds ``_zp<start_zero_prob>`` (``_zp1``: trained from
-    ``ŵ0 = 0`` only), label noise adds ``_noise<label_noise>``.
+    ``ŵ0 = 0`` only), label noise adds ``_noise<label_noise>``, a dimension other than the
+    preset's adds ``_d<dim>``, a Newton target ``_newton``, unrolled training ``_u<unroll>``.
     """
     stem = f"gpt2_{preset_name}_{cfg.layout}_{train_cov}_n{train_cfg.context_len}"
     if preset_name in PRESETS:
@@ -57,6 +58,13 @@ def checkpoint_stem(
             stem += f"_L{cfg.layers}"
         if cfg.width != base.width:
             stem += f"_W{cfg.width}"
+        if cfg.dim != base.dim:
+            stem += f"_d{cfg.dim}"
+    base_train = PRESETS[preset_name][1] if preset_name in PRESETS else GPT2TrainConfig()
+    if train_cfg.target != base_train.target:
+        stem += f"_{train_cfg.target}"
+    if train_cfg.unroll != base_train.unroll:
+        stem += f"_u{train_cfg.unroll}"
     if train_cfg.start_zero_prob != GPT2TrainConfig.start_zero_prob:
         stem += f"_zp{train_cfg.start_zero_prob:g}"
     if train_cfg.label_noise:

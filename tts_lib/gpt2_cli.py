@@ -42,7 +42,10 @@ from .gpt2_checkpoint import check_stem, checkpoint_stem, save_checkpoint
 from .gpt2_train import PRESETS, TRAIN_COVS, TrainingDivergedError, preset, train_cov_matrix, train_gpt2
 
 PROG = "python -m tts_lib.gpt2_train"
-OVERRIDES = ("steps", "layout", "context_len", "layers", "width", "lr", "batch", "start_zero_prob", "label_noise")
+OVERRIDES = (
+    "steps", "layout", "context_len", "layers", "width", "lr", "batch", "start_zero_prob", "label_noise",
+    "target", "unroll", "heads",
+)
 
 
 class UsageError(ValueError):
@@ -65,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=None, help="global batch (default: the preset's)")
     ap.add_argument("--start-zero-prob", type=float, default=None, help="share of starts at ŵ0 = 0 (1: zero only)")
     ap.add_argument("--label-noise", type=float, default=None, help="label noise std of the training prompts")
+    ap.add_argument("--target", choices=("w", "newton"), default=None,
+                    help="one pass is trained to output w (refinement) or one pseudo-Newton step")
+    ap.add_argument("--unroll", type=int, default=None, help="CoT steps unrolled in training (target w)")
+    ap.add_argument("--heads", type=int, default=None, help="attention heads (default: the preset's)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--stem", default=None, help="file stem (default: derived from the configuration)")
     ap.add_argument("--losses", default=None, help="also write the per-step losses (JSON list) to this file")

@@ -46,6 +46,7 @@ from ._checks import check_cov, check_pos_int, make_generator
 from .gpt2 import GPT2Regressor, GPT2RegressorConfig
 from .prompts import sample_prompts
 from .tasks import isotropic_cov, power_law_cov
+from .theory import lsa_precond
 from .train import TrainingDivergedError  # one error class for every trainer of the library
 
 __all__ = [
@@ -58,12 +59,15 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "preset",
+    "newton_targets",
     "sample_starts",
     "train_cov_matrix",
     "train_gpt2",
 ]
 
 TRAIN_COVS = ("isotropic", "skewed", "skewed2")
+#: training targets of one pass (see GPT2TrainConfig.target)
+TARGETS = ("w", "newton")
 #: bounded work: most optimiser steps / prompts per step one configuration may ask for
 MAX_STEPS = 100_000_000
 MAX_BATCH = 1 << 20
@@ -164,6 +168,12 @@ class GPT2TrainConfig:
         curriculum: optional :class:`Curriculum` on ``d`` and ``n``.
         label_noise: standard deviation of Gaussian label noise in the training prompts,
             ``y_i = <w, x_i> + label_noise · ξ_i`` (0: noiseless, as in the paper).
+        target: what one pass is trained to output from ``ŵ0``: ``"w"`` (the task vector:
+            refinement training) or ``"newton"`` (one step of the trained LSA's
+            pseudo-Newton iteration, ``ŵ0 + Γ⁻¹ Xᵀ(y − X ŵ0)/n`` with Γ of the training
+            covariance and ``n``; see :func:`newton_targets`).
+        unroll: CoT steps unrolled in training (``target="w"`` only): the loss is the mean
+            of ``‖ŵ_j − w‖²/d`` over ``j = 1..unroll``, back-propagated through the chain.
     """
 
     context_len: int = 20
@@ -178,6 +188,8 @@ class GPT2TrainConfig:
     start_noise_max: float = 1.5
     curriculum: Curriculum | None = None
     label_noise: float = 0.0
+    target: str = "w"
+    unroll: int = 1
 
     def __post_init__(self) -> None:
         _int(self.context_len, "context_len", maximum=1_000_000)
@@ -197,6 +209,11 @@ class GPT2TrainConfig:
         if self.curriculum is not None and not isinstance(self.curriculum, Curriculum):
             raise TypeError(f"`curriculum` must be a Curriculum or None, got {type(self.curriculum).__name__}")
         _real(self.label_noise, "label_noise", low=0.0)
+        if self.target not in TARGETS:
+            raise ValueError(f"`target` must be one of {TARGETS}, got {self.target!r}")
+        _int(self.unroll, "unroll", maximum=64)
+        if self.unroll > 1 and self.target != "w":
+            raise ValueError(f"`unroll`={self.unroll} needs target='w' (a Newton target is one step)")
 
 
 def config_to_dict(model_cfg: GPT2RegressorConfig, train_cfg: GPT2TrainConfig | None = None) -> dict[str, Any]:
@@ -249,6 +266,13 @@ PRESETS: dict[str, tuple[GPT2RegressorConfig, GPT2TrainConfig]] = {
     "cpu": (
         GPT2RegressorConfig(dim=5, width=64, layers=3, heads=2, max_context=64),
         GPT2TrainConfig(context_len=20, steps=5000, batch=64, lr=1e-3, warmup=200),
+    ),
+    # chapter 7 at the paper's d = 20 on a CPU: width 64, 3 layers (about 150k parameters,
+    # ~50 ms per step on one thread), trained on one pseudo-Newton step (target "newton"):
+    # our choices of scale and protocol (see scripts/gpt2_protocols.py and chapter 7)
+    "cpu20": (
+        GPT2RegressorConfig(dim=20, width=64, layers=3, heads=2, max_context=64),
+        GPT2TrainConfig(context_len=20, steps=3000, batch=64, lr=1e-3, warmup=200, target="newton"),
     ),
     # the paper's model (Garg et al. scale, ~9.5M parameters), Adam 1e-4, batch 64, Garg's
     # curriculum on d and n: GPU only. The step count (Garg's 500k) and the refinement starts
@@ -341,6 +365,19 @@ def sample_starts(w: torch.Tensor, cfg: GPT2TrainConfig, generator: torch.Genera
     return torch.where(zero, torch.zeros_like(noisy), noisy).to(device=w.device, dtype=w.dtype)
 
 
+def newton_targets(
+    X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, precond: torch.Tensor
+) -> torch.Tensor:
+    """One pseudo-Newton step of the trained LSA from ``w0``: ``w0 + P Xᵀ(y − X w0)/n``.
+
+    Shapes: X (batch, n, d), y (batch, n), w0 (batch, d), precond P = Γ⁻¹ (d, d);
+    returns (batch, d).
+    """
+    resid = y - torch.einsum("bnd,bd->bn", X, w0)
+    grad = torch.einsum("bnd,bn->bd", X, resid) / X.shape[1]
+    return w0 + grad @ precond.T
+
+
 def _lr_factor(step: int, cfg: GPT2TrainConfig) -> float:
     if cfg.warmup and step < cfg.warmup:
         return (step + 1) / cfg.warmup
@@ -430,6 +467,7 @@ def train_gpt2(
 
         net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     g = make_generator(seed)
+    preconds: dict[tuple[int, int], torch.Tensor] = {}
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     model.train()
     losses: list[float] = []
@@ -444,10 +482,21 @@ def train_gpt2(
             X = F.pad(X, (0, d - d_act))
             w = F.pad(w, (0, d - d_act))
         w0 = sample_starts(w, cfg, g)
-        X, y, w, w0 = (t[rows].to(device=dev, dtype=dtype) for t in (X, pr.y, w, w0))
+        target = w
+        if cfg.target == "newton":
+            if (d_act, n_act) not in preconds:
+                p = lsa_precond(cov_t[:d_act, :d_act], n_act)
+                preconds[d_act, n_act] = F.pad(p, (0, d - d_act, 0, d - d_act))
+            target = newton_targets(X, pr.y, w0, preconds[d_act, n_act])
+        X, y, target, w0 = (t[rows].to(device=dev, dtype=dtype) for t in (X, pr.y, target, w0))
         for group in opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, cfg)
-        loss = F.mse_loss(net(X, y, w0), w)
+        w_next = net(X, y, w0)
+        loss = F.mse_loss(w_next, target)
+        for _ in range(cfg.unroll - 1):  # loss on every step of the unrolled chain
+            w_next = net(X, y, w_next)
+            loss = loss + F.mse_loss(w_next, target)
+        loss = loss / cfg.unroll
         if world > 1:
             total = loss.detach().clone()
             dist.all_reduce(total)
