@@ -35,6 +35,7 @@ from tts_lib import (
     fetch,
     finite_data,
     lsa,
+    metrics,
     noise,
     overthinking,
     plotting,
@@ -49,7 +50,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 MODULES = [tasks, prompts, theory, lsa, train, baselines, overthinking, selection, plotting, bench,
-           noise, finite_data, cot_training, fetch]
+           noise, finite_data, cot_training, fetch, metrics]
 NAN, INF = float("nan"), float("inf")
 D = 3
 
@@ -184,6 +185,9 @@ BAD = {
     "types": _bad(None, 5, [], [1], [selection.TaskType("a", 1.0, 0, 6)], [selection.TaskType("a", NAN, 3, 6)],
                   [selection.TaskType("a", 1.0, 3, 0)], [selection.TaskType("a", -1000.0, 3, 6)]),
     "records": _bad([{}], [None], ["x"], [{"name": "a"}]),
+    "iterates": _bad(None, "abc", torch.full((2, 3, D), NAN), torch.zeros(2, D), torch.zeros(3, 3, D),
+                     torch.zeros(2, 3, D, dtype=torch.complex64), torch.zeros(2, 3, D, device="meta")),
+    "values": _bad(None, "abc", [], [1.0], [[1.0, 2.0]], [NAN, 1.0], [[1.0, INF], [1.0, 2.0]], 1j, 3.0),
     "(0,1)": st.one_of(_NOT_NUMBERS, _NON_FINITE, _bad(True, 0.0, 1.0, -0.5, 1.5, 0, 1)),
     "task": _bad(None, C, "abc", [TASK], train.TrainTask(_nan_matrix(), 6), train.TrainTask(C, 0),
                  train.TrainTask(C, 6, noise_std=INF), train.TrainTask(C, 6, noise_std=-1.0),
@@ -514,6 +518,14 @@ SPECS: dict[str, Spec] = {
                               dict(draw="callable", n="control")),
     "plotting.figure_png": Spec(lambda fig=None: len(plotting.figure_png(plt.figure() if fig is None else fig)),
                                 {}, dict(fig="figure")),
+    # metrics
+    "metrics.squared_errors": Spec(metrics.squared_errors, dict(iterates=torch.zeros(2, 3, D), w=torch.zeros(2, D)),
+                                   dict(iterates="iterates", w="vector")),
+    "metrics.cot_squared_errors": Spec(metrics.cot_squared_errors, dict(model=lsa.StructuredLSA(D), prompts=PR, k=2),
+                                       dict(model="model", prompts="lsa_prompts", k="int>=0")),
+    "metrics.mean_se": Spec(metrics.mean_se, dict(values=[[1.0, 2.0], [2.0, 3.0]]), dict(values="values")),
+    "metrics.rel_frobenius": Spec(metrics.rel_frobenius, dict(a=torch.ones(D, D), b=torch.eye(D)),
+                                  dict(a="matrix", b="matrix")),
     "bench.record": Spec(bench.record, dict(name="a", device="cpu", value=1.0, unit="s"),
                          dict(name="text", device="text", value="real", unit="text")),
     "bench.timeit": Spec(bench.timeit, dict(fn=lambda: None, device="cpu", repeats=1),
@@ -533,6 +545,7 @@ NOT_AN_INPUT_BOUNDARY = {
     "bench.bench_lsa_train": "a benchmark body run by bench.main",
     "bench.bench_theory_sweep": "a benchmark body run by bench.main",
     "bench.bench_gpt2_hf_cache": "a benchmark body run by bench.main",
+    "bench.bench_gpt2_vs_garg": "a benchmark body run by bench.main",
     "bench.all_benchmarks": "takes no arguments",
     "bench.main": "a CLI: argparse rejects bad arguments with exit status 2",
     "finite_data.FittedSets": "plain record returned by mc_fitted (finite_data.mc_fitted)",

@@ -19,7 +19,7 @@ from tts_lib.fetch import CheckpointFetchError, checkpoint_dir, manifest_files, 
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / "book" / "checkpoints"
-ONE = "gpt2_cpu_compact_isotropic_n5_seed0.json"
+ONE = "gpt2_cpu_compact_isotropic_n10_seed0.json"
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +102,7 @@ def test_tampered_weights_are_refused_and_not_kept(served, tmp_path):
     data[len(data) // 2] ^= 0xFF
     pt.write_bytes(bytes(data))
     cache = tmp_path / "cache"
-    with pytest.raises(ValueError, match=r"checkpoint file gpt2_cpu_compact_isotropic_n5_seed0\.pt .*sha256") as err:
+    with pytest.raises(ValueError, match=r"checkpoint file gpt2_cpu_compact_isotropic_n10_seed0\.pt .*sha256") as err:
         checkpoint_dir(tmp_path / "absent", cache_dir=cache, base_url=server.url, names=[ONE])
     assert "clone https://github.com/tts-course/training-data-tts" in str(err.value)
     assert not (cache / pt.name).exists()

@@ -13,7 +13,7 @@ import torch
 
 from tts_lib.gpt2 import GPT2RegressorConfig, build_model, cot_errors, cot_rollout
 from tts_lib.gpt2_checkpoint import checkpoint_stem, load_checkpoint, save_checkpoint
-from tts_lib.gpt2_cli import _parser, main
+from tts_lib.gpt2_cli import OVERRIDES, _parser, main
 from tts_lib.gpt2_train import (
     GPT2TrainConfig,
     TrainingDivergedError,
@@ -253,7 +253,7 @@ CHECKPOINTS = sorted((Path(__file__).resolve().parents[1] / "book" / "checkpoint
 def test_committed_checkpoints_exist() -> None:
     assert len(CHECKPOINTS) >= 5, CHECKPOINTS
     total = sum(p.stat().st_size + p.with_suffix(".pt").stat().st_size for p in CHECKPOINTS)
-    assert total < 6e6, f"committed checkpoints take {total / 1e6:.1f} MB"
+    assert total < 30e6, f"committed checkpoints take {total / 1e6:.1f} MB"
 
 
 @pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda p: p.stem)
@@ -263,26 +263,14 @@ def test_committed_checkpoint_loads_and_verifies(path: Path) -> None:
     # the stored command, parsed again, names this configuration and this file
     argv = shlex.split(manifest["command"])[3:]
     args = _parser().parse_args(argv)
-    overrides = {
-        k: v
-        for k, v in {
-            "steps": args.steps,
-            "layout": args.layout,
-            "layers": args.layers,
-            "width": args.width,
-            "context_len": args.context_len,
-            "start_zero_prob": args.start_zero_prob,
-            "label_noise": args.label_noise,
-            "lr": args.lr,
-            "batch": args.batch,
-        }.items()
-        if v is not None
-    }
+    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     cfg, train_cfg = preset(args.preset, **overrides)
     assert checkpoint_stem(args.preset, cfg, train_cfg, args.train_cov, args.seed) == path.stem
     model, _ = load_checkpoint(path, expected=cfg, expected_train=train_cfg, train_cov=args.train_cov)
-    # a trained model: one step from zero on its own training distribution (test prompts of
-    # m = max(n, 4d) examples: m close to d has heavy-tailed errors) is far better than ŵ0 = 0
-    m = max(train_cfg.context_len, 4 * cfg.dim)
-    err = cot_errors(model, train_cov_matrix(args.train_cov, cfg.dim), m, 1, batch=200, seed=3)
-    assert err[:, 1].mean() < 0.2 * err[:, 0].mean()
+    # a trained model: on its own training distribution (test prompts of m = max(n, 2d)
+    # examples: m close to d has heavy-tailed errors) one step from zero (a model trained to
+    # output w) or ten (one trained on one pseudo-Newton step) is far better than ŵ0 = 0
+    m = max(train_cfg.context_len, 2 * cfg.dim)
+    k, factor = (1, 0.2) if train_cfg.target == "w" else (10, 0.5)
+    err = cot_errors(model, train_cov_matrix(args.train_cov, cfg.dim), m, k, batch=200, seed=3)
+    assert err[:, k].mean() < factor * err[:, 0].mean()

@@ -241,7 +241,7 @@ def _garg_model_class(src: str) -> type:
     return module.TransformerModel
 
 
-def matmul_gflops(device: str, size: int = 1024, repeats: int = 5) -> float:
+def _matmul_gflops(device: str, size: int = 1024, repeats: int = 5) -> float:
     """Float32 matmul throughput (GFLOP/s) of a ``size``² product on ``device``."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
@@ -267,7 +267,7 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
 
     src = os.environ.get("TTS_GARG_SRC")
     garg_cls = _garg_model_class(src) if src else None
-    gflops = matmul_gflops(device)
+    gflops = _matmul_gflops(device)
     out = [record("matmul_float32_gflops", device, gflops, "GFLOP/s")]
     d, n, batch = 20, 40, 64
     sizes = [(64, 3, 2)] + ([] if quick and device == "cpu" else [(256, 12, 8)])
@@ -283,7 +283,7 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
             )
             model = build_model(cfg, seed=0, device=device)
             cov = isotropic_cov(d)
-            train_gpt2(model, cov, replace_steps(tcfg, 1), seed=1, progress=False)  # warm-up
+            train_gpt2(model, cov, _replace_steps(tcfg, 1), seed=1, progress=False)  # warm-up
             res = train_gpt2(model, cov, tcfg, seed=0, progress=False)
             ms[layout] = res.ms_per_step
             out.append(record(f"gpt2_vs_garg_ms_{layout}_{tag}", device, ms[layout], "ms"))
@@ -314,7 +314,7 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
     return out
 
 
-def replace_steps(cfg: Any, steps: int) -> Any:
+def _replace_steps(cfg: Any, steps: int) -> Any:
     """``cfg`` (a GPT2TrainConfig) with ``steps`` optimiser steps."""
     from dataclasses import replace
 

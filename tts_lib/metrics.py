@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import InputTypeError, as_tensor, check_pos_int
+from ._checks import MAX_STEPS, InputTypeError, as_tensor, check_pos_int
 from .prompts import Prompts
 
 __all__ = ["cot_squared_errors", "mean_se", "rel_frobenius", "squared_errors"]
@@ -58,7 +58,7 @@ def cot_squared_errors(model: Any, prompts: Prompts, k: int, **cot_kwargs: Any) 
         )
     if not isinstance(prompts, Prompts):
         raise InputTypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
-    k = check_pos_int(k, "k", minimum=0)
+    k = check_pos_int(k, "k", minimum=0, maximum=MAX_STEPS)
     with torch.no_grad():
         iterates = model.cot(prompts, k, **cot_kwargs)
     return squared_errors(iterates, prompts.w.to(iterates.device))
@@ -67,17 +67,19 @@ def cot_squared_errors(model: Any, prompts: Prompts, k: int, **cot_kwargs: Any) 
 def mean_se(values: Any, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Mean along ``axis`` and its standard error ``std(ddof=1) / √N`` (NumPy arrays).
 
-    ``values`` is per prompt (batch, …) or per seed (seeds, …); with one sample the standard
-    error is NaN rather than a false 0.
+    ``values`` is per prompt (batch, …) or per seed (seeds, …), at least 2 along ``axis``.
     """
-    a = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, dtype=float)
+    if isinstance(values, np.ndarray):
+        values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+    a = as_tensor(values, "values", dtype=torch.float64).detach().cpu().numpy()
     if a.ndim == 0 or a.size == 0:
         raise ValueError(f"`values` must be a non-empty array, got shape {a.shape}")
-    if not -a.ndim <= axis < a.ndim:
-        raise ValueError(f"`axis`={axis} is out of range for an array of {a.ndim} dimension(s)")
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -a.ndim <= axis < a.ndim:
+        raise ValueError(f"`axis`={axis!r} is not an axis of `values` ({a.ndim} dimension(s))")
     count = a.shape[axis]
-    se = a.std(axis, ddof=1) / np.sqrt(count) if count > 1 else np.full(np.delete(a.shape, axis), np.nan)
-    return a.mean(axis), se
+    if count < 2:
+        raise ValueError(f"`values` needs at least 2 samples along axis {axis} for a standard error, got {count}")
+    return a.mean(axis), a.std(axis, ddof=1) / np.sqrt(count)
 
 
 def rel_frobenius(a: Any, b: Any) -> float:
@@ -86,7 +88,13 @@ def rel_frobenius(a: Any, b: Any) -> float:
     tb = as_tensor(b, "b", device=ta.device)
     if ta.shape != tb.shape:
         raise ValueError(f"`a` and `b` must have the same shape, got {tuple(ta.shape)} and {tuple(tb.shape)}")
-    ref = float(torch.linalg.norm(tb.double()))
+    ref = _frobenius(tb.double())
     if ref == 0.0:
         raise ValueError("`b` is zero: the relative distance is undefined (pass the non-zero reference as b)")
-    return float(torch.linalg.norm(ta.double() - tb.double())) / ref
+    return _frobenius(ta.double() - tb.double()) / ref
+
+
+def _frobenius(x: torch.Tensor) -> float:
+    """‖x‖_F without overflow for entries near the float range (scaled by max |x|)."""
+    scale = float(x.abs().max()) if x.numel() else 0.0
+    return 0.0 if scale == 0.0 else scale * float(torch.linalg.norm(x / scale))
