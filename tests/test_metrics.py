@@ -9,7 +9,7 @@ from tts_lib.gpt2 import build_model, cot_rollout, preset
 from tts_lib.lsa import StructuredLSA
 from tts_lib.metrics import cot_squared_errors, mean_se, rel_frobenius, squared_errors
 from tts_lib.prompts import sample_prompts
-from tts_lib.tasks import isotropic_cov, power_law_cov
+from tts_lib.tasks import power_law_cov
 
 
 def test_squared_errors_and_mean_se_match_numpy() -> None:
@@ -48,4 +48,3 @@ def test_one_interface_for_lsa_and_gpt2() -> None:
     # the GPT-2's cot takes the rollout's options
     hist = model.cot(pr, 3, keep_history=True, use_cache=False)
     torch.testing.assert_close(hist, cot_rollout(model, pr.X.float(), pr.y.float(), 3, keep_history=True))
-    assert isotropic_cov(3).shape == (3, 3)

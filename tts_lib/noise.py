@@ -37,6 +37,7 @@ from ._checks import (
     make_generator,
 )
 from .prompts import sample_prompts
+from .tasks import MISSING_TOL
 from .theory import error_curve, gamma
 
 #: largest label-noise standard deviation accepted (σ² and its products stay finite in float64)
@@ -83,7 +84,7 @@ def ls_noise_limit(test_cov: Any, test_len: int, noise_std: float) -> float:
     d = sig.shape[0]
     m = check_pos_int(test_len, "test_len")
     s = _sigma(noise_std)
-    if float(torch.linalg.eigvalsh(sig.double()).min()) <= 1e-12 * float(sig.abs().max()):
+    if float(torch.linalg.eigvalsh(sig.double()).min()) <= MISSING_TOL * float(sig.abs().max()):
         raise ValueError("`test_cov` must be positive definite: tr(Σ⁻¹) is infinite for a singular Σ")
     if m <= d + 1:
         raise ValueError(f"`test_len` must exceed d + 1 = {d + 1} for a finite least-squares variance, got {m}")

@@ -32,11 +32,9 @@ from typing import Any
 import torch
 
 from ._checks import as_tensor, check_cov, check_memory, check_pos_int, check_real, check_same_device
+from .tasks import MISSING_TOL  # eigenvalues <= MISSING_TOL · tr count as missing (λ_i = 0)
 
 _PRECONDS = ("formula", "trained")
-
-#: eigenvalues at most this fraction of the trace count as missing skills (``λ_i = 0``)
-MISSING_TOL = 1e-12
 
 
 # --------------------------------------------------------------------------- inputs

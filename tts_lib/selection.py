@@ -43,7 +43,7 @@ from ._checks import (
     check_sequence,
     check_weights,
 )
-from .tasks import power_law_cov
+from .tasks import MISSING_TOL, power_law_cov
 from .theory import multitask_precond
 
 # --------------------------------------------------------------------------- the simplex
@@ -279,7 +279,7 @@ def qp_matrices(train_covs: Sequence[Any], target_cov: Any) -> tuple[torch.Tenso
     lams = check_covs(train_covs)
     sig = _check_target(target_cov, lams[0].shape[0], lams[0].dtype)
     ev = torch.linalg.eigvalsh(sig)
-    if ev.min() <= 1e-12 * ev.max().clamp_min(1e-300):
+    if ev.min() <= MISSING_TOL * ev.max().clamp_min(1e-300):
         raise ValueError("`target_cov` must be positive definite: the QP uses Σ⁻¹ (add the missing skills)")
     A = torch.stack([torch.linalg.solve(sig, lam) for lam in lams])  # Σ⁻¹ Λ_ℓ
     H = torch.einsum("lij,mij->lm", A, A)

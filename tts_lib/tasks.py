@@ -27,6 +27,9 @@ from ._checks import (
 
 #: largest feature dimension d (a (d, d) covariance is dense)
 MAX_DIM = 8192
+#: an eigenvalue at most this fraction of the spectrum's scale (its trace or its largest
+#: eigenvalue) counts as a *missing* skill: one tolerance for every module of the library
+MISSING_TOL = 1e-12
 
 
 def _check_range(eigvals: torch.Tensor, name: str) -> None:
@@ -173,6 +176,6 @@ def hardness(cov: Any) -> float:
     eigvals = torch.linalg.eigvalsh(c)
     tr = float(eigvals.sum())
     lam_min = float(eigvals.min())
-    if lam_min <= 1e-12 * max(tr, 1e-300):
+    if lam_min <= MISSING_TOL * max(tr, 1e-300):
         return float("inf")
     return tr / lam_min

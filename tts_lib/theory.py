@@ -39,7 +39,7 @@ from ._checks import (
     check_weights,
 )
 from .prompts import sample_prompts
-from .tasks import hardness
+from .tasks import MISSING_TOL, hardness
 
 
 def _n(context_len: Any, name: str = "context_len") -> int:
@@ -512,7 +512,7 @@ def min_context_len(train_cov: Any, num_steps: int, eps: float, max_context_len:
     def err(n: int) -> float:
         return float((((ev + tr) / ((n + 1) * ev + tr)) ** (2 * k)).sum())
 
-    floor = float((ev <= 1e-12 * tr).sum()) if k > 0 else float(ev.numel())
+    floor = float((ev <= MISSING_TOL * tr).sum()) if k > 0 else float(ev.numel())
     if eps < floor or err(max_context_len) > eps:
         raise ValueError(
             f"`eps`={eps:g} is unreachable with num_steps={k} and n <= max_context_len={max_context_len}: "
