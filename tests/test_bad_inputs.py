@@ -518,6 +518,7 @@ SPECS: dict[str, Spec] = {
                               dict(draw="callable", n="control")),
     "plotting.figure_png": Spec(lambda fig=None: len(plotting.figure_png(plt.figure() if fig is None else fig)),
                                 {}, dict(fig="figure")),
+    "prompts.token_slots": Spec(prompts.token_slots, dict(dim=3), dict(dim="int>=1")),
     # metrics
     "metrics.squared_errors": Spec(metrics.squared_errors, dict(iterates=torch.zeros(2, 3, D), w=torch.zeros(2, D)),
                                    dict(iterates="iterates", w="vector")),
@@ -546,6 +547,7 @@ NOT_AN_INPUT_BOUNDARY = {
     "bench.bench_theory_sweep": "a benchmark body run by bench.main",
     "bench.bench_gpt2_hf_cache": "a benchmark body run by bench.main",
     "bench.bench_gpt2_vs_garg": "a benchmark body run by bench.main",
+    "prompts.TokenSlots": "plain record returned by prompts.token_slots",
     "bench.all_benchmarks": "takes no arguments",
     "bench.main": "a CLI: argparse rejects bad arguments with exit status 2",
     "finite_data.FittedSets": "plain record returned by mc_fitted (finite_data.mc_fitted)",

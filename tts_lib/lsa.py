@@ -41,7 +41,7 @@ from ._checks import (
     check_real,
     make_generator,
 )
-from .prompts import Prompts
+from .prompts import Prompts, token_slots
 from .theory import lsa_precond
 
 
@@ -78,7 +78,7 @@ def _embed(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor | None) -> torch.T
     Z[:, :d, :N] = X.transpose(1, 2)
     Z[:, d, :N] = y
     if w0 is not None:
-        Z[:, d + 1 : 2 * d + 1, N] = w0
+        Z[:, token_slots(d).w, N] = w0
     Z[:, 2 * d + 1, N] = 1.0
     return Z
 
@@ -94,7 +94,7 @@ def query_token(w_hat: torch.Tensor) -> torch.Tensor:
 def _query_token(w_hat: torch.Tensor) -> torch.Tensor:
     B, d = w_hat.shape
     z = w_hat.new_zeros(B, 2 * d + 2, 1)
-    z[:, d + 1 : 2 * d + 1, 0] = w_hat
+    z[:, token_slots(d).w, 0] = w_hat
     z[:, 2 * d + 1, 0] = 1.0
     return z
 
@@ -118,7 +118,7 @@ class LinearSelfAttention(nn.Module):
         if not isinstance(Z, torch.Tensor) or Z.ndim != 3 or Z.shape[1] != 2 * d + 2:
             shape = tuple(Z.shape) if isinstance(Z, torch.Tensor) else type(Z).__name__
             raise ValueError(f"`Z` must be a (batch, {2 * d + 2}, T) tensor, got {shape}")
-        return Z[:, d + 1 : 2 * d + 1, :]
+        return Z[:, token_slots(d).w, :]
 
     def forward(self, Z: torch.Tensor, num_examples: int) -> torch.Tensor:
         """``f(Z) = Z + (1/N) V Z (Zᵀ W Z)``; ``Z``: (batch, 2d+2, T), ``N = num_examples``."""
@@ -203,10 +203,11 @@ class LinearSelfAttention(nn.Module):
         q = Z[:, :, -1:]
         VW = self.V, self.W
         d, N = self.dim, prompts.context_len
-        iterates = [q[:, d + 1 : 2 * d + 1, 0]]
+        est = token_slots(d).w
+        iterates = [q[:, est, 0]]
         for _ in range(k):
             out = q + VW[0] @ (gram @ (VW[1] @ q)) / N
-            w_next = out[:, d + 1 : 2 * d + 1, 0]
+            w_next = out[:, est, 0]
             iterates.append(w_next)
             q = _query_token(w_next)
             gram = gram + q @ q.transpose(1, 2)
@@ -287,14 +288,14 @@ class StructuredLSA(LinearSelfAttention):
     def V(self) -> torch.Tensor:
         d = self.dim
         V = self.v31.new_zeros(2 * d + 2, 2 * d + 2)
-        V[d + 1 : 2 * d + 1, :d] = self.v31
+        V[token_slots(d).w, :d] = self.v31
         return V
 
     @property
     def W(self) -> torch.Tensor:
         d = self.dim
         W = self.v31.new_zeros(2 * d + 2, 2 * d + 2)
-        W[:d, d + 1 : 2 * d + 1] = self.a * torch.eye(d, dtype=W.dtype, device=W.device)
+        W[:d, token_slots(d).w] = self.a * torch.eye(d, dtype=W.dtype, device=W.device)
         W[d, 2 * d + 1] = -self.c
         return W
 

@@ -25,6 +25,26 @@ from ._checks import (
 )
 
 
+@dataclass(frozen=True)
+class TokenSlots:
+    """Where the four blocks of a ``2d + 2``-row token live (Chapter 1's embedding, shared by
+    the LSA and the GPT-2): ``x`` (rows ``0..d−1``), the label ``y`` (row ``d``), the estimate
+    ``w`` (rows ``d+1..2d``) and the query ``flag`` (row ``2d+1``)."""
+
+    x: slice
+    y: int
+    w: slice
+    flag: int
+    size: int
+
+
+def token_slots(dim: int) -> TokenSlots:
+    """The :class:`TokenSlots` of dimension ``d`` (e.g. ``Z[:, token_slots(d).w]`` is the
+    estimate block of every token). Defined in Chapter 1."""
+    d = check_pos_int(dim, "dim")
+    return TokenSlots(x=slice(0, d), y=d, w=slice(d + 1, 2 * d + 1), flag=2 * d + 1, size=2 * d + 2)
+
+
 @dataclass
 class Prompts:
     """A batch of prompts. ``X``: (batch, n, d), ``y``: (batch, n), ``w``: (batch, d)."""
