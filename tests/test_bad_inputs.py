@@ -518,6 +518,7 @@ SPECS: dict[str, Spec] = {
                               dict(draw="callable", n="control")),
     "plotting.figure_png": Spec(lambda fig=None: len(plotting.figure_png(plt.figure() if fig is None else fig)),
                                 {}, dict(fig="figure")),
+    "tasks.named_cov": Spec(tasks.named_cov, dict(name="skewed", dim=3), dict(name="str_choice", dim="int>=1")),
     "prompts.token_slots": Spec(prompts.token_slots, dict(dim=3), dict(dim="int>=1")),
     # metrics
     "metrics.squared_errors": Spec(metrics.squared_errors, dict(iterates=torch.zeros(2, 3, D), w=torch.zeros(2, D)),

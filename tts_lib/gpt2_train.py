@@ -45,7 +45,7 @@ from torch import nn
 from ._checks import check_cov, check_pos_int, make_generator
 from .gpt2 import GPT2Regressor, GPT2RegressorConfig
 from .prompts import sample_prompts
-from .tasks import isotropic_cov, power_law_cov
+from .tasks import NAMED_COVS, named_cov
 from .theory import lsa_precond
 from .train import TrainingDivergedError  # one error class for every trainer of the library
 
@@ -65,7 +65,7 @@ __all__ = [
     "train_gpt2",
 ]
 
-TRAIN_COVS = ("isotropic", "skewed", "skewed2")
+TRAIN_COVS = tuple(NAMED_COVS)  # the names of tasks.NAMED_COVS
 #: training targets of one pass (see GPT2TrainConfig.target)
 TARGETS = ("w", "newton")
 #: bounded work: most optimiser steps / prompts per step one configuration may ask for
@@ -312,16 +312,12 @@ def preset(name: str, **overrides: Any) -> tuple[GPT2RegressorConfig, GPT2TrainC
 
 
 def train_cov_matrix(name: str, dim: int) -> torch.Tensor:
-    """The named training covariance (float64, (dim, dim)): ``isotropic``, ``skewed`` (λ_i ∝ 1/i,
-    tr = d) or ``skewed2`` (λ_i ∝ 1/i², tr = d)."""
+    """The named training covariance (float64, (dim, dim)) of :data:`tts_lib.tasks.NAMED_COVS`:
+    ``isotropic``, ``skewed`` (λ_i ∝ 1/i, tr = d) or ``skewed2`` (λ_i ∝ 1/i², tr = d)."""
     dim = check_pos_int(dim, "dim")
-    if name == "isotropic":
-        return isotropic_cov(dim)
-    if name == "skewed":
-        return power_law_cov(dim, 1.0, trace=float(dim))
-    if name == "skewed2":
-        return power_law_cov(dim, 2.0, trace=float(dim))
-    raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {name!r}")
+    if not isinstance(name, str) or name not in NAMED_COVS:
+        raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {name!r}")
+    return named_cov(name, dim)
 
 
 # --------------------------------------------------------------------------- the loop

@@ -145,6 +145,26 @@ def diag_cov(
     return _finish(ev.clone(), trace, rotation)
 
 
+#: the named feature covariances of the book, ``name → (description, spectrum)``: one home
+#: for a covariance family (the GPT-2 trainer's ``--train-cov`` reads its names from here).
+#: A new family is one entry: a function ``dim → (dim, dim)`` covariance (float64).
+NAMED_COVS: dict[str, tuple[str, Any]] = {
+    "isotropic": ("Λ = I_d", lambda dim: isotropic_cov(dim)),
+    "skewed": ("λ_i ∝ 1/i, tr Λ = d", lambda dim: power_law_cov(dim, 1.0, trace=float(dim))),
+    "skewed2": ("λ_i ∝ 1/i², tr Λ = d (Garg et al.'s skewed setting)",
+                lambda dim: power_law_cov(dim, 2.0, trace=float(dim))),
+}
+
+
+def named_cov(name: str, dim: int) -> torch.Tensor:
+    """The named covariance of :data:`NAMED_COVS` in dimension ``dim``, (dim, dim) float64
+    (e.g. ``named_cov("skewed2", 20)``). Defined in Chapter 7."""
+    if not isinstance(name, str) or name not in NAMED_COVS:
+        raise ValueError(f"`name` must be one of {tuple(NAMED_COVS)}, got {name!r}")
+    dim = check_pos_int(dim, "dim", maximum=MAX_DIM)
+    return NAMED_COVS[name][1](dim)
+
+
 def random_rotation(
     dim: int,
     seed: int | torch.Generator | None = 0,
