@@ -14,6 +14,9 @@ Modules, one concept each, in the order the chapters introduce them:
 * :mod:`tts_lib.gpt2` — the GPT-2 regressor (one forward path, key/value cache, token
   layouts); :mod:`tts_lib.gpt2_train` (configs, presets, training, ``python -m``),
   :mod:`tts_lib.gpt2_checkpoint` (save, load, verify), :mod:`tts_lib.gpt2_cli` (ch. 7).
+* :mod:`tts_lib.metrics` — per-prompt squared errors of any model's CoT on given prompts
+  (``cot_squared_errors``), means with standard errors (ddof 1), relative Frobenius
+  distance (ch. 7; for every chapter).
 * :mod:`tts_lib.fetch` — the committed GPT-2 checkpoints, here or fetched and verified (ch. 7).
 * :mod:`tts_lib.noise` — label noise: the noise term, its limit, early stopping (ch. 8).
 * :mod:`tts_lib.finite_data` — the LSA fitted on N training prompts (ch. 8).
@@ -30,6 +33,7 @@ from . import (
     cot_training,
     finite_data,
     lsa,
+    metrics,
     noise,
     overthinking,
     plotting,
@@ -45,6 +49,7 @@ __all__ = [
     "cot_training",
     "finite_data",
     "lsa",
+    "metrics",
     "noise",
     "overthinking",
     "plotting",
