@@ -98,7 +98,9 @@ def bench_gpt2_cot(device: str, quick: bool) -> list[Record]:
     Records ``gpt2_cot_{layout}_k{k}_{cache|recompute}_ms``, the cost per CoT step
     ``gpt2_cot_step_ms_{layout}_{cache|recompute}`` (slope between k = 1 and k = 20) and
     the speed-up at k = 10: ``gpt2_cot_cache_speedup_k10`` (compact layout) and
-    ``gpt2_cot_cache_speedup_k10_interleaved``. Batch: 256 prompts (64 with ``--quick``).
+    ``gpt2_cot_cache_speedup_k10_interleaved``, and ``gpt2_cot_cache_late_over_early_step_*``,
+    the cost of a cached step for k = 10..20 over one for k = 1..5 (1: flat in k). Batch:
+    256 prompts (64 with ``--quick``).
     """
     from .gpt2 import build_model, cot_rollout, preset
     from .prompts import sample_prompts
@@ -126,6 +128,10 @@ def bench_gpt2_cot(device: str, quick: bool) -> list[Record]:
             kind = "cache" if cache else "recompute"
             step = max((ms[20, cache] - ms[1, cache]) / 19, 1e-6)
             out.append(record(f"gpt2_cot_step_ms_{layout}_{kind}", device, step, "ms/step"))
+        # flat in k: the cost of a cached step late in the chain over one early in it
+        early = max((ms[5, True] - ms[1, True]) / 4, 1e-6)
+        late = max((ms[20, True] - ms[10, True]) / 10, 1e-6)
+        out.append(record(f"gpt2_cot_cache_late_over_early_step_{layout}", device, late / early, "x"))
         suffix = "" if layout == "compact" else "_interleaved"
         out.append(record(f"gpt2_cot_cache_speedup_k10{suffix}", device, ms[10, False] / ms[10, True], "x"))
     return out
