@@ -225,3 +225,14 @@ def test_device_mismatch_message():
     a, b = SimpleNamespace(device=torch.device("cpu")), SimpleNamespace(device=torch.device("cuda", 0))
     with pytest.raises(ValueError, match="`precond` on cpu, `test_cov` on cuda:0"):
         check_same_device(precond=a, test_cov=b)
+
+
+def test_mc_error_curve_on_given_prompts_matches_its_own_draw():
+    """``prompts=`` runs the Monte Carlo on given prompts: the same numbers as drawing them."""
+    lam = tasks.power_law_cov(4, 1.0, trace=4.0)
+    G = theory.lsa_precond(lam, 10)
+    drawn = theory.mc_error_curve(G, lam, 12, 5, 64, seed=3)
+    given = sample_prompts(lam, 12, 64, generator=3)
+    torch.testing.assert_close(theory.mc_error_curve(G, lam, 12, 5, 64, prompts=given), drawn)
+    with pytest.raises(ValueError, match="`prompts` hold 64 prompts of 12 examples"):
+        theory.mc_error_curve(G, lam, 20, 5, 64, prompts=given)

@@ -25,6 +25,7 @@ import torch
 
 from ._checks import (
     MAX_STEPS,
+    InputTypeError,
     as_tensor,
     check_context_lens,
     check_cov,
@@ -38,7 +39,7 @@ from ._checks import (
     check_same_device,
     check_weights,
 )
-from .prompts import sample_prompts
+from .prompts import Prompts, sample_prompts
 from .tasks import MISSING_TOL, hardness
 
 
@@ -362,6 +363,7 @@ def mc_error_curve(
     seed: int = 0,
     chunk: int = 4096,
     device: torch.device | str | None = None,
+    prompts: Prompts | None = None,
 ) -> torch.Tensor:
     """Monte Carlo: squared errors ``‖ŵ_k − w‖²`` of the pseudo-Newton iteration per prompt.
 
@@ -369,6 +371,10 @@ def mc_error_curve(
     ``N(0, Σ)``) with the given seed, runs ``ŵ_{i+1} = ŵ_i − G Ŝ (ŵ_i − w)`` from
     ``ŵ_0 = 0``, vectorised over prompts. Returns shape (num_prompts, max_steps + 1):
     take ``.mean(0)`` for the expected error, ``.median(0)`` for a typical prompt.
+
+    ``prompts``: run on these given test prompts instead of drawing them (to compare with
+    another model on the same prompts); ``test_len`` and ``num_prompts`` must then be theirs
+    and ``seed`` is not used.
     """
     G, sig = check_precond(precond, test_cov)
     if G.ndim != 2:
@@ -377,6 +383,17 @@ def mc_error_curve(
     K = _k(max_steps, "max_steps")
     num_prompts = check_pos_int(num_prompts, "num_prompts")
     chunk = check_pos_int(chunk, "chunk")
+    if prompts is not None:
+        if not isinstance(prompts, Prompts):
+            kind = type(prompts).__name__
+            raise InputTypeError(f"`prompts` must be a Prompts (from sample_prompts) or None, got {kind}")
+        if (prompts.context_len, prompts.batch, prompts.dim) != (m, num_prompts, sig.shape[0]):
+            raise ValueError(
+                f"`prompts` hold {prompts.batch} prompts of {prompts.context_len} examples in d = {prompts.dim}; "
+                f"pass test_len={prompts.context_len}, num_prompts={prompts.batch} (and a {prompts.dim}-d test_cov)"
+            )
+        if not bool(torch.isfinite(prompts.X).all() and torch.isfinite(prompts.w).all()):
+            raise ValueError("`prompts` contain NaN or inf")
     check_memory(num_prompts * (K + 1), "num_prompts", what=f"the ({num_prompts}, {K + 1}) result")
     check_memory(min(chunk, num_prompts) * m * sig.shape[0], "test_len", what="one chunk of test prompts")
     device = check_device(device) or sig.device
@@ -385,7 +402,10 @@ def mc_error_curve(
     out = []
     for start in range(0, num_prompts, chunk):
         b = min(chunk, num_prompts - start)
-        pr = sample_prompts(sig, m, b, generator=gen, device=device, dtype=sig.dtype)
+        if prompts is None:
+            pr = sample_prompts(sig, m, b, generator=gen, device=device, dtype=sig.dtype)
+        else:
+            pr = Prompts(*(t[start : start + b] for t in (prompts.X, prompts.y, prompts.w))).to(device, sig.dtype)
         S = pr.emp_cov()
         gb = G @ pr.emp_corr().unsqueeze(-1)  # G Ŝ w (= G Xᵀy/m)
         GS = G @ S
