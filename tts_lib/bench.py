@@ -143,7 +143,8 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
     cropped back to the prompt after every step). Skipped (no records) without ``transformers``.
 
     Records ``gpt2_cot_step_ms_compact_hf_cache``, ``gpt2_cot_step_ms_compact_ours_cache``
-    (slope between k = 1 and k = 20) and ``gpt2_cot_cache_speedup_vs_hf`` (HF / ours).
+    (slope between k = 1 and k = 20; medians over interleaved rounds) and
+    ``gpt2_cot_cache_speedup_vs_hf`` (HF / ours, median of the per-round ratios).
     """
     import inspect
 
@@ -195,14 +196,19 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
     gap = float((hf_rollout(5) - cot_rollout(model, pr.X, pr.y, 5)).abs().max())
     if gap > 1e-4:
         raise RuntimeError(f"HF's cached rollout differs from ours by {gap:.2g}; the comparison is void")
-    ours = [timeit(lambda k=k: cot_rollout(model, pr.X, pr.y, k), device, repeats) for k in (1, 20)]
-    theirs = [timeit(lambda k=k: hf_rollout(k), device, repeats) for k in (1, 20)]
-    step_ours = max((ours[1] - ours[0]) / 19, 1e-9) * 1000
-    step_hf = max((theirs[1] - theirs[0]) / 19, 1e-9) * 1000
+    # interleaved rounds (ours, then HF's), so that a drifting machine affects both alike
+    rollouts = {"ours": lambda k: cot_rollout(model, pr.X, pr.y, k), "hf": hf_rollout}
+    per_step: dict[str, list[float]] = {"ours": [], "hf": []}
+    for _ in range(3 * repeats):
+        for name, fn in rollouts.items():
+            t1 = timeit(lambda fn=fn: fn(1), device, 1, warmup=0)
+            t20 = timeit(lambda fn=fn: fn(20), device, 1, warmup=0)
+            per_step[name].append(max((t20 - t1) / 19, 1e-9))
+    ratio = statistics.median(h / o for h, o in zip(per_step["hf"], per_step["ours"], strict=True))
     return [
-        record("gpt2_cot_step_ms_compact_hf_cache", device, step_hf, "ms/step"),
-        record("gpt2_cot_step_ms_compact_ours_cache", device, step_ours, "ms/step"),
-        record("gpt2_cot_cache_speedup_vs_hf", device, step_hf / step_ours, "x"),
+        record("gpt2_cot_step_ms_compact_hf_cache", device, 1000 * statistics.median(per_step["hf"]), "ms/step"),
+        record("gpt2_cot_step_ms_compact_ours_cache", device, 1000 * statistics.median(per_step["ours"]), "ms/step"),
+        record("gpt2_cot_cache_speedup_vs_hf", device, ratio, "x"),
     ]
 
 
@@ -247,12 +253,29 @@ def _garg_model_class(src: str) -> type:
     return module.TransformerModel
 
 
-def _matmul_gflops(device: str, size: int = 1024, repeats: int = 5) -> float:
-    """Float32 matmul throughput (GFLOP/s) of a ``size``² product on ``device``."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    t = timeit(lambda: a @ b, device, repeats)
-    return 2 * size**3 / t / 1e9
+def _train_step(model: Any, cov: torch.Tensor, cfg: Any, seed: int = 0) -> Callable[[], None]:
+    """One training step of :func:`~tts_lib.gpt2_train.train_gpt2` as a closure (fresh
+    prompts and starts, forward, loss, backward, clipping, Adam), for interleaved timing."""
+    import torch.nn.functional as F
+
+    from .gpt2_train import sample_starts
+    from .prompts import sample_prompts
+
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ref = model.read_in.weight
+
+    def step() -> None:
+        pr = sample_prompts(cov, cfg.context_len, cfg.batch, generator=g)
+        w0 = sample_starts(pr.w, cfg, g)
+        X, y, w, w0 = (t.to(device=ref.device, dtype=ref.dtype) for t in (pr.X, pr.y, pr.w, w0))
+        loss = F.mse_loss(model._predict(X, y, w0), w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    return step
 
 
 def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
@@ -260,71 +283,77 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
     the query, batch 64) for ours (compact, interleaved) and Garg et al.'s
     ``TransformerModel`` (interleaved x, y tokens, loss on every y): 64/3/2 and 256/12/8.
 
-    Garg's model is timed only when ``TTS_GARG_SRC`` names the ``src`` folder of a local
-    checkout of github.com/dtsip/in-context-learning (their code is not part of this
-    project). Also records the matmul limit of our compact step, ``6·N·T`` FLOP (N
-    parameters, T = batch × tokens) at the measured float32 matmul rate, and the measured
-    step as a fraction of it (``gpt2_train_limit_fraction_*``).
+    The contenders (and a float32 matmul) are timed **interleaved**, one step each per round,
+    so that a shared machine's drifting speed affects them alike; the records are medians
+    over rounds, and the ratios medians of the per-round ratios. Garg's model is timed only
+    when ``TTS_GARG_SRC`` names the ``src`` folder of a local checkout of
+    github.com/dtsip/in-context-learning (their code is not part of this project). The
+    matmul limit of our compact step is ``6·N·T`` FLOP (N parameters, T = batch × tokens) at
+    the round's matmul rate; ``gpt2_train_limit_fraction_*`` is limit / measured step.
     """
     import os
 
-    from .gpt2 import build_model, num_parameters, preset, train_gpt2
+    from .gpt2 import build_model, num_parameters, preset
     from .tasks import isotropic_cov
 
     src = os.environ.get("TTS_GARG_SRC")
     garg_cls = _garg_model_class(src) if src else None
-    gflops = _matmul_gflops(device)
-    out = [record("matmul_float32_gflops", device, gflops, "GFLOP/s")]
     d, n, batch = 20, 40, 64
+    cov = isotropic_cov(d)
+    a = torch.randn(1024, 1024, device=device)
+    out: list[Record] = []
     sizes = [(64, 3, 2)] + ([] if quick and device == "cpu" else [(256, 12, 8)])
     for width, layers, heads in sizes:
         big = width >= 256
-        steps = 2 if (big and device == "cpu") else (5 if quick else 30)
+        rounds = (3 if quick else 5) if (big and device == "cpu") else (5 if quick else 30)
         tag = f"{width}_{layers}_{heads}"
-        ms: dict[str, float] = {}
+        steps: dict[str, Callable[[], None]] = {}
+        params = 0
         for layout in ("compact", "interleaved"):
             cfg, tcfg = preset(
                 "cpu20", width=width, layers=layers, heads=heads, layout=layout, context_len=n,
-                steps=steps, warmup=0, target="w", batch=batch,
+                warmup=0, target="w", batch=batch,
             )
             model = build_model(cfg, seed=0, device=device)
-            cov = isotropic_cov(d)
-            train_gpt2(model, cov, _replace_steps(tcfg, 1), seed=1, progress=False)  # warm-up
-            res = train_gpt2(model, cov, tcfg, seed=0, progress=False)
-            ms[layout] = res.ms_per_step
-            out.append(record(f"gpt2_vs_garg_ms_{layout}_{tag}", device, ms[layout], "ms"))
-            if layout == "compact":
-                tokens = batch * (n + 1)
-                limit = 6 * num_parameters(model) * tokens / (gflops * 1e9) * 1000
-                out.append(record(f"gpt2_train_limit_ms_{tag}", device, limit, "ms"))
-                out.append(record(f"gpt2_train_limit_fraction_{tag}", device, limit / ms[layout], "x"))
-        if garg_cls is None:
-            continue
-        garg = garg_cls(n_dims=d, n_positions=n + 1, n_embd=width, n_layer=layers, n_head=heads).to(device)
-        opt = torch.optim.Adam(garg.parameters(), lr=1e-4)
-        g = torch.Generator().manual_seed(0)
+            params = params or num_parameters(model)
+            steps[layout] = _train_step(model, cov, tcfg)
+        if garg_cls is not None:
+            garg = garg_cls(n_dims=d, n_positions=n + 1, n_embd=width, n_layer=layers, n_head=heads).to(device)
+            opt = torch.optim.Adam(garg.parameters(), lr=1e-4)
+            g = torch.Generator().manual_seed(0)
 
-        def garg_step(garg=garg, opt=opt, g=g) -> None:
-            xs = torch.randn(batch, n + 1, d, generator=g).to(device)
-            w = torch.randn(batch, d, 1, generator=g).to(device)
-            ys = (xs @ w)[..., 0]
-            opt.zero_grad(set_to_none=True)
-            loss = ((garg(xs, ys) - ys) ** 2).mean()
-            loss.backward()
-            opt.step()
+            def garg_step(garg=garg, opt=opt, g=g) -> None:
+                xs = torch.randn(batch, n + 1, d, generator=g).to(device)
+                w = torch.randn(batch, d, 1, generator=g).to(device)
+                ys = (xs @ w)[..., 0]
+                opt.zero_grad(set_to_none=True)
+                loss = ((garg(xs, ys) - ys) ** 2).mean()
+                loss.backward()
+                opt.step()
 
-        ms["garg"] = 1000 * timeit(garg_step, device, steps, warmup=1)
-        out.append(record(f"gpt2_vs_garg_ms_garg_{tag}", device, ms["garg"], "ms"))
+            steps["garg"] = garg_step
+        steps["matmul"] = lambda: a @ a
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        for fn in steps.values():  # warm-up
+            timeit(fn, device, 1)
+        for _ in range(rounds):
+            for name, fn in steps.items():
+                times[name].append(timeit(fn, device, 1, warmup=0))
+        med = {name: statistics.median(ts) for name, ts in times.items()}
+        flops = 6 * params * batch * (n + 1)
+        limits = [flops / (2 * 1024**3 / tm) for tm in times["matmul"]]  # seconds per round
+        out.append(record(f"matmul_float32_gflops_{tag}", device, 2 * 1024**3 / med["matmul"] / 1e9, "GFLOP/s"))
         for layout in ("compact", "interleaved"):
-            out.append(record(f"gpt2_vs_garg_speedup_{layout}_{tag}", device, ms["garg"] / ms[layout], "x"))
+            out.append(record(f"gpt2_vs_garg_ms_{layout}_{tag}", device, 1000 * med[layout], "ms"))
+        out.append(record(f"gpt2_train_limit_ms_{tag}", device, 1000 * statistics.median(limits), "ms"))
+        fraction = statistics.median(lim / tc for lim, tc in zip(limits, times["compact"], strict=True))
+        out.append(record(f"gpt2_train_limit_fraction_{tag}", device, fraction, "x"))
+        if "garg" in steps:
+            out.append(record(f"gpt2_vs_garg_ms_garg_{tag}", device, 1000 * med["garg"], "ms"))
+            for layout in ("compact", "interleaved"):
+                ratio = statistics.median(tg / t for tg, t in zip(times["garg"], times[layout], strict=True))
+                out.append(record(f"gpt2_vs_garg_speedup_{layout}_{tag}", device, ratio, "x"))
     return out
-
-
-def _replace_steps(cfg: Any, steps: int) -> Any:
-    """``cfg`` (a GPT2TrainConfig) with ``steps`` optimiser steps."""
-    from dataclasses import replace
-
-    return replace(cfg, steps=steps)
 
 
 # --------------------------------------------------------------------------- LSA hook
