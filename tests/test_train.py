@@ -120,3 +120,27 @@ def test_nan_loss_stops_with_a_clear_error():
 def test_bad_arguments(tasks_arg, cfg, match):
     with pytest.raises(ValueError, match=match):
         train_lsa(lsa.StructuredLSA(3), tasks_arg, cfg)
+
+
+def test_inputs_are_validated_once_not_every_step(monkeypatch):
+    """Public functions check, private kernels trust: 30 training steps check the covariance
+    (an eigvalsh) and take its square root (an eigh) once, not once per step; one
+    cot_error_curve call checks its two covariances once each."""
+    from tts_lib import lsa, tasks, theory, train
+
+    calls = {"eigvalsh": 0, "eigh": 0}
+    for name in calls:
+        original = getattr(torch.linalg, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(torch.linalg, name, counted)
+    cov = tasks.power_law_cov(4, 1.0, trace=4.0)
+    cfg = train.TrainConfig(num_steps=30, batch_size=8, lr=1e-3, progress=False)
+    train.train_lsa(lsa.StructuredLSA(4), train.TrainTask(cov, 6), cfg)
+    assert calls == {"eigvalsh": 1, "eigh": 1}, calls
+    calls.update(eigvalsh=0, eigh=0)
+    theory.cot_error_curve(cov, 6, tasks.isotropic_cov(4), 10)
+    assert calls["eigvalsh"] == 2, calls

@@ -37,7 +37,7 @@ from ._checks import (
 )
 from .lsa import StructuredLSA
 from .noise import _sigma
-from .prompts import sample_prompts
+from .prompts import _cov_sqrt, _draw_prompts, sample_prompts
 from .train import History, TrainConfig, TrainingDivergedError, TrainTask, _check_run, _diverged
 
 
@@ -101,9 +101,9 @@ def train_lsa_cot(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     gen = make_generator(cfg.seed, "config.seed")
     hist, first = History(), None
+    root = _cov_sqrt(cov.detach().to("cpu", torch.float64))  # cov checked once, above
     for step in range(steps):
-        pr = sample_prompts(cov, n, batch, generator=gen, device=param.device, dtype=param.dtype,
-                            noise_std=task.noise_std)
+        pr = _draw_prompts(root, n, batch, gen, param.device, param.dtype, task.noise_std)
         w0 = None
         if start_noise > 0:
             xi = torch.randn(batch, model.dim, generator=gen, dtype=torch.float64)

@@ -44,7 +44,7 @@ from torch import nn
 
 from ._checks import check_cov, check_pos_int, make_generator
 from .gpt2 import GPT2Regressor, GPT2RegressorConfig
-from .prompts import sample_prompts
+from .prompts import _cov_sqrt, _draw_prompts
 from .tasks import NAMED_COVS, named_cov
 from .theory import lsa_precond
 from .train import TrainingDivergedError  # one error class for every trainer of the library
@@ -464,6 +464,7 @@ def train_gpt2(
         net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     g = make_generator(seed)
     preconds: dict[tuple[int, int], torch.Tensor] = {}
+    roots: dict[int, torch.Tensor] = {}
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     model.train()
     losses: list[float] = []
@@ -472,7 +473,9 @@ def train_gpt2(
     t0 = time.perf_counter()
     for step in bar:
         d_act, n_act = cfg.curriculum.at(step, d, cfg.context_len) if cfg.curriculum else (d, cfg.context_len)
-        pr = sample_prompts(cov_t[:d_act, :d_act], n_act, cfg.batch, generator=g, noise_std=cfg.label_noise)
+        if d_act not in roots:  # the covariance was checked once above; its root once per d
+            roots[d_act] = _cov_sqrt(cov_t[:d_act, :d_act])
+        pr = _draw_prompts(roots[d_act], n_act, cfg.batch, g, None, torch.float64, cfg.label_noise)
         X, w = pr.X, pr.w
         if d_act < d:
             X = F.pad(X, (0, d - d_act))

@@ -126,13 +126,30 @@ def sample_prompts(
     check_memory(batch * context_len * dim, "batch" if batch >= context_len else "context_len",
                  what=f"X of shape ({batch}, {context_len}, {dim})")
     g = make_generator(generator, "generator")
-    root = _cov_sqrt(cov_t.detach().to("cpu", torch.float64))
-    if w is None:
-        w_cpu = torch.randn(batch, dim, generator=g, dtype=torch.float64)
-    else:
+    w_cpu = None
+    if w is not None:
         w_cpu = as_tensor(w, "w", device="cpu", dtype=torch.float64).detach()
         if w_cpu.shape != (batch, dim):
             raise ValueError(f"`w` must have shape ({batch}, {dim}), got {tuple(w_cpu.shape)}")
+    root = _cov_sqrt(cov_t.detach().to("cpu", torch.float64))
+    return _draw_prompts(root, context_len, batch, g, device, dtype, noise_std, w_cpu)
+
+
+def _draw_prompts(
+    root: torch.Tensor,
+    context_len: int,
+    batch: int,
+    g: torch.Generator,
+    device: torch.device | None,
+    dtype: torch.dtype,
+    noise_std: float = 0.0,
+    w_cpu: torch.Tensor | None = None,
+) -> Prompts:
+    """The unchecked kernel of :func:`sample_prompts` (the trainers validate once, then call
+    this every step): ``root`` is the CPU float64 square root of Λ (``_cov_sqrt``)."""
+    dim = root.shape[0]
+    if w_cpu is None:
+        w_cpu = torch.randn(batch, dim, generator=g, dtype=torch.float64)
     X = torch.randn(batch, context_len, dim, generator=g, dtype=torch.float64) @ root
     y = (X @ w_cpu.unsqueeze(-1)).squeeze(-1)
     if noise_std > 0:

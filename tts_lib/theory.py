@@ -63,15 +63,23 @@ def _covs(train_cov: Any, test_cov: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 def gamma(train_cov: Any, context_len: int) -> torch.Tensor:
     """``Γ = (1 + 1/n) Λ + tr(Λ)/n · I``, shape (d, d)."""
-    lam = check_cov(train_cov, "train_cov")
-    n = _n(context_len)
+    return _gamma(check_cov(train_cov, "train_cov"), _n(context_len))
+
+
+def _gamma(lam: torch.Tensor, n: int) -> torch.Tensor:
+    """Unchecked :func:`gamma` (``lam`` validated, ``n`` a positive int)."""
     eye = torch.eye(lam.shape[0], dtype=lam.dtype, device=lam.device)
     return (1 + 1 / n) * lam + torch.trace(lam) / n * eye
 
 
 def lsa_precond(train_cov: Any, context_len: int) -> torch.Tensor:
     """The preconditioner ``Γ⁻¹`` of Theorem 3.1 (``c·V31 = −Γ⁻¹``), shape (d, d)."""
-    g = gamma(train_cov, context_len)
+    return _lsa_precond(check_cov(train_cov, "train_cov"), _n(context_len))
+
+
+def _lsa_precond(lam: torch.Tensor, n: int) -> torch.Tensor:
+    """Unchecked :func:`lsa_precond`."""
+    g = _gamma(lam, n)
     if torch.trace(g) <= 0:
         raise ValueError("`train_cov` is zero: no skill is trained, Γ is singular")
     return torch.linalg.inv(g)
@@ -161,15 +169,19 @@ def error_curve(
         Tensor of shape (..., max_steps + 1).
     """
     G, sig = check_precond(precond, test_cov)
-    K = _k(max_steps, "max_steps")
+    return _error_curve(G, sig, _k(max_steps, "max_steps"), test_len)
+
+
+def _error_curve(G: torch.Tensor, sig: torch.Tensor, K: int, test_len: int | None) -> torch.Tensor:
+    """:func:`error_curve` on validated ``G`` and ``Σ`` (``test_len`` still checked here)."""
     d = sig.shape[0]
     if test_len is not None:  # the O(1/m) term keeps (..., K, d, d) stacks and K x K Grams
         check_memory(4 * G[..., 0, 0].numel() * K * (d * d + K), "max_steps",
                      what=f"the finite-test_len expansion at max_steps={K}, d={d}")
     if test_len is None or K == 0:
-        return per_direction_error(G, sig, K).sum(-1)
+        return _per_direction_error(G, sig, K).sum(-1)
     m = _n(test_len, "test_len")
-    pop = per_direction_error(G, sig, K).sum(-1)
+    pop = _per_direction_error(G, sig, K).sum(-1)
     corr = _first_order_correction(G, sig, K) / m
     if K >= 2:
         k_ok = int(_trusted_steps(pop, corr).min())
@@ -246,7 +258,11 @@ def per_direction_error(precond: Any, test_cov: Any, max_steps: int) -> torch.Te
         Tensor of shape (..., max_steps + 1, d).
     """
     G, sig = check_precond(precond, test_cov)
-    K = _k(max_steps, "max_steps")
+    return _per_direction_error(G, sig, _k(max_steps, "max_steps"))
+
+
+def _per_direction_error(G: torch.Tensor, sig: torch.Tensor, K: int) -> torch.Tensor:
+    """Unchecked :func:`per_direction_error` (inputs validated by the caller)."""
     eye = torch.eye(sig.shape[0], dtype=sig.dtype, device=sig.device)
     M = eye - G @ sig
     power, out = eye.expand_as(M), []
@@ -330,8 +346,8 @@ def cot_error_curve(
     test_len: int | None = None,
 ) -> torch.Tensor:
     """:func:`error_curve` of the trained LSA (``G = Γ⁻¹``) for k = 0..max_steps, shape (max_steps+1,)."""
-    lam, sig = _covs(train_cov, test_cov)
-    return error_curve(lsa_precond(lam, context_len), sig, max_steps, test_len)
+    lam, sig = _covs(train_cov, test_cov)  # validated once; the kernels below trust them
+    return _error_curve(_lsa_precond(lam, _n(context_len)), sig, _k(max_steps, "max_steps"), test_len)
 
 
 def cot_error(

@@ -27,7 +27,7 @@ from ._checks import (
     make_generator,
 )
 from .lsa import LinearSelfAttention, StructuredLSA
-from .prompts import sample_prompts
+from .prompts import _cov_sqrt, _draw_prompts
 
 
 class TrainingDivergedError(RuntimeError):
@@ -164,6 +164,8 @@ def train_lsa(
         raise ValueError(f"`config.lr_schedule` must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
 
     gen = make_generator(cfg.seed, "config.seed")
+    # validated once (by _as_tasks); the square roots once per task, not every step
+    roots = {id(t): _cov_sqrt(t.cov.detach().to("cpu", torch.float64)) for t in task_list}
     probs = torch.tensor([t.weight for t in task_list], dtype=torch.float64)
     probs = probs / probs.sum()
     hist = History()
@@ -178,9 +180,8 @@ def train_lsa(
         for task, count in zip(task_list, counts, strict=True):
             if count == 0:
                 continue
-            pr = sample_prompts(
-                task.cov, task.context_len, count, generator=gen, device=device, dtype=dtype,
-                noise_std=task.noise_std,
+            pr = _draw_prompts(
+                roots[id(task)], task.context_len, count, gen, device, dtype, task.noise_std
             )
             w_hat = model.predict(pr)
             loss = loss + 0.5 * ((w_hat - pr.w) ** 2).sum() / batch
