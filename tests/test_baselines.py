@@ -166,9 +166,9 @@ def test_bad_input_raises_value_error_naming_the_argument():
         baselines.precond_step(pr, torch.eye(D), torch.zeros(3, D))
     with pytest.raises(ValueError, match="noise_std"):
         baselines.one_step_error(torch.eye(D), lam, 3, noise_std=-0.1)
-    with pytest.raises(ValueError, match="context_len"):
+    with pytest.raises(ValueError, match="test_len"):
         baselines.one_step_error(torch.eye(D), lam, 0)
-    with pytest.raises(ValueError, match="context_len"):
+    with pytest.raises(ValueError, match="test_len"):
         baselines.least_squares_error(lam, 2, noise_std=0.1)
     with pytest.raises(ValueError, match="error_matrix"):
         baselines.per_skill_error(torch.eye(3), lam)

@@ -127,29 +127,29 @@ def gd_step(prompts: Prompts, step_size: float, w0: torch.Tensor | None = None) 
 def one_step_error_matrix(
     precond: Any,
     cov: Any,
-    context_len: int | None,
+    test_len: int | None,
     noise_std: float = 0.0,
 ) -> torch.Tensor:
     """``E[(ŵ − w)(ŵ − w)ᵀ]`` for one step ``ŵ = G Xᵀy/m`` from 0, shape (..., d, d). Exact.
 
     ``w ~ N(0, I)``, ``x ~ N(0, Σ)``, ``y = Xw + σ ε``. Equals
     ``I − GΣ − ΣGᵀ + G (E[Ŝ²] + σ²Σ/m) Gᵀ`` with ``E[Ŝ²] = (1 + 1/m)Σ² + tr(Σ)/m · Σ``;
-    ``context_len=None`` is the limit ``m → ∞``: ``(I − GΣ)(I − GΣ)ᵀ``.
+    ``test_len=None`` is the limit ``m → ∞``: ``(I − GΣ)(I − GΣ)ᵀ``.
 
     Args:
         precond: ``G``, shape (..., d, d) (leading dims batched).
         cov: test covariance ``Σ``, shape (d, d).
-        context_len: test context length ``m`` or None.
+        test_len: test context length ``m`` or None.
         noise_std: label noise ``σ``.
     """
     G, sig = check_precond(precond, cov, "cov")
     s = _check_noise(noise_std)
     eye = torch.eye(sig.shape[0], dtype=sig.dtype, device=sig.device)
     Gt = G.transpose(-1, -2)
-    if context_len is None:
+    if test_len is None:
         M = eye - G @ sig
         return M @ M.transpose(-1, -2)
-    m = check_pos_int(context_len, "context_len")
+    m = check_pos_int(test_len, "test_len")
     second = moment_sas(sig, m, eye) + s**2 / m * sig  # E[b bᵀ] for b = Xᵀy/m, averaged over w
     return eye - G @ sig - sig @ Gt + G @ second @ Gt
 
@@ -157,19 +157,19 @@ def one_step_error_matrix(
 def one_step_error(
     precond: Any,
     cov: Any,
-    context_len: int | None,
+    test_len: int | None,
     noise_std: float = 0.0,
 ) -> torch.Tensor | float:
     """Expected error ``E‖ŵ − w‖²`` of one step ``ŵ = G Xᵀy/m`` from 0 (trace of
     :func:`one_step_error_matrix`). A float for a single ``G``, a tensor (...) for a batch."""
-    err = torch.diagonal(one_step_error_matrix(precond, cov, context_len, noise_std), dim1=-2, dim2=-1).sum(-1)
+    err = torch.diagonal(one_step_error_matrix(precond, cov, test_len, noise_std), dim1=-2, dim2=-1).sum(-1)
     return float(err) if err.ndim == 0 else err
 
 
-def best_step_size(cov: Any, context_len: int | None, noise_std: float = 0.0) -> float:
+def best_step_size(cov: Any, test_len: int | None, noise_std: float = 0.0) -> float:
     """The step ``η*`` minimising the expected error of one plain gradient step from 0.
 
-    ``η* = tr Σ / (tr E[Ŝ²] + σ² tr Σ / m)`` (``m = context_len``; None means ``m → ∞``,
+    ``η* = tr Σ / (tr E[Ŝ²] + σ² tr Σ / m)`` (``m = test_len``; None means ``m → ∞``,
     ``η* = tr Σ / tr Σ²``). The error is a quadratic in ``η``:
     ``d − 2η tr Σ + η² (tr E[Ŝ²] + σ² tr Σ / m)``.
     """
@@ -179,13 +179,13 @@ def best_step_size(cov: Any, context_len: int | None, noise_std: float = 0.0) ->
     tr = float(torch.trace(sig))
     if tr <= 0:
         raise ValueError("`cov` is zero: no step size helps")
-    if context_len is None:
+    if test_len is None:
         return tr / float(torch.trace(sig @ sig))
-    m = check_pos_int(context_len, "context_len")
+    m = check_pos_int(test_len, "test_len")
     return tr / (float(torch.trace(moment_sas(sig, m, eye))) + s**2 * tr / m)
 
 
-def least_squares_error(cov: Any, context_len: int, noise_std: float = 0.0) -> float:
+def least_squares_error(cov: Any, test_len: int, noise_std: float = 0.0) -> float:
     """Expected error ``E‖ŵ − w‖²`` of minimum-norm least squares (``ridge = 0``). Exact.
 
     * noiseless: ``d − min(m, rank Σ)`` (the projection of ``w`` on the span of the
@@ -197,7 +197,7 @@ def least_squares_error(cov: Any, context_len: int, noise_std: float = 0.0) -> f
       Monte Carlo with :func:`least_squares`).
     """
     sig = check_cov(cov, "cov").double()
-    m = check_pos_int(context_len, "context_len")
+    m = check_pos_int(test_len, "test_len")
     s = _check_noise(noise_std)
     ev = torch.linalg.eigvalsh(sig)
     d = ev.numel()
@@ -208,7 +208,7 @@ def least_squares_error(cov: Any, context_len: int, noise_std: float = 0.0) -> f
         raise ValueError("`cov` is singular: with label noise the closed form needs Σ ≻ 0; use Monte Carlo")
     if m < d:
         raise ValueError(
-            f"`context_len`={m} < d={d} with label noise has no closed form for general Σ; "
+            f"`test_len`={m} < d={d} with label noise has no closed form for general Σ; "
             "use Monte Carlo with least_squares"
         )
     if m <= d + 1:

@@ -713,7 +713,7 @@ def cot_rollout(
 def cot_errors(
     model: GPT2Regressor,
     cov: Any,
-    context_len: int,
+    test_len: int,
     k: int,
     *,
     batch: int = 1000,
@@ -728,7 +728,7 @@ def cot_errors(
     Args:
         model: trained :class:`GPT2Regressor`.
         cov: (d, d) test covariance Σ.
-        context_len: test context length ``m``.
+        test_len: test context length ``m``.
         k: CoT steps.
         batch: number of test prompts (at most ``MAX_TEST_PROMPTS``); ``chunk``: prompts
             per forward pass.
@@ -749,12 +749,12 @@ def cot_errors(
     chunk = check_pos_int(chunk, "chunk")
     if chunk > MAX_CHUNK:
         raise ValueError(f"`chunk` must be <= {MAX_CHUNK} prompts per forward pass (bounded memory), got {chunk}")
-    context_len = check_pos_int(context_len, "context_len")
+    test_len = check_pos_int(test_len, "test_len")
     g = make_generator(seed)
     out = []
     for start in range(0, batch, chunk):
         b = min(chunk, batch - start)
-        pr = sample_prompts(cov_t.to("cpu", torch.float64), context_len, b, generator=g, noise_std=noise_std)
+        pr = sample_prompts(cov_t.to("cpu", torch.float64), test_len, b, generator=g, noise_std=noise_std)
         pr = pr.to(device=device, dtype=ref.dtype)
         it = cot_rollout(model, pr.X, pr.y, k, **rollout_kwargs)
         out.append(((it.double() - pr.w.double().unsqueeze(1)) ** 2).sum(-1).cpu())
