@@ -82,6 +82,8 @@ def least_squares(prompts: Prompts, ridge: float = 0.0) -> torch.Tensor:
         prompts: :class:`~tts_lib.prompts.Prompts` with ``X`` (batch, n, d), ``y`` (batch, n).
         ridge: penalty on the ``Ŝ`` scale (``≥ 0``); the Bayes posterior mean under label
             noise ``σ`` is ``ridge = σ²/n``.
+
+    Defined in Chapter 1.
     """
     pr = _check_prompts(prompts)
     r = check_real(ridge, "ridge", minimum=0.0)
@@ -100,6 +102,8 @@ def precond_step(prompts: Prompts, precond: Any, w0: torch.Tensor | None = None)
         prompts: the prompts (``X`` (batch, n, d), ``y`` (batch, n)).
         precond: ``G``, shape (d, d).
         w0: start estimates (batch, d); zeros when None.
+
+    Defined in Chapter 1.
     """
     pr = _check_prompts(prompts)
     G = as_tensor(precond, "precond", device=pr.X.device, dtype=pr.X.dtype)
@@ -112,7 +116,10 @@ def precond_step(prompts: Prompts, precond: Any, w0: torch.Tensor | None = None)
 
 
 def gd_step(prompts: Prompts, step_size: float, w0: torch.Tensor | None = None) -> torch.Tensor:
-    """One plain gradient step ``ŵ = ŵ0 + η Xᵀ(y − X ŵ0)/n`` per prompt, shape (batch, d)."""
+    """One plain gradient step ``ŵ = ŵ0 + η Xᵀ(y − X ŵ0)/n`` per prompt, shape (batch, d).
+
+    Defined in Chapter 1.
+    """
     pr = _check_prompts(prompts)
     eta = as_tensor(step_size, "step_size", dtype=pr.X.dtype)
     if eta.ndim != 0:
@@ -141,6 +148,8 @@ def one_step_error_matrix(
         cov: test covariance ``Σ``, shape (d, d).
         test_len: test context length ``m`` or None.
         noise_std: label noise ``σ``.
+
+    Defined in Chapter 1.
     """
     G, sig = check_precond(precond, cov, "cov")
     s = _check_noise(noise_std)
@@ -161,7 +170,10 @@ def one_step_error(
     noise_std: float = 0.0,
 ) -> torch.Tensor | float:
     """Expected error ``E‖ŵ − w‖²`` of one step ``ŵ = G Xᵀy/m`` from 0 (trace of
-    :func:`one_step_error_matrix`). A float for a single ``G``, a tensor (...) for a batch."""
+    :func:`one_step_error_matrix`). A float for a single ``G``, a tensor (...) for a batch.
+
+    Defined in Chapter 1.
+    """
     err = torch.diagonal(one_step_error_matrix(precond, cov, test_len, noise_std), dim1=-2, dim2=-1).sum(-1)
     return float(err) if err.ndim == 0 else err
 
@@ -172,6 +184,8 @@ def best_step_size(cov: Any, test_len: int | None, noise_std: float = 0.0) -> fl
     ``η* = tr Σ / (tr E[Ŝ²] + σ² tr Σ / m)`` (``m = test_len``; None means ``m → ∞``,
     ``η* = tr Σ / tr Σ²``). The error is a quadratic in ``η``:
     ``d − 2η tr Σ + η² (tr E[Ŝ²] + σ² tr Σ / m)``.
+
+    Defined in Chapter 1.
     """
     sig = check_cov(cov, "cov")
     s = _check_noise(noise_std)
@@ -195,6 +209,8 @@ def least_squares_error(cov: Any, test_len: int, noise_std: float = 0.0) -> floa
       ``inf`` for ``m ∈ {d, d + 1}`` (the inverse Wishart has no mean there). For
       ``m < d`` there is no closed form for general ``Σ``: raises ``ValueError`` (use
       Monte Carlo with :func:`least_squares`).
+
+    Defined in Chapter 1.
     """
     sig = check_cov(cov, "cov").double()
     m = check_pos_int(test_len, "test_len")
@@ -220,7 +236,10 @@ def least_squares_error(cov: Any, test_len: int, noise_std: float = 0.0) -> floa
 
 
 def to_skills(vectors: Any, cov: Any) -> torch.Tensor:
-    """Coordinates of vectors (..., d) in the skill basis of ``cov`` (eigenvectors, strongest first)."""
+    """Coordinates of vectors (..., d) in the skill basis of ``cov`` (eigenvectors, strongest first).
+
+    Defined in Chapter 1.
+    """
     _, U = skills(cov)
     v = as_tensor(vectors, "vectors", device=U.device, dtype=U.dtype)
     if v.shape[-1] != U.shape[0]:
@@ -233,6 +252,8 @@ def per_skill_error(error_matrix: Any, cov: Any) -> torch.Tensor:
 
     Sums to ``tr M`` (the total error); with :func:`one_step_error_matrix` it gives the
     expected squared error of ``ŵ − w`` along each skill.
+
+    Defined in Chapter 1.
     """
     _, U = skills(cov)
     M = as_tensor(error_matrix, "error_matrix", device=U.device, dtype=U.dtype)

@@ -73,6 +73,8 @@ def train_lsa_cot(
 
     Raises:
         TrainingDivergedError: when the loss becomes NaN/inf or exceeds 1e6 × its start.
+
+    Defined in Chapter 9.
     """
     cfg, steps, batch, lr, _ = _check_run(model, config)
     k = check_pos_int(num_cot_steps, "num_cot_steps", maximum=MAX_STEPS)
@@ -129,6 +131,8 @@ def kstep_loss(precond: torch.Tensor, S: torch.Tensor, num_cot_steps: int) -> to
     """``½ mean_p ‖(I − G S_p)^k‖_F²``: the k-step loss given prompt covariances ``S`` (P, d, d).
 
     The expectation over ``w ~ N(0, I)`` is done exactly; differentiable in ``precond``.
+
+    Defined in Chapter 9.
     """
     G = _square(precond, "precond")
     k = check_pos_int(num_cot_steps, "num_cot_steps", maximum=MAX_STEPS)
@@ -156,6 +160,8 @@ def optimal_isotropic_step(
 
     The eigenvalues ``s_j`` of ``num_prompts`` Wishart draws are fixed and the convex
     1-D objective is minimised by Newton's method (exact for that sample).
+
+    Defined in Chapter 9.
     """
     d = check_pos_int(dim, "dim")
     n = check_pos_int(context_len, "context_len")
@@ -183,7 +189,10 @@ def optimal_isotropic_step(
 
 
 def minimax_isotropic_step(dim: int, context_len: int) -> float:
-    """``2/(s₋ + s₊) = 1/(1 + d/n)``: the step that equalises ``|1 − g s|`` at both Marchenko–Pastur edges."""
+    """``2/(s₋ + s₊) = 1/(1 + d/n)``: the step that equalises ``|1 − g s|`` at both Marchenko–Pastur edges.
+
+    Defined in Chapter 9.
+    """
     d = check_pos_int(dim, "dim")
     n = check_pos_int(context_len, "context_len")
     return 1.0 / (1.0 + d / n)
@@ -195,6 +204,8 @@ def hessian_at_zero_quadratic_form(train_cov: Any, context_len: int, num_cot_ste
 
     Uses ``E[S A S] = ΛAΛ + (ΛAᵀΛ + tr(AΛ)Λ)/n`` (exact): ``E‖HS‖² = tr(Hᵀ H E[S I S])``
     with the moment of ``A = HᵀH`` and ``E tr(HSHS) = tr(H E[S H S])``.
+
+    Defined in Chapter 9.
     """
     from .theory import moment_sas
 
@@ -213,6 +224,8 @@ def stable_lr_at_zero(train_cov: Any, context_len: int, num_cot_steps: int) -> f
 
     The Hessian is assembled from :func:`hessian_at_zero_quadratic_form` on the d² unit
     directions (exact moments, no sampling); it grows like ``k²``, so the step falls like ``1/k²``.
+
+    Defined in Chapter 9.
     """
     lam = check_cov(train_cov, "train_cov")
     check_pos_int(context_len, "context_len")

@@ -45,7 +45,10 @@ __all__ = [
 
 
 class CheckpointFetchError(OSError):
-    """A checkpoint file could not be downloaded (no network, wrong URL, server error)."""
+    """A checkpoint file could not be downloaded (no network, wrong URL, server error).
+
+    Defined in Chapter 7.
+    """
 
 
 def _check_str(value: object, name: str) -> str:
@@ -73,7 +76,10 @@ def _check_path_like(value: object, name: str) -> Path | None:
 
 
 def raw_url(repository_url: str, ref: str, path: str) -> str:
-    """The raw-file URL of ``path`` at ``ref`` in a GitHub repository ``https://github.com/OWNER/NAME``."""
+    """The raw-file URL of ``path`` at ``ref`` in a GitHub repository ``https://github.com/OWNER/NAME``.
+
+    Defined in Chapter 7.
+    """
     _check_str(repository_url, "repository_url")
     m = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?", repository_url)
     if m is None:
@@ -93,6 +99,8 @@ def manifest_files(manifest: dict) -> list[tuple[str, str]]:
     """``(file name, sha256)`` of every file a checkpoint manifest names (today: its weights file).
 
     The one place that knows the manifest format: adapt it here if the format changes.
+
+    Defined in Chapter 7.
     """
     if not isinstance(manifest, dict):
         raise TypeError(f"`manifest` must be a dict (a parsed checkpoint manifest), got {type(manifest).__name__}")
@@ -170,6 +178,8 @@ def checkpoint_dir(
     Raises:
         CheckpointFetchError: a file could not be downloaded (the message names it and the fix).
         ValueError: a downloaded file does not match its sha256, or an unknown manifest name.
+
+    Defined in Chapter 7.
     """
     local = _check_path_like(local, "local")
     cache_dir = _check_path_like(cache_dir, "cache_dir")
@@ -210,6 +220,8 @@ def write_registry(folder: str | Path | None = None, ref: str | None = None) -> 
 
     ``ref`` defaults to the last commit that changed ``book/checkpoints`` (run it after that
     commit, with a clean ``book/checkpoints``).
+
+    Defined in Chapter 7.
     """
     root = Path(__file__).resolve().parents[1]
     folder = Path(folder) if folder is not None else root / CHECKPOINTS_PATH

@@ -50,6 +50,8 @@ def fit_precond(prompts: Prompts) -> torch.Tensor:
 
     The minimiser of the empirical single-step LSA loss (what gradient descent on a fixed
     training set converges to). Needs at least ``d`` prompts.
+
+    Defined in Chapter 8.
     """
     if not isinstance(prompts, Prompts):
         raise InputTypeError(f"`prompts` must be a tts_lib.prompts.Prompts batch (one training set), "
@@ -95,6 +97,8 @@ class FittedSets:
 
     ``precond``: (sets, d, d); ``errors``: population test error ``‖(I − G_N Σ)^k‖_F²``,
     (sets, max_steps + 1); ``radius``: spectral radius of ``I − G_N Σ``, (sets,).
+
+    Defined in Chapter 8.
     """
 
     precond: torch.Tensor
@@ -124,6 +128,8 @@ def mc_fitted(
     Prompts have ``n = context_len`` examples from ``N(0, Λ)`` (label noise ``noise_std``).
     Returns a :class:`FittedSets` with the population (``m → ∞``) test error curve of each
     fitted model on ``Σ = test_cov`` and its spectral radius.
+
+    Defined in Chapter 8.
     """
     lam, sig = _check_inputs(train_cov, test_cov)
     d = lam.shape[0]
@@ -160,6 +166,8 @@ class DeltaMethod:
     ``cov``: ``C`` with ``Cov(vec G_N) ≈ C/N`` (d², d²), row-major ``vec``;
     ``error``: ``f_k(G)`` (max_steps + 1,); ``error_coef``: ``a_k`` with
     ``E f_k(G_N) ≈ f_k(G) + a_k/N``.
+
+    Defined in Chapter 8.
     """
 
     precond: torch.Tensor
@@ -220,6 +228,8 @@ def delta_method(
     in ``μ = −E[r (bᵀB⁻¹b) bᵀ] B⁻¹`` and ``C = E[vec(r bᵀB⁻¹) vec(r bᵀB⁻¹)ᵀ]`` are
     estimated from ``num_moment_prompts`` independent prompts (one pass, no training sets);
     the gradient and Hessian of ``f_k`` come from autograd.
+
+    Defined in Chapter 8.
     """
     lam, sig = _check_inputs(train_cov, test_cov)
     n = check_pos_int(context_len, "context_len")

@@ -79,7 +79,10 @@ def __getattr__(name: str) -> Any:
 
 
 class TokenLayout:
-    """How a prompt becomes tokens and position ids (one small class per layout)."""
+    """How a prompt becomes tokens and position ids (one small class per layout).
+
+    Defined in Chapter 7.
+    """
 
     name: str = ""
 
@@ -114,7 +117,10 @@ class TokenLayout:
 
 
 class CompactLayout(TokenLayout):
-    """One token ``(x_i, y_i, 0, 0)`` per example, all at position 0; queries at position 1."""
+    """One token ``(x_i, y_i, 0, 0)`` per example, all at position 0; queries at position 1.
+
+    Defined in Chapter 7.
+    """
 
     name = "compact"
 
@@ -136,7 +142,10 @@ class CompactLayout(TokenLayout):
 
 
 class InterleavedLayout(TokenLayout):
-    """Tokens ``(x_i, 0, 0, 0)``, ``(0, y_i, 0, 0)`` at positions ``2i, 2i+1``; queries at ``2m``."""
+    """Tokens ``(x_i, 0, 0, 0)``, ``(0, y_i, 0, 0)`` at positions ``2i, 2i+1``; queries at ``2m``.
+
+    Defined in Chapter 7.
+    """
 
     name = "interleaved"
 
@@ -184,6 +193,8 @@ class GPT2RegressorConfig:
             (GPT-2's tanh approximation), ``"relu"`` or ``"silu"``.
         max_context: largest number of examples ``m`` a prompt may have in the
             interleaved layout (sizes the position table; ignored by the compact layout).
+
+    Defined in Chapter 7.
     """
 
     dim: int = 5
@@ -235,6 +246,8 @@ class KVCache:
     cache keeps its meaning. Extensions share the buffers: extending the same cache twice
     reuses its next slot, and the older extension then refuses to be used (a clear error,
     never a silent mix).
+
+    Defined in Chapter 7.
     """
 
     def __init__(
@@ -318,7 +331,10 @@ def _activation(name: str) -> nn.Module:
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention (GPT-2: fused q/k/v projection, output projection)."""
+    """Multi-head causal self-attention (GPT-2: fused q/k/v projection, output projection).
+
+    Defined in Chapter 7.
+    """
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
@@ -360,6 +376,11 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
+    """The block's MLP: width → 4·width (activation) → width.
+
+    Defined in Chapter 7.
+    """
+
     def __init__(self, width: int, activation: str) -> None:
         super().__init__()
         self.c_fc = nn.Linear(width, 4 * width)
@@ -371,7 +392,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm GPT-2 block: ``h + attn(ln_1 h)``, then ``h + mlp(ln_2 h)``."""
+    """Pre-norm GPT-2 block: ``h + attn(ln_1 h)``, then ``h + mlp(ln_2 h)``.
+
+    Defined in Chapter 7.
+    """
 
     def __init__(self, config: GPT2RegressorConfig) -> None:
         super().__init__()
@@ -392,7 +416,10 @@ class Block(nn.Module):
 
 
 class GPT2Regressor(nn.Module):
-    """GPT-2 with a linear read-in of ``(2d+2)``-tokens and a read-out to ``ŵ`` (see module doc)."""
+    """GPT-2 with a linear read-in of ``(2d+2)``-tokens and a read-out to ``ŵ`` (see module doc).
+
+    Defined in Chapter 7.
+    """
 
     def __init__(self, config: GPT2RegressorConfig) -> None:
         super().__init__()
@@ -622,7 +649,10 @@ def build_model(
     dtype: torch.dtype = torch.float32,
 ) -> GPT2Regressor:
     """A freshly initialised model; the initialisation happens on the CPU with ``seed``, so the
-    same seed gives the same weights on every device."""
+    same seed gives the same weights on every device.
+
+    Defined in Chapter 7.
+    """
     seed = check_pos_int(seed, "seed", minimum=0)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"`dtype` must be a floating torch.dtype (torch.float32 or torch.float64), got {dtype!r}")
@@ -634,7 +664,10 @@ def build_model(
 
 
 def num_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
+    """Number of trainable parameters.
+
+    Defined in Chapter 7.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -676,6 +709,8 @@ def cot_rollout(
 
     Returns:
         (batch, k + 1, d): ``ŵ_0, ŵ_1, …, ŵ_k``.
+
+    Defined in Chapter 7.
     """
     k = _check_steps(k)
     if not isinstance(model, GPT2Regressor):
@@ -736,6 +771,8 @@ def cot_errors(
         device: where to run (default: the model's device).
         noise_std: label noise of the test prompts (``y = <w, x> + noise_std · ξ``).
         rollout_kwargs: passed to :func:`cot_rollout` (``use_cache``, ``keep_history``, ``w0``).
+
+    Defined in Chapter 7.
     """
     if not isinstance(model, GPT2Regressor):
         raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")

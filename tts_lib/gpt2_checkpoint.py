@@ -50,6 +50,8 @@ def checkpoint_stem(
     distribution other than the default adds ``_zp<start_zero_prob>`` (``_zp1``: trained from
     ``ŵ0 = 0`` only), label noise adds ``_noise<label_noise>``, a dimension other than the
     preset's adds ``_d<dim>``, a Newton target ``_newton``, unrolled training ``_u<unroll>``.
+
+    Defined in Chapter 7.
     """
     stem = f"gpt2_{preset_name}_{cfg.layout}_{train_cov}_n{train_cfg.context_len}"
     if preset_name in PRESETS:
@@ -73,7 +75,10 @@ def checkpoint_stem(
 
 
 def check_stem(stem: Any) -> str:
-    """A file stem: letters, digits, ``_ . + -``, starting with a letter or digit (no path)."""
+    """A file stem: letters, digits, ``_ . + -``, starting with a letter or digit (no path).
+
+    Defined in Chapter 7.
+    """
     if not isinstance(stem, str) or not _STEM.fullmatch(stem) or ".." in stem:
         raise ValueError(
             f"`stem` must be a plain file name (letters, digits, _ . + -; no '/', no '..'), got {stem!r}"
@@ -82,7 +87,10 @@ def check_stem(stem: Any) -> str:
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file."""
+    """Hex sha256 of a file.
+
+    Defined in Chapter 7.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -91,14 +99,20 @@ def sha256_file(path: str | Path) -> str:
 
 
 def manifest_digest(manifest: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``manifest`` without its ``digest`` field."""
+    """sha256 of the canonical JSON of ``manifest`` without its ``digest`` field.
+
+    Defined in Chapter 7.
+    """
     body = {k: v for k, v in manifest.items() if k != "digest"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries a checkpoint depends on."""
+    """Versions of Python and the libraries a checkpoint depends on.
+
+    Defined in Chapter 7.
+    """
     import numpy
 
     try:
@@ -138,6 +152,8 @@ def save_checkpoint(
     """Write ``<stem>.pt`` (state_dict) and ``<stem>.json`` (manifest) into ``out_dir``.
 
     Returns the manifest path.
+
+    Defined in Chapter 7.
     """
     if not isinstance(model, GPT2Regressor):
         raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
@@ -208,7 +224,10 @@ def _read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 def verify_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
     """Check a manifest and its weights file without loading the weights; returns
-    ``(manifest, weights_path)``. Raises ValueError naming the file and the field."""
+    ``(manifest, weights_path)``. Raises ValueError naming the file and the field.
+
+    Defined in Chapter 7.
+    """
     manifest_path, manifest = _read_manifest(path)
     try:
         digest = manifest_digest(manifest)
@@ -283,6 +302,8 @@ def load_checkpoint(
     Raises:
         ValueError: naming the file and the field: missing files or fields, digest or
             sha256 mismatch, configuration mismatch, keys, shapes or non-finite weights.
+
+    Defined in Chapter 7.
     """
     manifest, pt = verify_checkpoint(path)
     where = pt.with_suffix(".json")
@@ -330,6 +351,8 @@ def state_dict_from_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     * ``backbone.wte.weight`` (the unused token table of ``vocab_size=1``) and the attention
       mask buffers ``*.attn.bias`` / ``*.attn.masked_bias`` are dropped;
     * ``read_in.*`` and ``read_out.*`` are unchanged.
+
+    Defined in Chapter 7.
     """
     out: dict[str, torch.Tensor] = {}
     for key, v in state.items():
@@ -349,7 +372,10 @@ def state_dict_from_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def state_dict_to_hf(state: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
     """Inverse of :func:`state_dict_from_hf` for ``transformers.GPT2Model`` (keys without the
-    ``backbone.`` prefix; a zero token table ``wte.weight`` of shape (1, width) is added)."""
+    ``backbone.`` prefix; a zero token table ``wte.weight`` of shape (1, width) is added).
+
+    Defined in Chapter 7.
+    """
     out: dict[str, torch.Tensor] = {}
     ref = state["wpe.weight"]
     for key, v in state.items():
@@ -369,7 +395,10 @@ def state_dict_to_hf(state: dict[str, torch.Tensor], width: int) -> dict[str, to
 def convert_v1(path: str | Path, out_dir: str | Path | None = None) -> Path:
     """Re-save a ``tts_lib.gpt2/1`` checkpoint (after checking its sha256) in this format with
     the same weights (:func:`state_dict_from_hf`); the manifest keeps every field and records
-    ``converted_from``. Returns the new manifest path (``out_dir`` defaults to the same folder)."""
+    ``converted_from``. Returns the new manifest path (``out_dir`` defaults to the same folder).
+
+    Defined in Chapter 7.
+    """
     p = Path(path).with_suffix(".json")
     try:
         old = json.loads(p.read_text())

@@ -126,6 +126,8 @@ class Curriculum:
     At step ``t`` the prompts use ``min(dim, dim_start + (t // every) * dim_step)`` active
     coordinates (the others of ``x`` and ``w`` are zero; the covariance is the leading block)
     and ``min(context_len, n_start + (t // every) * n_step)`` examples.
+
+    Defined in Chapter 7.
     """
 
     dim_start: int = 5
@@ -174,6 +176,8 @@ class GPT2TrainConfig:
             covariance and ``n``; see :func:`newton_targets`).
         unroll: CoT steps unrolled in training (``target="w"`` only): the loss is the mean
             of ``‖ŵ_j − w‖²/d`` over ``j = 1..unroll``, back-propagated through the chain.
+
+    Defined in Chapter 7.
     """
 
     context_len: int = 20
@@ -217,7 +221,10 @@ class GPT2TrainConfig:
 
 
 def config_to_dict(model_cfg: GPT2RegressorConfig, train_cfg: GPT2TrainConfig | None = None) -> dict[str, Any]:
-    """Plain-JSON view of the configs (for manifests)."""
+    """Plain-JSON view of the configs (for manifests).
+
+    Defined in Chapter 7.
+    """
     out: dict[str, Any] = {"model": asdict(model_cfg)}
     if train_cfg is not None:
         out["train"] = asdict(train_cfg)
@@ -238,7 +245,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 
 def config_from_dict(data: Any) -> tuple[GPT2RegressorConfig, GPT2TrainConfig | None]:
-    """Inverse of :func:`config_to_dict`; a missing ``model`` or a bad field is a ValueError."""
+    """Inverse of :func:`config_to_dict`; a missing ``model`` or a bad field is a ValueError.
+
+    Defined in Chapter 7.
+    """
     if not isinstance(data, dict):
         raise ValueError(f"`data` must be a dict with keys 'model' (and 'train'), got {type(data).__name__}")
     if "model" not in data:
@@ -297,6 +307,8 @@ def preset(name: str, **overrides: Any) -> tuple[GPT2RegressorConfig, GPT2TrainC
 
     Keyword overrides go to whichever config has the field, e.g.
     ``preset("cpu", layout="interleaved", context_len=30, steps=100)``.
+
+    Defined in Chapter 7.
     """
     if not isinstance(name, str) or name not in PRESETS:
         raise ValueError(f"`name` must be one of {sorted(PRESETS)}, got {name!r}")
@@ -313,7 +325,10 @@ def preset(name: str, **overrides: Any) -> tuple[GPT2RegressorConfig, GPT2TrainC
 
 def train_cov_matrix(name: str, dim: int) -> torch.Tensor:
     """The named training covariance (float64, (dim, dim)) of :data:`tts_lib.tasks.NAMED_COVS`:
-    ``isotropic``, ``skewed`` (λ_i ∝ 1/i, tr = d) or ``skewed2`` (λ_i ∝ 1/i², tr = d)."""
+    ``isotropic``, ``skewed`` (λ_i ∝ 1/i, tr = d) or ``skewed2`` (λ_i ∝ 1/i², tr = d).
+
+    Defined in Chapter 7.
+    """
     dim = check_pos_int(dim, "dim")
     if not isinstance(name, str) or name not in NAMED_COVS:
         raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {name!r}")
@@ -325,7 +340,10 @@ def train_cov_matrix(name: str, dim: int) -> torch.Tensor:
 
 @dataclass
 class TrainResult:
-    """Output of :func:`train_gpt2`: per-step losses (‖ŵ1 − w‖²/d averaged over the global batch)."""
+    """Output of :func:`train_gpt2`: per-step losses (‖ŵ1 − w‖²/d averaged over the global batch).
+
+    Defined in Chapter 7.
+    """
 
     losses: list[float]
     steps: int
@@ -351,6 +369,8 @@ def sample_starts(w: torch.Tensor, cfg: GPT2TrainConfig, generator: torch.Genera
 
     ``ŵ0 = 0`` with probability ``cfg.start_zero_prob``, else ``w + σ ε`` with ``ε ~ N(0, I)``
     and ``log σ`` uniform on ``[log start_noise_min, log start_noise_max]`` (one σ per prompt).
+
+    Defined in Chapter 7.
     """
     b, d = w.shape
     w_cpu = w.detach().to("cpu", torch.float64)
@@ -368,6 +388,8 @@ def newton_targets(
 
     Shapes: X (batch, n, d), y (batch, n), w0 (batch, d), precond P = Γ⁻¹ (d, d);
     returns (batch, d).
+
+    Defined in Chapter 7.
     """
     resid = y - torch.einsum("bnd,bd->bn", X, w0)
     grad = torch.einsum("bnd,bn->bd", X, resid) / X.shape[1]
@@ -434,6 +456,8 @@ def train_gpt2(
     Raises:
         TrainingDivergedError: if the loss becomes NaN/inf or exceeds
             ``DIVERGENCE_FACTOR`` × its first value (lower ``lr``).
+
+    Defined in Chapter 7.
     """
     from tqdm.auto import tqdm
 

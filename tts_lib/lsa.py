@@ -50,6 +50,8 @@ def embed(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor | None = None) -> t
 
     Args:
         X: (batch, N, d) features; y: (batch, N) labels; w0: (batch, d) start estimate (0 if None).
+
+    Defined in Chapter 1.
     """
     X = as_tensor(X, "X")
     y = as_tensor(y, "y", device=X.device, dtype=X.dtype)
@@ -84,7 +86,10 @@ def _embed(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor | None) -> torch.T
 
 
 def query_token(w_hat: torch.Tensor) -> torch.Tensor:
-    """The CoT token ``(0_d, 0, ŵ, 1)`` for each prompt, shape (batch, 2d+2, 1)."""
+    """The CoT token ``(0_d, 0, ŵ, 1)`` for each prompt, shape (batch, 2d+2, 1).
+
+    Defined in Chapter 4.
+    """
     w_hat = as_tensor(w_hat, "w_hat")
     if w_hat.ndim != 2:
         raise ValueError(f"`w_hat` must have shape (batch, d), got {tuple(w_hat.shape)}")
@@ -100,7 +105,10 @@ def _query_token(w_hat: torch.Tensor) -> torch.Tensor:
 
 
 class LinearSelfAttention(nn.Module):
-    """Base class: subclasses define the ``(D, D)`` matrices ``V`` and ``W``."""
+    """Base class: subclasses define the ``(D, D)`` matrices ``V`` and ``W``.
+
+    Defined in Chapter 1.
+    """
 
     dim: int
 
@@ -223,6 +231,8 @@ class StructuredLSA(LinearSelfAttention):
         a: the weight-slot key-query scale (``W13 = a·I``); tied to ``c`` when None.
         init_scale: ``V31`` starts at ``init_scale · G`` with G standard normal (0 = zeros).
         seed: seed of that initialisation.
+
+    Defined in Chapter 1.
     """
 
     def __init__(
@@ -301,7 +311,10 @@ class StructuredLSA(LinearSelfAttention):
 
 
 class FullLSA(LinearSelfAttention):
-    """LSA with free ``V, W ∈ R^{(2d+2)×(2d+2)}``, initialised ``init_std · N(0, 1)``."""
+    """LSA with free ``V, W ∈ R^{(2d+2)×(2d+2)}``, initialised ``init_std · N(0, 1)``.
+
+    Defined in Chapter 3.
+    """
 
     def __init__(
         self,

@@ -27,7 +27,10 @@ __all__ = ["cot_squared_errors", "mean_se", "rel_frobenius", "squared_errors"]
 
 def squared_errors(iterates: Any, w: Any) -> torch.Tensor:
     """``‖ŵ_i − w‖²`` per prompt and step: iterates (batch, k + 1, d), w (batch, d) →
-    (batch, k + 1), float64 on the iterates' device."""
+    (batch, k + 1), float64 on the iterates' device.
+
+    Defined in Chapter 4.
+    """
     it = as_tensor(iterates, "iterates")
     target = as_tensor(w, "w", device=it.device)
     if it.ndim != 3:
@@ -50,6 +53,8 @@ def cot_squared_errors(model: Any, prompts: Prompts, k: int, **cot_kwargs: Any) 
         prompts: the test prompts (the same prompts for every model compared).
         k: CoT steps.
         cot_kwargs: passed on (``w0``; for the GPT-2 also ``use_cache``, ``keep_history``).
+
+    Defined in Chapter 7.
     """
     if not callable(getattr(model, "cot", None)):
         raise InputTypeError(
@@ -68,6 +73,8 @@ def mean_se(values: Any, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Mean along ``axis`` and its standard error ``std(ddof=1) / √N`` (NumPy arrays).
 
     ``values`` is per prompt (batch, …) or per seed (seeds, …), at least 2 along ``axis``.
+
+    Defined in Chapter 4.
     """
     if isinstance(values, np.ndarray):
         values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
@@ -83,7 +90,10 @@ def mean_se(values: Any, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rel_frobenius(a: Any, b: Any) -> float:
-    """Relative Frobenius distance ``‖a − b‖_F / ‖b‖_F`` (``b`` the reference, non-zero)."""
+    """Relative Frobenius distance ``‖a − b‖_F / ‖b‖_F`` (``b`` the reference, non-zero).
+
+    Defined in Chapter 3.
+    """
     ta = as_tensor(a, "a")
     tb = as_tensor(b, "b", device=ta.device)
     if ta.shape != tb.shape:

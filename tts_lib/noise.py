@@ -70,6 +70,8 @@ def noisy_precond(train_cov: Any, context_len: int, noise_std: float) -> torch.T
     With ``ŵ1 = G b``, ``b = Xᵀy/n``: ``E[w bᵀ] = Λ`` and ``E[b bᵀ] = ΛΓ + σ²Λ/n``, so the
     minimiser of ``½E‖Gb − w‖²`` is ``Λ(ΛΓ + σ²Λ/n)⁻¹ = (Γ + σ²/n I)⁻¹`` (``Λ ≻ 0``): the
     noise variance adds to ``tr Λ`` in the ridge term.
+
+    Defined in Chapter 8.
     """
     s = _sigma(noise_std)
     g = gamma(train_cov, context_len)
@@ -79,7 +81,10 @@ def noisy_precond(train_cov: Any, context_len: int, noise_std: float) -> torch.T
 
 
 def ls_noise_limit(test_cov: Any, test_len: int, noise_std: float) -> float:
-    """Large-k limit of the noise term: ``σ² tr(Σ⁻¹)/(m − d − 1)`` (needs ``m > d + 1``, ``Σ ≻ 0``)."""
+    """Large-k limit of the noise term: ``σ² tr(Σ⁻¹)/(m − d − 1)`` (needs ``m > d + 1``, ``Σ ≻ 0``).
+
+    Defined in Chapter 8.
+    """
     sig = check_cov(test_cov, "test_cov")
     d = sig.shape[0]
     m = check_pos_int(test_len, "test_len")
@@ -111,6 +116,8 @@ def noise_term_curve(
     Exact for ``k <= 1``. For commuting ``G``, ``Σ`` it is ``(σ²/m) Σ_i (1 − ρ_i^k)²/σ_i``
     with ``ρ_i = 1 − g_i σ_i``; its large-k limit ``σ² tr Σ⁻¹/m`` misses the exact
     ``σ² tr Σ⁻¹/(m − d − 1)`` by the factor ``m/(m − d − 1)``. Shape (..., max_steps + 1).
+
+    Defined in Chapter 8.
     """
     G, sig = check_precond(precond, test_cov)
     K = _steps(max_steps)
@@ -129,6 +136,8 @@ def noisy_error_curve(
 
     Exact for ``k <= 1``; trust it only where Monte Carlo (:func:`conditional_error_curves`)
     says so (small k, m much larger than d). Shape (..., max_steps + 1).
+
+    Defined in Chapter 8.
     """
     _sigma(noise_std)
     bias = error_curve(precond, test_cov, max_steps, test_len)
@@ -153,6 +162,8 @@ def conditional_error_curves(
     conditional expectations over ``w ~ N(0, I)`` and the label noise (a Rao–Blackwellised
     estimator, lower variance than simulating labels). Returns two tensors of shape
     (num_prompts, max_steps + 1); their column means estimate the two terms of Err(k).
+
+    Defined in Chapter 8.
     """
     G, sig = check_precond(precond, test_cov)
     if G.ndim != 2:
@@ -196,6 +207,8 @@ def skill_noise_curves(
     For commuting ``G`` and ``Σ`` with eigenvalues ``g_i``, ``σ_i`` in a shared basis
     (bias in the population limit ``m → ∞``). Returns two tensors of shape
     (max_steps + 1, d); sum over the last axis for the error curve.
+
+    Defined in Chapter 8.
     """
     g = _eigvals(precond_eigvals, "precond_eigvals")
     sv = _eigvals(test_eigvals, "test_eigvals", dtype=g.dtype)
@@ -225,6 +238,8 @@ def best_steps_one_skill(rho: float, tau: float) -> tuple[float, int]:
     continuous optimum is ``k° = ln(1 + 1/τ) / ln(1/ρ)``; the integer ``k*`` is ``⌊k°⌋`` or
     ``⌈k°⌉``, whichever is lower. Here ``τ = σ²/(m σ_i)``: noise-to-signal per example.
     Returns ``(k°, k*)``.
+
+    Defined in Chapter 8.
     """
     rho, tau = check_real(rho, "rho"), check_positive(tau, "tau")
     if not 0 < rho < 1:
@@ -249,6 +264,8 @@ def marchenko_pastur_nodes(ratio: float, num_nodes: int = 2048) -> tuple[torch.T
     ``d/m → q``: density ``√((s₊ − s)(s − s₋)) / (2π q s)`` on ``[(1 − √q)², (1 + √q)²]``.
     With ``s = 1 + q + 2√q cos θ`` the integrand is smooth in θ and the midpoint rule on
     ``θ ∈ (0, π)`` converges fast. Returns ``(s, weights)``, each of shape (num_nodes,).
+
+    Defined in Chapter 8.
     """
     q = check_real(ratio, "ratio")
     if not 0 < q < 1:
@@ -273,6 +290,8 @@ def isotropic_error_curves(
     Marchenko–Pastur law of ``q = d/m`` is the proportional limit (d, m → ∞ together);
     at k → ∞ the noise term tends to ``σ² d/(m − d)`` against the exact finite-d
     ``σ² d/(m − d − 1)``. Returns two tensors of shape (max_steps + 1,).
+
+    Defined in Chapter 8.
     """
     d = check_pos_int(dim, "dim")
     m = check_pos_int(test_len, "test_len")

@@ -89,6 +89,8 @@ def power_law_spectra(dim: int, alphas: Any, trace: float | None = None) -> torc
 
     Same eigenvalues as :func:`tts_lib.tasks.power_law_cov`, vectorised over ``α``.
     ``trace`` rescales every row to that trace (no rescaling when None).
+
+    Defined in Chapter 5.
     """
     dim = check_pos_int(dim, "dim")
     a = as_tensor(alphas, "alphas", dtype=torch.float64)
@@ -114,6 +116,8 @@ def commuting_spectra(train_cov: Any, test_cov: Any, atol: float = 1e-8) -> tupl
     Raises ``ValueError`` when ``Λ`` and ``Σ`` do not commute (then the skills are not
     shared and the per-skill formulas of this module do not apply; use
     :func:`tts_lib.theory.error_curve` instead). Order: by decreasing ``λ_i``.
+
+    Defined in Chapter 5.
     """
     lam = check_cov(train_cov, "train_cov")
     sig = check_cov(test_cov, "test_cov", dim=lam.shape[0], dtype=lam.dtype)
@@ -141,7 +145,10 @@ def commuting_spectra(train_cov: Any, test_cov: Any, atol: float = 1e-8) -> tupl
 
 
 def skill_gammas(train_eigvals: Any, context_lens: Any) -> torch.Tensor:
-    """``γ_i = (1 + 1/n) λ_i + tr(Λ)/n`` (the eigenvalues of Γ), shape ``broadcast(...) + (d,)``."""
+    """``γ_i = (1 + 1/n) λ_i + tr(Λ)/n`` (the eigenvalues of Γ), shape ``broadcast(...) + (d,)``.
+
+    Defined in Chapter 5.
+    """
     lam = _spectrum(train_eigvals, "train_eigvals")
     n = _context_lens(context_lens, lam)[..., None]
     return (1 + 1 / n) * lam + lam.sum(-1, keepdim=True) / n
@@ -160,6 +167,8 @@ def skill_ratios(train_eigvals: Any, context_lens: Any, test_eigvals: Any, preco
 
     Returns:
         Tensor of shape ``broadcast(...) + (d,)``.
+
+    Defined in Chapter 5.
     """
     lam, n, sig = _inputs(train_eigvals, context_lens, test_eigvals, precond)
     g = 1 / skill_gammas(lam, n)
@@ -172,7 +181,10 @@ def skill_ratios(train_eigvals: Any, context_lens: Any, test_eigvals: Any, preco
 def overthinking_skills(
     train_eigvals: Any, context_lens: Any, test_eigvals: Any, precond: str = "formula"
 ) -> torch.Tensor:
-    """Boolean mask of the skills that overthink, ``σ_i > 2γ_i`` (``r_i > 2``), shape ``(..., d)``."""
+    """Boolean mask of the skills that overthink, ``σ_i > 2γ_i`` (``r_i > 2``), shape ``(..., d)``.
+
+    Defined in Chapter 5.
+    """
     return skill_ratios(train_eigvals, context_lens, test_eigvals, precond) > 2
 
 
@@ -186,6 +198,8 @@ def critical_context_len(train_eigvals: Any, test_eigvals: Any, precond: str = "
 
     Returns:
         Float tensor of shape ``train_eigvals.shape[:-1]`` (broadcast with ``test_eigvals``).
+
+    Defined in Chapter 5.
     """
     lam, _, sig = _inputs(train_eigvals, 1, test_eigvals, precond)
     tr = lam.sum(-1, keepdim=True)
@@ -206,6 +220,8 @@ def diag_error_curves(
 
     Equals :func:`tts_lib.theory.error_curve` for commuting ``Λ``, ``Σ``.
     Returns shape ``broadcast(...) + (max_steps + 1,)``.
+
+    Defined in Chapter 5.
     """
     K = check_pos_int(max_steps, "max_steps", minimum=0)
     a = (1 - skill_ratios(train_eigvals, context_lens, test_eigvals, precond)) ** 2  # (..., d)
@@ -234,6 +250,8 @@ class PhaseDiagram:
         best_error: ``Err(k*)`` (the infimum where ``k* = inf``: the number of skills
             with ``a_i = 1``, i.e. skills on which CoT makes no progress).
         radius: ``max_i |1 − r_i|``, the spectral radius of ``I − GΣ``.
+
+    Defined in Chapter 5.
     """
 
     overthinks: torch.Tensor
@@ -264,6 +282,8 @@ def phase_diagram(
 
     Returns:
         :class:`PhaseDiagram` with fields of shape ``broadcast(...)``.
+
+    Defined in Chapter 5.
     """
     r = skill_ratios(train_eigvals, context_lens, test_eigvals, precond)
     a = (1 - r) ** 2

@@ -39,6 +39,8 @@ def use_style(*, inline: bool = True) -> None:
     environment exports ``MPLBACKEND=Agg`` (as CI does): with Agg the kernel would draw
     nothing and the built book would have no figures. Outside a kernel (scripts, tests)
     the backend is left alone.
+
+    Defined in Chapter 1.
     """
     if not isinstance(inline, bool):
         raise TypeError(f"`inline` must be a bool, got {type(inline).__name__}")
@@ -84,7 +86,10 @@ def _check_ax(ax: object) -> None:
 
 def band(ax: plt.Axes, x: Sequence[float], samples: np.ndarray, *, label: str, color: str | None = None,
          z: float = 1.96, marker: str | None = "o") -> None:
-    """Plot the mean of ``samples`` (shape (num_samples, len(x))) with a ±z·SE band."""
+    """Plot the mean of ``samples`` (shape (num_samples, len(x))) with a ±z·SE band.
+
+    Defined in Chapter 1.
+    """
     _check_ax(ax)
     x, samples = _as_array(x, "x"), _as_array(samples, "samples")  # NaN/inf allowed: gaps in the plot
     if samples.ndim != 2 or samples.shape[1] != len(x) or samples.shape[0] < 2:
@@ -97,7 +102,10 @@ def band(ax: plt.Axes, x: Sequence[float], samples: np.ndarray, *, label: str, c
 
 
 def label(ax: plt.Axes, xlabel: str, ylabel: str, title: str | None = None) -> None:
-    """Set axis labels (with units) and an optional title, and show the legend if any."""
+    """Set axis labels (with units) and an optional title, and show the legend if any.
+
+    Defined in Chapter 1.
+    """
     _check_ax(ax)
     for name, text in (("xlabel", xlabel), ("ylabel", ylabel), ("title", title)):
         if not (isinstance(text, str) or (name == "title" and text is None)):
@@ -111,7 +119,10 @@ def label(ax: plt.Axes, xlabel: str, ylabel: str, title: str | None = None) -> N
 
 
 def figure_png(fig: mpl.figure.Figure, *, dpi: int | None = None) -> bytes:
-    """The figure as PNG bytes (rendered with Agg, whatever the backend), then closed."""
+    """The figure as PNG bytes (rendered with Agg, whatever the backend), then closed.
+
+    Defined in Chapter 1.
+    """
     if not isinstance(fig, mpl.figure.Figure):
         raise TypeError(f"`fig` must be a matplotlib Figure, got {type(fig).__name__}; "
                         "the draw function of an explorer must return its figure")
@@ -122,7 +133,10 @@ def figure_png(fig: mpl.figure.Figure, *, dpi: int | None = None) -> bytes:
 
 
 class Explorer:
-    """Controls above a figure that they redraw; see :func:`explorer`."""
+    """Controls above a figure that they redraw; see :func:`explorer`.
+
+    Defined in Chapter 1.
+    """
 
     def __init__(self, draw: Callable[..., mpl.figure.Figure], controls: dict[str, Any]) -> None:
         import ipywidgets as widgets
@@ -176,5 +190,7 @@ def explorer(draw: Callable[..., mpl.figure.Figure], **controls: Any) -> Explore
     nbclient sits idle until its per-cell timeout, then finds the reply and goes on
     (jupyter/nbclient#312). Here nothing is captured by an ``Output`` widget, so the
     client never writes to the kernel while a cell runs.
+
+    Defined in Chapter 1.
     """
     return Explorer(draw, controls)

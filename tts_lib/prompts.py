@@ -29,7 +29,10 @@ from ._checks import (
 class TokenSlots:
     """Where the four blocks of a ``2d + 2``-row token live (Chapter 1's embedding, shared by
     the LSA and the GPT-2): ``x`` (rows ``0..d−1``), the label ``y`` (row ``d``), the estimate
-    ``w`` (rows ``d+1..2d``) and the query ``flag`` (row ``2d+1``)."""
+    ``w`` (rows ``d+1..2d``) and the query ``flag`` (row ``2d+1``).
+
+    Defined in Chapter 1.
+    """
 
     x: slice
     y: int
@@ -47,7 +50,10 @@ def token_slots(dim: int) -> TokenSlots:
 
 @dataclass
 class Prompts:
-    """A batch of prompts. ``X``: (batch, n, d), ``y``: (batch, n), ``w``: (batch, d)."""
+    """A batch of prompts. ``X``: (batch, n, d), ``y``: (batch, n), ``w``: (batch, d).
+
+    Defined in Chapter 1.
+    """
 
     X: torch.Tensor
     y: torch.Tensor
@@ -81,7 +87,10 @@ class Prompts:
 
 
 def cov_sqrt(cov: torch.Tensor) -> torch.Tensor:
-    """Symmetric PSD square root (works for singular covariances)."""
+    """Symmetric PSD square root (works for singular covariances).
+
+    Defined in Chapter 1.
+    """
     return _cov_sqrt(check_cov(cov, "cov"))
 
 
@@ -115,6 +124,8 @@ def sample_prompts(
 
     Returns:
         :class:`Prompts` with ``X`` (batch, n, d), ``y`` (batch, n), ``w`` (batch, d).
+
+    Defined in Chapter 1.
     """
     cov_t = check_cov(cov, "cov")
     context_len = check_pos_int(context_len, "context_len")

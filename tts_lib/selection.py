@@ -55,6 +55,8 @@ def project_simplex(v: Any) -> torch.Tensor:
     For each row ``v`` (shape (..., L)) returns ``argmin_π ‖π − v‖`` over the simplex:
     ``π = max(v − τ, 0)`` with the threshold ``τ`` found by sorting (Held, Wolfe and
     Crowder 1974; Duchi et al. 2008), exact up to rounding, ``O(L log L)`` per row.
+
+    Defined in Chapter 6.
     """
     v = as_tensor(v, "v")
     if v.ndim < 1 or v.shape[-1] < 1:
@@ -75,6 +77,8 @@ def simplex_grid(num_tasks: int, resolution: int, *, dtype: torch.dtype = DEFAUL
     ``N = C(resolution + num_tasks − 1, num_tasks − 1)`` (e.g. 1771 for 4 tasks at 1/20).
     Rows are in decreasing lexicographic order of the integer counts (the first row is the
     vertex ``e_1``); all vertices are included.
+
+    Defined in Chapter 6.
     """
     L = check_pos_int(num_tasks, "num_tasks", maximum=10_000)
     r = check_pos_int(resolution, "resolution", maximum=1_000_000)
@@ -99,6 +103,8 @@ def kkt_residual(weights: Any, grad: Any) -> float:
     Returns ``‖π − Π(π − ∇f(π))‖_∞`` (the projected-gradient mapping), which is 0 exactly
     when the KKT conditions hold: for some ``μ``, ``∂_ℓ f = μ`` where ``π_ℓ > 0`` and
     ``∂_ℓ f ≥ μ`` where ``π_ℓ = 0``. It is scale-dependent: compare with ``‖∇f‖``.
+
+    Defined in Chapter 6.
     """
     pi = as_tensor(weights, "weights")
     g = as_tensor(grad, "grad", dtype=pi.dtype)
@@ -113,7 +119,10 @@ def kkt_residual(weights: Any, grad: Any) -> float:
 
 @dataclass
 class SimplexResult:
-    """Result of :func:`minimize_on_simplex` (or :func:`grid_search`)."""
+    """Result of :func:`minimize_on_simplex` (or :func:`grid_search`).
+
+    Defined in Chapter 6.
+    """
 
     weights: torch.Tensor  #: (L,) the minimiser found
     value: float  #: the objective there
@@ -180,6 +189,8 @@ def minimize_on_simplex(
 
     Returns:
         :class:`SimplexResult`; its ``kkt`` is :func:`kkt_residual` at the answer.
+
+    Defined in Chapter 6.
     """
     if not callable(fun):
         raise InputTypeError(f"`fun` must be a function of the mixture π, got {type(fun).__name__}")
@@ -244,6 +255,8 @@ def grid_search(fun: Callable[[torch.Tensor], torch.Tensor], num_tasks: int, res
 
     ``fun`` must accept a batch of mixtures (N, L) and return (N,) values (NaN/inf count as
     worst). ``kkt`` is NaN (no gradient is computed); refine with :func:`minimize_on_simplex`.
+
+    Defined in Chapter 6.
     """
     if not callable(fun):
         raise InputTypeError(f"`fun` must be a function of a batch of mixtures (N, L), got {type(fun).__name__}")
@@ -275,6 +288,8 @@ def qp_matrices(train_covs: Sequence[Any], target_cov: Any) -> tuple[torch.Tenso
 
     ``H_{ℓm} = tr(Λ_ℓ Σ⁻² Λ_m)`` (a Gram matrix, so PSD: the problem is a convex QP),
     ``b_ℓ = tr(Σ⁻¹ Λ_ℓ)``, ``c = d``. Shapes (L, L), (L,), float. Needs ``Σ ≻ 0``.
+
+    Defined in Chapter 6.
     """
     lams = check_covs(train_covs)
     sig = _check_target(target_cov, lams[0].shape[0], lams[0].dtype)
@@ -289,7 +304,10 @@ def qp_matrices(train_covs: Sequence[Any], target_cov: Any) -> tuple[torch.Tenso
 
 
 def qp_objective(weights: Any, train_covs: Sequence[Any], target_cov: Any) -> torch.Tensor:
-    """``‖I − Σ⁻¹ Σ_ℓ π_ℓ Λ_ℓ‖_F²`` for mixtures of shape (..., L) (normalised to sum 1); returns (...)."""
+    """``‖I − Σ⁻¹ Σ_ℓ π_ℓ Λ_ℓ‖_F²`` for mixtures of shape (..., L) (normalised to sum 1); returns (...).
+
+    Defined in Chapter 6.
+    """
     lams = check_covs(train_covs)
     pi = check_weights(weights, len(lams), lams[0])
     H, b, c = qp_matrices(lams, target_cov)
@@ -301,6 +319,8 @@ def qp_weights(train_covs: Sequence[Any], target_cov: Any, **kwargs: Any) -> Sim
 
     Builds ``H, b`` once (:func:`qp_matrices`) and uses the exact gradient ``2(Hπ − b)``;
     ``kwargs`` go to :func:`minimize_on_simplex` (e.g. ``tol``, ``x0``).
+
+    Defined in Chapter 6.
     """
     H, b, c = qp_matrices(train_covs, target_cov)
     if float(H.abs().max()) == 0:
@@ -336,6 +356,8 @@ def mixture_error(
 
     Returns:
         Shape (...) for an int ``num_steps``, (..., len(num_steps)) for a sequence.
+
+    Defined in Chapter 6.
     """
     lams = check_covs(train_covs)
     sig = _check_target(target_cov, lams[0].shape[0], lams[0].dtype)
@@ -381,7 +403,10 @@ def mixture_error(
 
 @dataclass(frozen=True)
 class TaskType:
-    """A candidate training task: eigenvalues ``λ_i ∝ i^(−alpha)`` on ``num_skills`` skills."""
+    """A candidate training task: eigenvalues ``λ_i ∝ i^(−alpha)`` on ``num_skills`` skills.
+
+    Defined in Chapter 6.
+    """
 
     name: str
     alpha: float
@@ -395,7 +420,10 @@ def task_type_covs(
     trace: float | None = None,
     rotation: Any = None,
 ) -> list[torch.Tensor]:
-    """Covariances (d, d) of the task types (:func:`tts_lib.tasks.power_law_cov`), each with the given trace."""
+    """Covariances (d, d) of the task types (:func:`tts_lib.tasks.power_law_cov`), each with the given trace.
+
+    Defined in Chapter 6.
+    """
     types = check_sequence(types, "types")
     if len(types) == 0:
         raise ValueError("`types` must contain at least one TaskType")

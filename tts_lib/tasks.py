@@ -91,6 +91,8 @@ def power_law_cov(
 
     Returns:
         ``(dim, dim)`` tensor.
+
+    Defined in Chapter 1.
     """
     dim = check_pos_int(dim, "dim", maximum=MAX_DIM)
     num_skills = dim if num_skills is None else check_pos_int(num_skills, "num_skills")
@@ -119,7 +121,10 @@ def isotropic_cov(
     device: torch.device | str | None = None,
     dtype: torch.dtype = DEFAULT_DTYPE,
 ) -> torch.Tensor:
-    """The identity covariance ``I_d`` (every skill equally strong; hardness ``d``)."""
+    """The identity covariance ``I_d`` (every skill equally strong; hardness ``d``).
+
+    Defined in Chapter 1.
+    """
     dim = check_pos_int(dim, "dim", maximum=MAX_DIM)
     return torch.eye(dim, dtype=check_dtype(dtype), device=check_device(device))
 
@@ -132,7 +137,10 @@ def diag_cov(
     device: torch.device | str | None = None,
     dtype: torch.dtype = DEFAULT_DTYPE,
 ) -> torch.Tensor:
-    """Covariance with the given (non-negative) eigenvalues, optionally rescaled and rotated."""
+    """Covariance with the given (non-negative) eigenvalues, optionally rescaled and rotated.
+
+    Defined in Chapter 2.
+    """
     ev = as_tensor(eigvals, "eigvals", device=device, dtype=dtype)
     if ev.ndim != 1 or ev.numel() < 1:
         raise ValueError(f"`eigvals` must be a non-empty 1-D array, got shape {tuple(ev.shape)}")
@@ -172,7 +180,10 @@ def random_rotation(
     device: torch.device | str | None = None,
     dtype: torch.dtype = DEFAULT_DTYPE,
 ) -> torch.Tensor:
-    """A Haar-random orthogonal ``(dim, dim)`` matrix (QR of a Gaussian, sign-fixed)."""
+    """A Haar-random orthogonal ``(dim, dim)`` matrix (QR of a Gaussian, sign-fixed).
+
+    Defined in Chapter 2.
+    """
     dim = check_pos_int(dim, "dim", maximum=MAX_DIM)
     dtype, device = check_dtype(dtype), check_device(device)
     g = make_generator(seed)
@@ -183,7 +194,10 @@ def random_rotation(
 
 
 def skills(cov: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Skills and their strengths: eigenvalues (descending, shape (d,)) and eigenvectors (columns)."""
+    """Skills and their strengths: eigenvalues (descending, shape (d,)) and eigenvectors (columns).
+
+    Defined in Chapter 1.
+    """
     c = check_cov(cov, "cov")
     eigvals, eigvecs = torch.linalg.eigh(c)
     order = torch.argsort(eigvals, descending=True)
@@ -191,7 +205,10 @@ def skills(cov: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def hardness(cov: Any) -> float:
-    """``Hard(Λ) = tr(Λ) / λ_min(Λ)``; ``inf`` when a skill is missing (singular ``Λ``)."""
+    """``Hard(Λ) = tr(Λ) / λ_min(Λ)``; ``inf`` when a skill is missing (singular ``Λ``).
+
+    Defined in Chapter 1.
+    """
     c = check_cov(cov, "cov").double()
     eigvals = torch.linalg.eigvalsh(c)
     tr = float(eigvals.sum())

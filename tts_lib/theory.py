@@ -62,7 +62,10 @@ def _covs(train_cov: Any, test_cov: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def gamma(train_cov: Any, context_len: int) -> torch.Tensor:
-    """``Γ = (1 + 1/n) Λ + tr(Λ)/n · I``, shape (d, d)."""
+    """``Γ = (1 + 1/n) Λ + tr(Λ)/n · I``, shape (d, d).
+
+    Defined in Chapter 1.
+    """
     return _gamma(check_cov(train_cov, "train_cov"), _n(context_len))
 
 
@@ -73,7 +76,10 @@ def _gamma(lam: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def lsa_precond(train_cov: Any, context_len: int) -> torch.Tensor:
-    """The preconditioner ``Γ⁻¹`` of Theorem 3.1 (``c·V31 = −Γ⁻¹``), shape (d, d)."""
+    """The preconditioner ``Γ⁻¹`` of Theorem 3.1 (``c·V31 = −Γ⁻¹``), shape (d, d).
+
+    Defined in Chapter 1.
+    """
     return _lsa_precond(check_cov(train_cov, "train_cov"), _n(context_len))
 
 
@@ -89,6 +95,8 @@ def moment_sas(cov: Any, context_len: int, A: Any) -> torch.Tensor:
     """``E[S A S]`` for ``S = X Xᵀ/n``, ``x ~ N(0, Λ)``: ``ΛAΛ + (ΛAᵀΛ + tr(AΛ) Λ)/n``.
 
     For symmetric ``A`` this is ``(n+1)/n · ΛAΛ + tr(AΛ)/n · Λ``; ``A = I`` gives ``E[S²] = ΛΓ``.
+
+    Defined in Chapter 3.
     """
     lam = check_cov(cov, "cov")
     n = _n(context_len)
@@ -110,6 +118,8 @@ def multitask_precond(
     which is the limit of gradient descent from zero: directions outside every
     ``Λ_ℓ``'s range get no gradient and stay at 0. ``weights`` may be batched,
     shape (..., L), giving ``G`` of shape (..., d, d).
+
+    Defined in Chapter 6.
     """
     lams = check_covs(train_covs, "train_covs")
     context_lens = check_context_lens(context_lens, len(lams))
@@ -131,6 +141,8 @@ def trained_precond(train_cov: Any, context_len: int) -> torch.Tensor:
 
     Equals ``Γ⁻¹`` when ``Λ ≻ 0``; on a singular ``Λ`` it is 0 on the missing skills
     (no gradient reaches them), whereas ``Γ⁻¹`` puts the ridge value ``n/tr(Λ)`` there.
+
+    Defined in Chapter 3.
     """
     lam = check_cov(train_cov, "train_cov")
     return multitask_precond([lam], [_n(context_len)])
@@ -167,6 +179,8 @@ def error_curve(
 
     Returns:
         Tensor of shape (..., max_steps + 1).
+
+    Defined in Chapter 3.
     """
     G, sig = check_precond(precond, test_cov)
     return _error_curve(G, sig, _k(max_steps, "max_steps"), test_len)
@@ -230,6 +244,8 @@ def first_order_valid_steps(precond: Any, test_cov: Any, test_len: int, max_step
 
     Returns:
         Long tensor of shape ``precond.shape[:-2]`` (a 0-d tensor for one ``G``).
+
+    Defined in Chapter 4.
     """
     G, sig = check_precond(precond, test_cov)
     K = _k(max_steps, "max_steps")
@@ -256,6 +272,8 @@ def per_direction_error(precond: Any, test_cov: Any, max_steps: int) -> torch.Te
 
     Returns:
         Tensor of shape (..., max_steps + 1, d).
+
+    Defined in Chapter 5.
     """
     G, sig = check_precond(precond, test_cov)
     return _per_direction_error(G, sig, _k(max_steps, "max_steps"))
@@ -345,7 +363,10 @@ def cot_error_curve(
     max_steps: int,
     test_len: int | None = None,
 ) -> torch.Tensor:
-    """:func:`error_curve` of the trained LSA (``G = Γ⁻¹``) for k = 0..max_steps, shape (max_steps+1,)."""
+    """:func:`error_curve` of the trained LSA (``G = Γ⁻¹``) for k = 0..max_steps, shape (max_steps+1,).
+
+    Defined in Chapter 4.
+    """
     lam, sig = _covs(train_cov, test_cov)  # validated once; the kernels below trust them
     return _error_curve(_lsa_precond(lam, _n(context_len)), sig, _k(max_steps, "max_steps"), test_len)
 
@@ -364,6 +385,8 @@ def cot_error(
     expansion of :func:`error_curve`, only inside its validity region
     (:func:`first_order_valid_steps`; ``ValueError`` outside it — use
     :func:`mc_error_curve` or :func:`mc_test_error` there).
+
+    Defined in Chapter 1.
     """
     k = _k(num_steps)
     return float(cot_error_curve(train_cov, context_len, test_cov, k, test_len)[k])
@@ -391,6 +414,8 @@ def mc_error_curve(
     ``prompts``: run on these given test prompts instead of drawing them (to compare with
     another model on the same prompts); ``test_len`` and ``num_prompts`` must then be theirs
     and ``seed`` is not used.
+
+    Defined in Chapter 3.
     """
     G, sig = check_precond(precond, test_cov)
     if G.ndim != 2:
@@ -457,6 +482,8 @@ def mc_test_error(
 
     Returns:
         Tensor of shape (num_prompts, max_steps + 1) on the CPU, dtype of ``Σ``.
+
+    Defined in Chapter 4.
     """
     G, sig = check_precond(precond, test_cov)
     if G.ndim != 2:
@@ -499,7 +526,10 @@ def mc_test_error(
 
 
 def spectral_radius(precond: Any, test_cov: Any) -> float:
-    """Spectral radius of ``I − G Σ`` (the CoT contraction factor per step)."""
+    """Spectral radius of ``I − G Σ`` (the CoT contraction factor per step).
+
+    Defined in Chapter 2.
+    """
     G, sig = check_precond(precond, test_cov)
     eye = torch.eye(sig.shape[0], dtype=sig.dtype, device=sig.device)
     return float(torch.linalg.eigvals(eye - G @ sig).abs().max())
@@ -510,6 +540,8 @@ def overthinks(train_cov: Any, context_len: int, test_cov: Any) -> bool:
 
     That is the spectral radius of ``I − Γ⁻¹Σ`` above 1; for commuting ``Γ``, ``Σ`` it
     means some skill has ``σ_i > 2γ_i``. Never true when ``Σ = Λ``.
+
+    Defined in Chapter 5.
     """
     lam, sig = _covs(train_cov, test_cov)
     return spectral_radius(lsa_precond(lam, context_len), sig) > 1 + 1e-12
@@ -526,6 +558,8 @@ def best_num_steps(
 
     With a finite ``test_len`` this needs the whole curve inside the first-order validity
     region (see :func:`error_curve`); otherwise use Monte Carlo (:func:`mc_test_error`).
+
+    Defined in Chapter 5.
     """
     curve = cot_error_curve(train_cov, context_len, test_cov, max_steps, test_len)
     return int(torch.argmin(curve))
@@ -537,6 +571,8 @@ def min_context_len(train_cov: Any, num_steps: int, eps: float, max_context_len:
     With ``Σ = Λ`` the error is ``Σ_i ((λ_i + tr Λ)/((n+1)λ_i + tr Λ))^{2k}``, decreasing
     in ``n``; raises ``ValueError`` when ``eps`` cannot be reached (``k = 0``, or ``eps``
     below the number of missing skills).
+
+    Defined in Chapter 1.
     """
     lam = check_cov(train_cov, "train_cov").double()
     k = _k(num_steps)
@@ -571,7 +607,10 @@ def min_context_len(train_cov: Any, num_steps: int, eps: float, max_context_len:
 
 
 def no_cot_bound(train_cov: Any, context_len: int, test_len: int) -> float:
-    """Theorem 3.3 (``Σ = Λ``): ``E‖ŵ − w‖² <= (d/n²)(1 + Hard)² + (d/m)(1 + Hard)``."""
+    """Theorem 3.3 (``Σ = Λ``): ``E‖ŵ − w‖² <= (d/n²)(1 + Hard)² + (d/m)(1 + Hard)``.
+
+    Defined in Chapter 1.
+    """
     lam = check_cov(train_cov, "train_cov")
     n, m = _n(context_len), _n(test_len, "test_len")
     h, d = hardness(lam), lam.shape[0]
@@ -579,7 +618,10 @@ def no_cot_bound(train_cov: Any, context_len: int, test_len: int) -> float:
 
 
 def scaling_bound(train_cov: Any, context_len: int, num_steps: int) -> float:
-    """Corollary 3.5 (``m → ∞``, ``Σ = Λ``): ``Err(k) <= d (1 + n/(1 + Hard))^(−2k)``."""
+    """Corollary 3.5 (``m → ∞``, ``Σ = Λ``): ``Err(k) <= d (1 + n/(1 + Hard))^(−2k)``.
+
+    Defined in Chapter 4.
+    """
     lam = check_cov(train_cov, "train_cov")
     n, k = _n(context_len), _k(num_steps)
     h, d = hardness(lam), lam.shape[0]
@@ -587,7 +629,10 @@ def scaling_bound(train_cov: Any, context_len: int, num_steps: int) -> float:
 
 
 def sufficient_context_len(train_cov: Any, num_steps: int, eps: float) -> float:
-    """Training context that makes :func:`scaling_bound` equal ``eps``: ``(1+Hard)((d/ε)^{1/(2k)} − 1)``."""
+    """Training context that makes :func:`scaling_bound` equal ``eps``: ``(1+Hard)((d/ε)^{1/(2k)} − 1)``.
+
+    Defined in Chapter 4.
+    """
     lam = check_cov(train_cov, "train_cov")
     k = check_pos_int(num_steps, "num_steps")
     eps = check_positive(eps, "eps")
@@ -601,6 +646,8 @@ def max_stable_lr(train_cov: Any, context_len: int, c: float = 1.0) -> float:
     The population loss ``½ E‖ŵ1 − w‖² = ½ ‖I + c V31 S‖²`` averaged over prompts is a
     convex quadratic with Hessian ``V ↦ c² V ΛΓ``; GD converges iff ``lr < 2/(c² λ_max)``.
     This does not bound SGD at small batches: see :func:`max_stable_lr_sgd`.
+
+    Defined in Chapter 3.
     """
     lam = check_cov(train_cov, "train_cov")
     c = check_positive(abs(check_real(c, "c")), "c")
@@ -633,6 +680,8 @@ def max_stable_lr_sgd(
     of ``x`` is estimated by Monte Carlo over ``num_samples`` prompts (fixed ``seed``;
     about 1% accurate at the default). Tends to :func:`max_stable_lr` as ``B → ∞``.
     Cost O(num_samples · d⁴) time, O(d⁴) memory: meant for d up to about 30.
+
+    Defined in Chapter 3.
     """
     lam = check_cov(train_cov, "train_cov").double()
     n = _n(context_len)

@@ -31,7 +31,10 @@ from .prompts import _cov_sqrt, _draw_prompts
 
 
 class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN/inf or blew up; lower the learning rate."""
+    """The training loss became NaN/inf or blew up; lower the learning rate.
+
+    Defined in Chapter 3.
+    """
 
 
 #: most optimisation steps of one :func:`train_lsa` run
@@ -40,7 +43,10 @@ MAX_TRAIN_STEPS = 1_000_000
 
 @dataclass
 class TrainTask:
-    """One training task: feature covariance, context length, mixture weight, label noise std."""
+    """One training task: feature covariance, context length, mixture weight, label noise std.
+
+    Defined in Chapter 3.
+    """
 
     cov: Any
     context_len: int
@@ -50,7 +56,10 @@ class TrainTask:
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of :func:`train_lsa`."""
+    """Hyper-parameters of :func:`train_lsa`.
+
+    Defined in Chapter 3.
+    """
 
     num_steps: int = 1000
     batch_size: int = 512
@@ -64,7 +73,10 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Loss per step and the tracked metric every ``log_every`` steps."""
+    """Loss per step and the tracked metric every ``log_every`` steps.
+
+    Defined in Chapter 3.
+    """
 
     loss: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
@@ -137,6 +149,8 @@ def train_lsa(
 
     Raises:
         TrainingDivergedError: when the loss becomes NaN/inf or exceeds 1e6 × its start.
+
+    Defined in Chapter 3.
     """
     cfg, num_steps, batch, lr, log_every = _check_run(model, config)
     if track is not None and not callable(track):
