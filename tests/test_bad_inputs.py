@@ -260,6 +260,17 @@ def _fun(p: torch.Tensor) -> torch.Tensor:
     return ((p - 0.3) ** 2).sum()
 
 
+def _setup_chapter_restoring(**kwargs: Any) -> None:
+    """plotting.setup_chapter, then the process's dtype, threads and seed as they were."""
+    dtype, threads, state = torch.get_default_dtype(), torch.get_num_threads(), torch.get_rng_state()
+    try:
+        plotting.setup_chapter(**kwargs)
+    finally:
+        torch.set_default_dtype(dtype)
+        torch.set_num_threads(threads)
+        torch.set_rng_state(state)
+
+
 SPECS: dict[str, Spec] = {
     # tasks
     "tasks.power_law_cov": Spec(tasks.power_law_cov, dict(dim=D, alpha=1.0, trace=3.0),
@@ -509,6 +520,8 @@ SPECS: dict[str, Spec] = {
                                       progress="flag")),
     # plotting and bench
     "plotting.use_style": Spec(plotting.use_style, {}, dict(inline="flag")),
+    "plotting.setup_chapter": Spec(_setup_chapter_restoring, {},
+                                   dict(seed="seed", threads="int>=1", dtype="dtype")),
     "plotting.band": Spec(lambda ax, x, samples, z=1.96: plotting.band(ax, x, samples, label="a", z=z),
                           dict(ax=AX, x=[1.0, 2.0], samples=[[1.0, 2.0], [2.0, 3.0]]),
                           dict(ax="ax", samples="samples", z=">=0")),

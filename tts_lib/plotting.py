@@ -14,8 +14,9 @@ from typing import Any
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
-from ._checks import InputTypeError, check_real
+from ._checks import InputTypeError, check_pos_int, check_real
 
 #: Okabe–Ito palette (colour-blind safe), without the yellow that vanishes on white.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
@@ -65,6 +66,26 @@ def use_style(*, inline: bool = True) -> None:
             "lines.linewidth": 2.0,
         }
     )
+
+
+def setup_chapter(*, seed: int = 0, threads: int = 1, dtype: torch.dtype = torch.float64) -> None:
+    """The one set-up every chapter runs first: the course figure style (:func:`use_style`),
+    ``threads`` torch threads (1: the chapters' tensors are small, and one thread is fastest
+    and fair on shared machines), the global seed (every sampler also takes its own), and
+    the default dtype for tensors a chapter makes itself: float64, the library's own
+    (``tts_lib._checks.DEFAULT_DTYPE``), so that ad-hoc tensors and library results mix
+    without casts. Models that train in float32 (the GPT-2) say so explicitly.
+
+    Defined in Chapter 1.
+    """
+    seed = check_pos_int(seed, "seed", minimum=0)
+    threads = check_pos_int(threads, "threads", maximum=4096)
+    if dtype not in (torch.float32, torch.float64):
+        raise InputTypeError(f"`dtype` must be torch.float32 or torch.float64, got {dtype!r}")
+    use_style()
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    torch.set_default_dtype(dtype)
 
 
 def _as_array(value: object, name: str) -> np.ndarray:
