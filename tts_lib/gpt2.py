@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import as_tensor, check_cov, check_pos_int, make_generator
+from .metrics import squared_errors
 from .prompts import Prompts, sample_prompts
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
@@ -794,5 +795,5 @@ def cot_errors(
         pr = sample_prompts(cov_t.to("cpu", torch.float64), test_len, b, generator=g, noise_std=noise_std)
         pr = pr.to(device=device, dtype=ref.dtype)
         it = cot_rollout(model, pr.X, pr.y, k, **rollout_kwargs)
-        out.append(((it.double() - pr.w.double().unsqueeze(1)) ** 2).sum(-1).cpu())
+        out.append(squared_errors(it, pr.w).cpu())
     return torch.cat(out)
