@@ -317,3 +317,20 @@ def test_cli_sweep_runs_every_combination(tmp_path: Path, capsys) -> None:
     assert rc == 0 and capsys.readouterr().out.count("exists, skipped") == 2
     for p in tmp_path.glob("*.json"):
         load_checkpoint(p, train_cov="isotropic")
+
+
+def test_newton_targets_checks_its_inputs() -> None:
+    """The public Newton-target helper names a bad argument; the values match the formula."""
+    from tts_lib.gpt2_train import newton_targets
+
+    g = torch.Generator().manual_seed(0)
+    X, y, w0 = torch.randn(4, 6, 3, generator=g), torch.randn(4, 6, generator=g), torch.zeros(4, 3)
+    P = torch.eye(3)
+    want = (X.transpose(1, 2) @ y.unsqueeze(-1)).squeeze(-1) / 6  # from ŵ0 = 0: Xᵀy/n
+    torch.testing.assert_close(newton_targets(X, y, w0, P), want)
+    for kwargs, name in ((dict(y=torch.randn(4, 5)), "y"), (dict(w0=torch.zeros(3)), "w0"),
+                         (dict(precond=torch.eye(4)), "precond"), (dict(X=torch.zeros(4, 6)), "X"),
+                         (dict(y=torch.full((4, 6), float("nan"))), "y")):
+        args = dict(X=X, y=y, w0=w0, precond=P) | kwargs
+        with pytest.raises((ValueError, TypeError), match=f"`{name}`"):
+            newton_targets(**args)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_cov, check_pos_int, make_generator
+from ._checks import as_tensor, check_cov, check_pos_int, make_generator
 from .gpt2 import GPT2Regressor, GPT2RegressorConfig
 from .prompts import _cov_sqrt, _draw_prompts
 from .tasks import NAMED_COVS, named_cov
@@ -391,6 +391,20 @@ def newton_targets(
 
     Defined in Chapter 7.
     """
+    X = as_tensor(X, "X")
+    y, w0, precond = (as_tensor(v, name, device=X.device, dtype=X.dtype)
+                      for v, name in ((y, "y"), (w0, "w0"), (precond, "precond")))
+    if X.ndim != 3:
+        raise ValueError(f"`X` must have shape (batch, n, d), got {tuple(X.shape)}")
+    b, n, d = X.shape
+    for name, value, shape in (("y", y, (b, n)), ("w0", w0, (b, d)), ("precond", precond, (d, d))):
+        if tuple(value.shape) != shape:
+            raise ValueError(f"`{name}` must have shape {shape} to match `X`, got {tuple(value.shape)}")
+    return _newton_targets(X, y, w0, precond)
+
+
+def _newton_targets(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, precond: torch.Tensor) -> torch.Tensor:
+    """Unchecked :func:`newton_targets` (the training loop's call)."""
     resid = y - torch.einsum("bnd,bd->bn", X, w0)
     grad = torch.einsum("bnd,bn->bd", X, resid) / X.shape[1]
     return w0 + grad @ precond.T
@@ -510,7 +524,7 @@ def train_gpt2(
             if (d_act, n_act) not in preconds:
                 p = lsa_precond(cov_t[:d_act, :d_act], n_act)
                 preconds[d_act, n_act] = F.pad(p, (0, d - d_act, 0, d - d_act))
-            target = newton_targets(X, pr.y, w0, preconds[d_act, n_act])
+            target = _newton_targets(X, pr.y, w0, preconds[d_act, n_act])
         X, y, target, w0 = (t[rows].to(device=dev, dtype=dtype) for t in (X, pr.y, target, w0))
         for group in opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, cfg)
