@@ -62,6 +62,9 @@ def test_large_lr_stops_with_divergence_error(lr: float) -> None:
         ("start_zero_prob", 1.5, ValueError),
         ("grad_clip", math.inf, ValueError),
         ("curriculum", {"every": 3}, TypeError),
+        ("target", "magic", ValueError),
+        ("unroll", 0, ValueError),
+        ("unroll", 1000, ValueError),
     ],
 )
 def test_train_config_rejects(field: str, value, kind) -> None:
