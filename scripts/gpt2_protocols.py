@@ -4,7 +4,7 @@ Each protocol trains the ``cpu20`` preset (width 64, 3 layers unless stated) on 
 training covariance and context length, then runs CoT on fixed isotropic (and matched)
 test prompts and writes the mean error per step to a JSON file::
 
-    python scripts/gpt2_protocols.py --protocol newton --steps 2000 --out protocols.json
+    python scripts/gpt2_protocols.py --protocol newton --train-steps 2000 --out protocols.json
 
 Protocols: ``refine`` (target w, one pass: the default trainer), ``newton`` (target: one
 pseudo-Newton step of the trained LSA), ``unroll4`` (target w on each of 4 unrolled steps),
@@ -37,7 +37,7 @@ PROTOCOLS = {
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), required=True)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--train-steps", "--steps", dest="train_steps", type=int, default=2000)
     ap.add_argument("--context-len", type=int, default=20)
     ap.add_argument("--train-cov", default="isotropic")
     ap.add_argument("--m", type=int, default=40)
@@ -46,7 +46,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg, tcfg = preset(
-        "cpu20", steps=args.steps, context_len=args.context_len, **PROTOCOLS[args.protocol]
+        "cpu20", train_steps=args.train_steps, context_len=args.context_len, **PROTOCOLS[args.protocol]
     )
     model = build_model(cfg, seed=0)
     t0 = time.perf_counter()
@@ -54,14 +54,14 @@ def main() -> None:
     wall = time.perf_counter() - t0
     curves = {}
     for name, cov in (("isotropic", isotropic_cov(20)), ("matched", train_cov_matrix(args.train_cov, 20))):
-        pr = sample_prompts(cov, args.m, 2000, generator=123, dtype=torch.float32)
+        pr = sample_prompts(cov, args.m, 2000, seed=123, dtype=torch.float32)
         it = cot_rollout(model, pr.X, pr.y, args.k)
         err = ((it.double() - pr.w.double()[:, None]) ** 2).sum(-1)
         curves[name] = {
             "mean": err.mean(0).tolist(),
             "se": (err.std(0) / err.shape[0] ** 0.5).tolist(),
         }
-    key = f"{args.protocol}/{args.train_cov}/n{args.context_len}/steps{args.steps}"
+    key = f"{args.protocol}/{args.train_cov}/n{args.context_len}/steps{args.train_steps}"
     path = Path(args.out)
     data = json.loads(path.read_text()) if path.exists() else {}
     data[key] = {"final_loss": res.final_loss(), "train_s": wall, "m": args.m, **curves}

@@ -61,14 +61,14 @@ def _cov(seed: int = 0) -> torch.Tensor:
 
 C = _cov()
 G = theory.lsa_precond(C, 6)
-PR = prompts.sample_prompts(C, 6, 2, generator=0)
+PR = prompts.sample_prompts(C, 6, 2, seed=0)
 EV = torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64)
 S_LSA = lsa.StructuredLSA.from_theory(C, 6)
 F_LSA = lsa.FullLSA(D, seed=1)
 Z0 = lsa.embed(PR.X, PR.y)
 TASK = train.TrainTask(C, 6)
 TT = selection.TaskType("a", 1.0, D, 6)
-PR_FIT = prompts.sample_prompts(C, 6, 8, generator=0)  # N = 8 >= d prompts: a fittable training set
+PR_FIT = prompts.sample_prompts(C, 6, 8, seed=0)  # N = 8 >= d prompts: a fittable training set
 DM = finite_data.delta_method(C, 6, C, 2, num_moment_prompts=200)
 CKPT_DIR = Path(__file__).resolve().parents[1] / "book" / "checkpoints"
 MANIFEST = {"checkpoint": "x.pt", "sha256": "0" * 64}
@@ -159,7 +159,7 @@ BAD = {
     "prompts": _bad(None, "abc", (PR.X, PR.y, PR.w), prompts.Prompts(PR.X.clone().fill_(NAN), PR.y, PR.w),
                     prompts.Prompts(PR.X, PR.y.clone().fill_(INF), PR.w)),
     "lsa_prompts": _bad(None, "abc", (PR.X, PR.y, PR.w), prompts.Prompts(PR.X.clone().fill_(NAN), PR.y, PR.w),
-                        prompts.sample_prompts(torch.eye(D + 1, dtype=torch.float64), 4, 2, generator=0),
+                        prompts.sample_prompts(torch.eye(D + 1, dtype=torch.float64), 4, 2, seed=0),
                         PR.to(dtype=torch.float32)),
     "device": st.one_of(_bad("foo", "meta", "cuda:99", "cpu:x", "", 3.5, object()),
                         _maybe(st.sampled_from(["cuda", 0]))),
@@ -172,6 +172,8 @@ BAD = {
     "steps_seq": st.one_of(_bad(2.5, None, NAN, "a", [3, 2], [], [2, 2], [-1, 2], [1.5, 3]), _HUGE_INT.map(
         lambda vm: ([1, vm[0]], False) if vm[0] > 2**62 else ([1, vm[0]], True))),
     "str_choice": _bad(None, "magic", 3, ["formula"], ""),
+    "frac": _bad(None, "abc", NAN, INF, -0.1, 1.5, 1j),
+    "curves": _bad(None, "abc", [], [[]], 1j, 3.0, [NAN, 1.0], [[1.0, INF]]),
     "ax": _bad(None, "abc", 3, plt),
     "text": _bad(None, 3, ["x"]),
     "control": _bad(None, 3, "abc", [1, 2], AX),
@@ -181,11 +183,11 @@ BAD = {
                       [train.TrainTask(C, 6, INF), TASK], [train.TrainTask(C, 6, -1.0), TASK],
                       [train.TrainTask(C, 6, "a"), TASK], [train.TrainTask(C, 6, 0.0)]),
     "model": _bad(None, "x", torch.nn.Linear(2, 2), 3),
-    "config": _bad({"num_steps": 2}, "x", 3, train.History()),
+    "config": _bad({"train_steps": 2}, "x", 3, train.History()),
     "types": _bad(None, 5, [], [1], [selection.TaskType("a", 1.0, 0, 6)], [selection.TaskType("a", NAN, 3, 6)],
                   [selection.TaskType("a", 1.0, 3, 0)], [selection.TaskType("a", -1000.0, 3, 6)]),
     "records": _bad([{}], [None], ["x"], [{"name": "a"}]),
-    "iterates": _bad(None, "abc", torch.full((2, 3, D), NAN), torch.zeros(2, D), torch.zeros(3, 3, D),
+    "iterates": _bad(None, "abc", torch.full((2, 3, D), NAN), torch.zeros(2, 3, D, 1), torch.zeros(3, 3, D),
                      torch.zeros(2, 3, D, dtype=torch.complex64), torch.zeros(2, 3, D, device="meta")),
     "values": _bad(None, "abc", [], [1.0], [[1.0, 2.0]], [NAN, 1.0], [[1.0, INF], [1.0, 2.0]], 1j, 3.0),
     "(0,1)": st.one_of(_NOT_NUMBERS, _NON_FINITE, _bad(True, 0.0, 1.0, -0.5, 1.5, 0, 1)),
@@ -219,7 +221,7 @@ class Spec:
 
 
 def _cfg(**changes: Any) -> train.TrainConfig:
-    cfg = train.TrainConfig(num_steps=2, batch_size=4, progress=False)
+    cfg = train.TrainConfig(train_steps=2, batch_size=4, progress=False)
     for k, v in changes.items():
         setattr(cfg, k, v)
     return cfg
@@ -231,9 +233,9 @@ def _train(model=None, tasks=TASK, config=None, track=None, **fields):  # noqa: 
     return train.train_lsa(model, tasks, cfg, track=track)
 
 
-_CONFIG_FIELDS = {f"config.{k}": v for k, v in {"num_steps": "int>=1", "batch_size": "int>=1", "lr": ">0",
+_CONFIG_FIELDS = {f"config.{k}": v for k, v in {"train_steps": "int>=1", "batch_size": "int>=1", "lr": ">0",
                                                 "optimizer": "str_choice", "lr_schedule": "str_choice",
-                                                "seed": "seed", "log_every": "int>=1"}.items()}
+                                                "final_lr_frac": "frac", "seed": "seed", "log_every": "int>=1"}.items()}
 
 
 def _train_field(field: str) -> Callable[..., Any]:
@@ -243,10 +245,10 @@ def _train_field(field: str) -> Callable[..., Any]:
     return call
 
 
-def _train_cot(model=None, task=TASK, num_cot_steps=2, config=None, start_noise=0.0, **fields):  # noqa: ANN001, ANN202
+def _train_cot(model=None, task=TASK, num_steps=2, config=None, start_noise=0.0, **fields):  # noqa: ANN001, ANN202
     model = lsa.StructuredLSA(D) if model is None else model
     cfg = _cfg(**fields) if config is None else config
-    return cot_training.train_lsa_cot(model, task, num_cot_steps, cfg, start_noise=start_noise).loss
+    return cot_training.train_lsa_cot(model, task, num_steps, cfg, start_noise=start_noise).losses
 
 
 def _train_cot_field(field: str) -> Callable[..., Any]:
@@ -291,7 +293,7 @@ SPECS: dict[str, Spec] = {
                                dict(device="device", dtype="dtype")),
     "prompts.cov_sqrt": Spec(prompts.cov_sqrt, dict(cov=C), dict(cov="cov")),
     "prompts.sample_prompts": Spec(prompts.sample_prompts, dict(cov=C, context_len=4, batch=2),
-                                   dict(cov="cov", context_len="int>=1", batch="int>=1", generator="seed",
+                                   dict(cov="cov", context_len="int>=1", batch="int>=1", seed="seed",
                                         device="device", dtype="dtype", noise_std=">=0", w="vector")),
     # theory
     "theory.gamma": Spec(theory.gamma, dict(train_cov=C, context_len=6), dict(train_cov="cov", context_len="int>=1")),
@@ -389,15 +391,15 @@ SPECS: dict[str, Spec] = {
                                      dict(cov="cov", test_len="m", noise_std=">=0")),
     "baselines.least_squares_error": Spec(baselines.least_squares_error, dict(cov=C, test_len=8, noise_std=0.1),
                                           dict(cov="cov", test_len="int>=1", noise_std=">=0")),
-    "baselines.to_skills": Spec(baselines.to_skills, dict(vectors=PR.w, cov=C), dict(vectors="vector", cov="cov")),
-    "baselines.per_skill_error": Spec(baselines.per_skill_error, dict(error_matrix=C, cov=C),
+    "tasks.to_skills": Spec(tasks.to_skills, dict(vectors=PR.w, cov=C), dict(vectors="vector", cov="cov")),
+    "tasks.per_skill_error": Spec(tasks.per_skill_error, dict(error_matrix=C, cov=C),
                                       dict(error_matrix="matrix", cov="cov")),
     # overthinking
     "overthinking.power_law_spectra": Spec(overthinking.power_law_spectra, dict(dim=D, alphas=[0.5, 1.0], trace=3.0),
                                            dict(dim="int>=1", alphas="real_array", trace=">0")),
-    "overthinking.commuting_spectra": Spec(overthinking.commuting_spectra, dict(train_cov=C, test_cov=2 * C),
+    "tasks.commuting_spectra": Spec(tasks.commuting_spectra, dict(train_cov=C, test_cov=2 * C),
                                            dict(train_cov="cov", test_cov="cov", atol=">=0")),
-    "overthinking.skill_gammas": Spec(overthinking.skill_gammas, dict(train_eigvals=EV, context_lens=6),
+    "theory.skill_gammas": Spec(theory.skill_gammas, dict(train_eigvals=EV, context_lens=6),
                                       dict(train_eigvals="spectrum", context_lens="n_batch")),
     "overthinking.skill_ratios": Spec(overthinking.skill_ratios, dict(train_eigvals=EV, context_lens=6,
                                                                       test_eigvals=EV),
@@ -494,23 +496,23 @@ SPECS: dict[str, Spec] = {
     "finite_data.DeltaMethod.overthink_probability": Spec(DM.overthink_probability, dict(num_train=50),
                                                           dict(num_train="int>=1")),
     # cot_training (chapter 9)
-    "cot_training.train_lsa_cot": Spec(_train_cot, {}, dict(model="model", task="task", num_cot_steps="int>=1",
+    "cot_training.train_lsa_cot": Spec(_train_cot, {}, dict(model="model", task="task", num_steps="int>=1",
                                                             config="config", start_noise=">=0")),
     **{f"cot_training.train_lsa_cot[{k}]": Spec(_train_cot_field(k), {}, {"value": kind})
        for k, kind in _CONFIG_FIELDS.items()},
-    "cot_training.kstep_loss": Spec(cot_training.kstep_loss, dict(precond=G, S=PR.emp_cov(), num_cot_steps=2),
-                                    dict(precond="matrix", S="vector", num_cot_steps="int>=1")),
+    "cot_training.kstep_loss": Spec(cot_training.kstep_loss, dict(precond=G, S=PR.emp_cov(), num_steps=2),
+                                    dict(precond="matrix", S="vector", num_steps="int>=1")),
     "cot_training.optimal_isotropic_step": Spec(
-        cot_training.optimal_isotropic_step, dict(dim=D, context_len=6, num_cot_steps=2, num_prompts=200),
-        dict(dim="int>=1", context_len="int>=1", num_cot_steps="int>=1", num_prompts="int>=1", seed="seed")),
+        cot_training.optimal_isotropic_step, dict(dim=D, context_len=6, num_steps=2, num_prompts=200),
+        dict(dim="int>=1", context_len="int>=1", num_steps="int>=1", num_prompts="int>=1", seed="seed")),
     "cot_training.minimax_isotropic_step": Spec(cot_training.minimax_isotropic_step, dict(dim=D, context_len=6),
                                                 dict(dim="int>=1", context_len="int>=1")),
     "cot_training.hessian_at_zero_quadratic_form": Spec(
-        cot_training.hessian_at_zero_quadratic_form, dict(train_cov=C, context_len=6, num_cot_steps=2, direction=G),
-        dict(train_cov="cov", context_len="int>=1", num_cot_steps="int>=1", direction="matrix")),
+        cot_training.hessian_at_zero_quadratic_form, dict(train_cov=C, context_len=6, num_steps=2, direction=G),
+        dict(train_cov="cov", context_len="int>=1", num_steps="int>=1", direction="matrix")),
     "cot_training.stable_lr_at_zero": Spec(cot_training.stable_lr_at_zero, dict(train_cov=C, context_len=6,
-                                                                                num_cot_steps=2),
-                                           dict(train_cov="cov", context_len="int>=1", num_cot_steps="int>=1")),
+                                                                                num_steps=2),
+                                           dict(train_cov="cov", context_len="int>=1", num_steps="int>=1")),
     # fetch (chapter 7's checkpoints; no call here reaches the network: `local` holds them)
     "fetch.raw_url": Spec(fetch.raw_url, dict(repository_url=fetch.REPOSITORY_URL, ref="abc123", path="book/x"),
                           dict(repository_url="url", ref="ref", path="rel_path")),
@@ -540,6 +542,12 @@ SPECS: dict[str, Spec] = {
     "metrics.cot_squared_errors": Spec(metrics.cot_squared_errors, dict(model=lsa.StructuredLSA(D), prompts=PR, k=2),
                                        dict(model="model", prompts="lsa_prompts", k="int>=0")),
     "metrics.mean_se": Spec(metrics.mean_se, dict(values=[[1.0, 2.0], [2.0, 3.0]]), dict(values="values")),
+    "metrics.z_score": Spec(metrics.z_score, dict(samples=[1.0, 2.0, 4.0], expected=2.0),
+                            dict(samples="values", expected="real")),
+    "metrics.rise_after_min": Spec(metrics.rise_after_min, dict(errors=[[3.0, 1.0, 2.0], [3.0, 1.5, 2.5]], k_to=2),
+                                   dict(errors="values", k_to="int>=1")),
+    "metrics.steps_to_reach": Spec(metrics.steps_to_reach, dict(curves=[[3.0, 1.0], [2.0, 2.0]], eps=1.5),
+                                   dict(curves="curves", eps="real")),
     "metrics.rel_frobenius": Spec(metrics.rel_frobenius, dict(a=torch.ones(D, D), b=torch.eye(D)),
                                   dict(a="matrix", b="matrix")),
     "bench.record": Spec(bench.record, dict(name="a", device="cpu", value=1.0, unit="s"),

@@ -25,12 +25,12 @@ def _mean_se(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_least_squares_is_exact_without_noise_when_n_at_least_d():
-    pr = sample_prompts(_skewed(), 6, 500, generator=0)
+    pr = sample_prompts(_skewed(), 6, 500, seed=0)
     torch.testing.assert_close(baselines.least_squares(pr), pr.w, atol=1e-9, rtol=0)
 
 
 def test_min_norm_least_squares_interpolates_and_lies_in_the_span():
-    pr = sample_prompts(_skewed(), 2, 300, generator=1)
+    pr = sample_prompts(_skewed(), 2, 300, seed=1)
     w_hat = baselines.least_squares(pr)
     torch.testing.assert_close((pr.X @ w_hat.unsqueeze(-1)).squeeze(-1), pr.y, atol=1e-9, rtol=0)
     # in the row span of X: the residual after projecting onto span{x_i} is zero
@@ -39,7 +39,7 @@ def test_min_norm_least_squares_interpolates_and_lies_in_the_span():
 
 
 def test_ridge_matches_normal_equations_and_tends_to_min_norm():
-    pr = sample_prompts(_skewed(), 3, 50, generator=2)
+    pr = sample_prompts(_skewed(), 3, 50, seed=2)
     r = 0.3
     w_hat = baselines.least_squares(pr, ridge=r)
     lhs = (pr.X.transpose(1, 2) @ pr.X) / 3 + r * torch.eye(D, dtype=torch.float64)
@@ -49,7 +49,7 @@ def test_ridge_matches_normal_equations_and_tends_to_min_norm():
 
 def test_precond_step_is_the_lsa_forward_pass():
     lam, n = _skewed(), 7
-    pr = sample_prompts(lam, n, 200, generator=4)
+    pr = sample_prompts(lam, n, 200, seed=4)
     model = StructuredLSA.from_theory(lam, n)
     w0 = torch.randn(200, D, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
@@ -59,7 +59,7 @@ def test_precond_step_is_the_lsa_forward_pass():
 
 
 def test_gd_step_definition():
-    pr = sample_prompts(_skewed(), 5, 20, generator=5)
+    pr = sample_prompts(_skewed(), 5, 20, seed=5)
     w0 = torch.ones(20, D, dtype=torch.float64)
     resid = pr.y - (pr.X @ w0.unsqueeze(-1)).squeeze(-1)
     expected = w0 + 0.7 * (pr.X.transpose(1, 2) @ resid.unsqueeze(-1)).squeeze(-1) / 5
@@ -85,7 +85,7 @@ def test_one_step_error_matches_theory_for_the_lsa():
 def test_one_step_error_matrix_matches_monte_carlo(noise_std):
     lam, m = _skewed(), 6
     G = torch.randn(D, D, generator=torch.Generator().manual_seed(7), dtype=torch.float64) * 0.3  # not symmetric
-    pr = sample_prompts(lam, m, 100_000, generator=8, noise_std=noise_std)
+    pr = sample_prompts(lam, m, 100_000, seed=8, noise_std=noise_std)
     e = baselines.precond_step(pr, G) - pr.w
     outer = e.unsqueeze(-1) * e.unsqueeze(-2)
     mean, se = _mean_se(outer)
@@ -102,10 +102,10 @@ def test_per_skill_error_matches_monte_carlo_and_sums_to_total():
     lam, n = _skewed(), 10
     G = theory.lsa_precond(lam, n)
     M = baselines.one_step_error_matrix(G, lam, n)
-    ps = baselines.per_skill_error(M, lam)
+    ps = tasks.per_skill_error(M, lam)
     assert float(ps.sum()) == pytest.approx(baselines.one_step_error(G, lam, n), rel=1e-12)
-    pr = sample_prompts(lam, n, 100_000, generator=9)
-    coords = baselines.to_skills(baselines.precond_step(pr, G) - pr.w, lam)
+    pr = sample_prompts(lam, n, 100_000, seed=9)
+    coords = tasks.to_skills(baselines.precond_step(pr, G) - pr.w, lam)
     mean, se = _mean_se(coords**2)
     assert ((mean - ps).abs() <= 4 * se).all()
     # the one-step LSA is biased towards strong skills: the weakest skill has the largest error
@@ -121,7 +121,7 @@ def test_best_step_size_minimises_the_closed_form_and_monte_carlo():
     # exact quadratic: d − 2η tr Σ + η² (tr E[S²] + σ² tr Σ / m)
     q = float(torch.trace(theory.moment_sas(lam, m, eye))) + s**2 * D / m
     assert f[1] == pytest.approx(D - 2 * eta * D + eta**2 * q, rel=1e-12)
-    pr = sample_prompts(lam, m, 100_000, generator=10, noise_std=s)
+    pr = sample_prompts(lam, m, 100_000, seed=10, noise_std=s)
     err = ((baselines.gd_step(pr, eta) - pr.w) ** 2).sum(-1)
     assert abs(float(err.mean()) - f[1]) <= 4 * float(err.std() / err.numel() ** 0.5)
     assert baselines.best_step_size(lam, None) == pytest.approx(D / float(torch.trace(lam @ lam)), rel=1e-12)
@@ -130,7 +130,7 @@ def test_best_step_size_minimises_the_closed_form_and_monte_carlo():
 def test_least_squares_error_noiseless_matches_monte_carlo():
     lam = _skewed()
     for m in (1, 2, 3):
-        pr = sample_prompts(lam, m, 50_000, generator=11 + m)
+        pr = sample_prompts(lam, m, 50_000, seed=11 + m)
         err = ((baselines.least_squares(pr) - pr.w) ** 2).sum(-1)
         mean, se = _mean_se(err)
         assert baselines.least_squares_error(lam, m) == D - m
@@ -142,7 +142,7 @@ def test_least_squares_error_noiseless_matches_monte_carlo():
 
 def test_least_squares_error_with_noise_matches_monte_carlo():
     lam, m, s = _skewed(), 20, 0.5
-    pr = sample_prompts(lam, m, 100_000, generator=15, noise_std=s)
+    pr = sample_prompts(lam, m, 100_000, seed=15, noise_std=s)
     err = ((baselines.least_squares(pr) - pr.w) ** 2).sum(-1)
     expected = s**2 * float(torch.linalg.inv(lam).trace()) / (m - D - 1)
     assert baselines.least_squares_error(lam, m, s) == pytest.approx(expected, rel=1e-12)
@@ -155,7 +155,7 @@ def test_least_squares_error_with_noise_matches_monte_carlo():
 
 def test_bad_input_raises_value_error_naming_the_argument():
     lam = _skewed()
-    pr = sample_prompts(lam, 3, 4, generator=0)
+    pr = sample_prompts(lam, 3, 4, seed=0)
     with pytest.raises(ValueError, match="ridge"):
         baselines.least_squares(pr, ridge=-1.0)
     with pytest.raises(ValueError, match="prompts"):
@@ -171,6 +171,6 @@ def test_bad_input_raises_value_error_naming_the_argument():
     with pytest.raises(ValueError, match="test_len"):
         baselines.least_squares_error(lam, 2, noise_std=0.1)
     with pytest.raises(ValueError, match="error_matrix"):
-        baselines.per_skill_error(torch.eye(3), lam)
+        tasks.per_skill_error(torch.eye(3), lam)
     with pytest.raises(ValueError, match="vectors"):
-        baselines.to_skills(torch.ones(3), lam)
+        tasks.to_skills(torch.ones(3), lam)

@@ -28,7 +28,7 @@ def test_optimal_step_shrinks_with_k():
 @pytest.mark.parametrize("k", [2, 3])
 def test_hessian_at_zero_against_autograd(skewed_cov, k):
     n = 8
-    S = sample_prompts(skewed_cov, n, 100_000, generator=3).emp_cov()
+    S = sample_prompts(skewed_cov, n, 100_000, seed=3).emp_cov()
     H = torch.randn(4, 4, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
 
     def f(t):
@@ -51,7 +51,7 @@ def test_sgd_on_the_k_step_loss_finds_the_optimum():
     k = 2
     g_k = ct.optimal_isotropic_step(D, N, k, num_prompts=50_000, seed=4)
     model = StructuredLSA(D)
-    cfg = TrainConfig(num_steps=300, batch_size=256, lr=0.5 * ct.stable_lr_at_zero(EYE, N, k),
+    cfg = TrainConfig(train_steps=300, batch_size=256, lr=0.5 * ct.stable_lr_at_zero(EYE, N, k),
                       seed=1, progress=False)
     ct.train_lsa_cot(model, TrainTask(EYE, N), k, cfg)
     G = model.precond.detach()
@@ -65,7 +65,7 @@ def test_refinement_training_learns_gamma_inverse():
     for s in (0.5, 2.0):
         model = StructuredLSA(D)
         lr = 0.9 * theory.max_stable_lr(lam, N) / s**2  # the loss scales with s²
-        cfg = TrainConfig(num_steps=400, batch_size=256, lr=lr, seed=2, progress=False)
+        cfg = TrainConfig(train_steps=400, batch_size=256, lr=lr, seed=2, progress=False)
         ct.train_lsa_cot(model, TrainTask(lam, N), 1, cfg, start_noise=s)
         rel = float(torch.linalg.matrix_norm(model.precond.detach() - G0) / torch.linalg.matrix_norm(G0))
         assert rel < 0.03, (s, rel)
@@ -73,15 +73,15 @@ def test_refinement_training_learns_gamma_inverse():
 
 def test_too_large_learning_rate_diverges():
     k = 4
-    cfg = TrainConfig(num_steps=200, batch_size=128, lr=3.0 * ct.stable_lr_at_zero(EYE, N, k),
+    cfg = TrainConfig(train_steps=200, batch_size=128, lr=3.0 * ct.stable_lr_at_zero(EYE, N, k),
                       lr_schedule="constant", seed=0, progress=False)
     with pytest.raises(TrainingDivergedError, match="k²"):
         ct.train_lsa_cot(StructuredLSA(D), TrainTask(EYE, N), k, cfg)
 
 
 def test_bad_inputs():
-    cfg = TrainConfig(num_steps=1, batch_size=4, progress=False)
-    with pytest.raises(ValueError, match="num_cot_steps"):
+    cfg = TrainConfig(train_steps=1, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="num_steps"):
         ct.train_lsa_cot(StructuredLSA(D), TrainTask(EYE, N), 0, cfg)
     with pytest.raises(ValueError, match="start_noise"):
         ct.train_lsa_cot(StructuredLSA(D), TrainTask(EYE, N), 1, cfg, start_noise=-1)

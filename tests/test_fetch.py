@@ -78,7 +78,7 @@ def test_local_checkpoints_are_used_and_nothing_is_fetched(served, tmp_path):
 
 
 def test_good_fetch_verifies_and_loads_then_uses_the_cache(served, tmp_path):
-    from tts_lib.gpt2_train import load_checkpoint
+    from tts_lib.gpt2_checkpoint import load_checkpoint
 
     folder, server = served
     cache = tmp_path / "cache"

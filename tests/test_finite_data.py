@@ -20,7 +20,7 @@ def dm() -> fd.DeltaMethod:
 
 
 def test_fit_is_the_empirical_risk_minimiser():
-    pr = sample_prompts(LAM, 10, 40, generator=2, noise_std=0.5)
+    pr = sample_prompts(LAM, 10, 40, seed=2, noise_std=0.5)
     G = fd.fit_precond(pr)
     model = StructuredLSA(D)
     with torch.no_grad():
@@ -79,4 +79,4 @@ def test_bad_inputs():
         fd.mc_fitted(tasks.diag_cov(torch.tensor([1.0, 0.0], dtype=torch.float64)), 5, 4,
                      torch.eye(2, dtype=torch.float64), 2, 10)
     with pytest.raises(ValueError, match="training prompts"):
-        fd.fit_precond(sample_prompts(LAM, 5, 3, generator=0))
+        fd.fit_precond(sample_prompts(LAM, 5, 3, seed=0))

@@ -34,7 +34,7 @@ def tiny(layout: str = "compact", **kw):
 
 
 def prompts(dim: int = 3, m: int = 8, batch: int = 6, seed: int = 0, dtype=torch.float32):
-    return sample_prompts(isotropic_cov(dim), m, batch, generator=seed, dtype=dtype)
+    return sample_prompts(isotropic_cov(dim), m, batch, seed=seed, dtype=dtype)
 
 
 @pytest.mark.parametrize("layout", ["compact", "interleaved"])
@@ -113,7 +113,7 @@ def test_bad_input_errors() -> None:
     with pytest.raises(ValueError, match="unknown override"):
         preset("tiny", widht=3)
     with pytest.raises(ValueError, match="`cov`"):
-        train_gpt2(model, isotropic_cov(4), GPT2TrainConfig(steps=1))
+        train_gpt2(model, isotropic_cov(4), GPT2TrainConfig(train_steps=1))
 
 
 def test_sample_starts() -> None:
@@ -130,12 +130,12 @@ def test_sample_starts() -> None:
 def test_training_reduces_loss_and_is_seeded() -> None:
     model, cfg, train_cfg = tiny()
     res = train_gpt2(model, isotropic_cov(cfg.dim), train_cfg, seed=0, progress=False)
-    assert len(res.losses) == train_cfg.steps
+    assert len(res.losses) == train_cfg.train_steps
     first = sum(res.losses[:10]) / 10
     assert res.final_loss(20) < 0.5 * first
     assert not model.training
     # CoT from zero: the first step beats the zero estimate (error d in expectation)
-    err = cot_errors(model, isotropic_cov(cfg.dim), cfg.max_context, 2, batch=200, seed=5)
+    err = cot_errors(model, isotropic_cov(cfg.dim), cfg.max_context, 2, num_prompts=200, seed=5)
     assert err.shape == (200, 3)
     assert err[:, 1].mean() < 0.7 * err[:, 0].mean()
     # same seed, same losses
@@ -145,7 +145,7 @@ def test_training_reduces_loss_and_is_seeded() -> None:
 
 
 def replace_steps(cfg: GPT2TrainConfig, steps: int) -> GPT2TrainConfig:
-    return dataclasses.replace(cfg, steps=steps)
+    return dataclasses.replace(cfg, train_steps=steps)
 
 
 def test_nan_loss_stops_with_clear_error() -> None:
@@ -162,7 +162,7 @@ def test_checkpoint_round_trip_tamper_and_mismatch(tmp_path) -> None:
     res = train_gpt2(model, isotropic_cov(cfg.dim), train_cfg, seed=0, progress=False)
     path = save_checkpoint(model, tmp_path, "m", train_cfg=train_cfg, train_cov="isotropic", result=res)
     manifest = json.loads(path.read_text())
-    assert manifest["steps"] == 3 and len(manifest["sha256"]) == 64
+    assert manifest["train_steps"] == 3 and len(manifest["sha256"]) == 64
     loaded, _ = load_checkpoint(path, expected=cfg, expected_train=train_cfg, train_cov="isotropic")
     pr = prompts()
     torch.testing.assert_close(cot_rollout(loaded, pr.X, pr.y, 3), cot_rollout(model, pr.X, pr.y, 3))
@@ -172,7 +172,7 @@ def test_checkpoint_round_trip_tamper_and_mismatch(tmp_path) -> None:
         load_checkpoint(path, expected=GPT2RegressorConfig(**{**manifest["config"]["model"], "layers": 3}))
     with pytest.raises(ValueError, match="train_cov"):
         load_checkpoint(path, train_cov="skewed")
-    with pytest.raises(ValueError, match="steps"):
+    with pytest.raises(ValueError, match="train_steps"):
         load_checkpoint(path, expected_train=replace_steps(train_cfg, 4))
     # tamper with the weights file: refused before torch.load
     data = bytearray((tmp_path / "m.pt").read_bytes())
@@ -272,5 +272,42 @@ def test_committed_checkpoint_loads_and_verifies(path: Path) -> None:
     # output w) or ten (one trained on one pseudo-Newton step) is far better than ŵ0 = 0
     m = max(train_cfg.context_len, 2 * cfg.dim)
     k, factor = (1, 0.2) if train_cfg.target == "w" else (10, 0.5)
-    err = cot_errors(model, train_cov_matrix(args.train_cov, cfg.dim), m, k, batch=200, seed=3)
+    err = cot_errors(model, train_cov_matrix(args.train_cov, cfg.dim), m, k, num_prompts=200, seed=3)
     assert err[:, k].mean() < factor * err[:, 0].mean()
+
+
+def test_format2_manifests_load_through_the_key_map(tmp_path: Path) -> None:
+    """The committed format-2 manifests keep their stored names (their digest covers them) and
+    are read with today's names (``V2_KEY_MAP``); a format-2 edit is still refused."""
+    from tts_lib.gpt2_checkpoint import V2_FORMAT, V2_KEY_MAP, verify_checkpoint
+    from tts_lib.gpt2_train import config_from_dict
+
+    path = CHECKPOINTS[0]
+    raw = json.loads(path.read_text())
+    assert raw["format"] == V2_FORMAT and set(V2_KEY_MAP) <= set(raw["config"]["train"])
+    manifest, _ = verify_checkpoint(path)
+    train = manifest["config"]["train"]
+    assert manifest["train_steps"] == raw["steps"] and "steps" not in manifest
+    assert {train[new] for new in V2_KEY_MAP.values()} == {raw["config"]["train"][old] for old in V2_KEY_MAP}
+    _, train_cfg = config_from_dict(manifest["config"])
+    assert train_cfg.final_lr_frac == 0.1  # absent in format 2: the value those runs used
+    raw["config"]["train"]["batch"] = 128
+    (tmp_path / path.name).write_text(json.dumps(raw))
+    (tmp_path / raw["checkpoint"]).write_bytes(path.with_suffix(".pt").read_bytes())
+    with pytest.raises(ValueError, match="digest"):
+        verify_checkpoint(tmp_path / path.name)
+
+
+def test_load_preset_checkpoint_names_and_verifies_the_file(tmp_path: Path) -> None:
+    from tts_lib.gpt2_checkpoint import load_preset_checkpoint
+
+    folder = CHECKPOINTS[0].parent
+    model, manifest = load_preset_checkpoint(folder, "cpu20", "isotropic", 20, 1)
+    assert manifest["checkpoint"] == "gpt2_cpu20_compact_isotropic_n20_seed1.pt"
+    assert model.config.dim == 20 and not model.training
+    with pytest.raises(ValueError, match="`preset_name`"):
+        load_preset_checkpoint(folder, "cpu21", "isotropic", 20)
+    with pytest.raises(ValueError, match="`train_cov`"):
+        load_preset_checkpoint(folder, "cpu20", "skewed3", 20)
+    with pytest.raises(ValueError, match="no manifest"):
+        load_preset_checkpoint(folder, "cpu20", "isotropic", 25)

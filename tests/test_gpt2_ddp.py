@@ -52,6 +52,6 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     assert man1["world_size"] == 1 and man2["world_size"] == 2
     # the predictions agree (not every weight: the key bias has an exactly-zero gradient, by
     # the softmax's shift invariance, and Adam turns its round-off into lr-sized steps)
-    pr = sample_prompts(isotropic_cov(3), 8, 64, generator=0, dtype=torch.float32)
+    pr = sample_prompts(isotropic_cov(3), 8, 64, seed=0, dtype=torch.float32)
     torch.testing.assert_close(cot_rollout(m2, pr.X, pr.y, 3), cot_rollout(m1, pr.X, pr.y, 3), rtol=1e-4, atol=1e-5)
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # rank 0 writes once

@@ -70,7 +70,7 @@ def test_hidden_states_and_cot_match_hugging_face(dtype, layout, activation) -> 
         for p in model.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel()), dtype=dtype))
     hf = hf_copy(model)
-    pr = sample_prompts(isotropic_cov(cfg.dim), 7, 5, generator=1, dtype=dtype)
+    pr = sample_prompts(isotropic_cov(cfg.dim), 7, 5, seed=1, dtype=dtype)
     w = torch.randn(5, 3, cfg.dim, dtype=dtype, generator=torch.Generator().manual_seed(2))
     tokens = torch.cat([model.layout.data_tokens(pr.X, pr.y), model.query_tokens(w)], 1)
     pos = model.layout.positions(7, 3, tokens.device)

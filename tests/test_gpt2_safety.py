@@ -33,7 +33,7 @@ def tiny():
 
 
 def prompts(m: int = 8, batch: int = 4):
-    return sample_prompts(isotropic_cov(3), m, batch, generator=0, dtype=torch.float32)
+    return sample_prompts(isotropic_cov(3), m, batch, seed=0, dtype=torch.float32)
 
 
 # --------------------------------------------------------------------------- training
@@ -43,7 +43,7 @@ def prompts(m: int = 8, batch: int = 4):
 def test_large_lr_stops_with_divergence_error(lr: float) -> None:
     model, cfg, tcfg = tiny()
     with pytest.raises(TrainingDivergedError, match=r"diverged at step \d+.*lower `lr`"):
-        train_gpt2(model, isotropic_cov(3), preset("tiny", lr=lr, steps=100)[1], progress=False)
+        train_gpt2(model, isotropic_cov(3), preset("tiny", lr=lr, train_steps=100)[1], progress=False)
 
 
 @pytest.mark.parametrize(
@@ -56,9 +56,11 @@ def test_large_lr_stops_with_divergence_error(lr: float) -> None:
         ("lr", "1e-3", TypeError),
         ("label_noise", math.inf, ValueError),
         ("label_noise", -1.0, ValueError),
-        ("steps", 10**12, ValueError),
-        ("batch", 10**12, ValueError),
-        ("steps", 2.5, ValueError),
+        ("train_steps", 10**12, ValueError),
+        ("batch_size", 10**12, ValueError),
+        ("final_lr_frac", 1.5, ValueError),
+        ("lr_schedule", "linear", ValueError),
+        ("train_steps", 2.5, ValueError),
         ("start_zero_prob", 1.5, ValueError),
         ("grad_clip", math.inf, ValueError),
         ("curriculum", {"every": 3}, TypeError),
@@ -92,7 +94,7 @@ def test_config_from_dict_errors() -> None:
 
 def test_save_without_losses_is_a_clear_error(tmp_path: Path) -> None:
     model, _, tcfg = tiny()
-    empty = TrainResult(losses=[], steps=0, wall_s=0.0, seed=0, device="cpu")
+    empty = TrainResult(losses=[], train_steps=0, wall_s=0.0, seed=0, device="cpu")
     with pytest.raises(ValueError, match="no losses"):
         save_checkpoint(model, tmp_path, "m", train_cfg=tcfg, train_cov="isotropic", result=empty)
     assert not list(tmp_path.iterdir())
@@ -149,8 +151,8 @@ def test_bounded_work() -> None:
     t0 = time.perf_counter()
     with pytest.raises(ValueError, match="`k` must be <="):
         cot_rollout(model, pr.X, pr.y, 10**12)
-    with pytest.raises(ValueError, match="`batch` must be <="):
-        cot_errors(model, isotropic_cov(3), 8, 2, batch=10**12)
+    with pytest.raises(ValueError, match="`num_prompts` must be <="):
+        cot_errors(model, isotropic_cov(3), 8, 2, num_prompts=10**12)
     with pytest.raises(ValueError, match="`k`"):
         cot_errors(model, isotropic_cov(3), 8, 10**12)
     with pytest.raises(ValueError, match="`k`"):
@@ -158,7 +160,7 @@ def test_bounded_work() -> None:
     with pytest.raises(ValueError, match="keep_history"):
         cot_rollout(model, pr.X, pr.y, 50_000, keep_history=True)
     with pytest.raises(ValueError, match="`chunk`"):
-        cot_errors(model, isotropic_cov(3), 8, 2, batch=10, chunk=10**9)
+        cot_errors(model, isotropic_cov(3), 8, 2, num_prompts=10, chunk=10**9)
     assert time.perf_counter() - t0 < 5.0
 
 
@@ -187,7 +189,7 @@ def test_stale_cache_extension_is_refused() -> None:
 @pytest.fixture()
 def saved(tmp_path: Path) -> Path:
     model, cfg, tcfg = tiny()
-    tcfg = preset("tiny", steps=2)[1]
+    tcfg = preset("tiny", train_steps=2)[1]
     res = train_gpt2(model, isotropic_cov(3), tcfg, progress=False)
     return save_checkpoint(model, tmp_path, "m", train_cfg=tcfg, train_cov="isotropic", result=res)
 
@@ -303,8 +305,8 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path: Path, capsys) -> None:
     assert rc == 2 and "`lr`" in err
     rc, err = _cli(capsys, "--preset", "tiny", "--out", str(out), "--lr", "100", "--no-progress")
     assert rc == 2 and "diverged" in err and err.count("\n") == 1
-    rc, err = _cli(capsys, "--preset", "tiny", "--out", str(out), "--steps", "0")
-    assert rc == 2 and "`steps`" in err
+    rc, err = _cli(capsys, "--preset", "tiny", "--out", str(out), "--train-steps", "0")
+    assert rc == 2 and "`train_steps`" in err
 
 
 def test_cli_sweep_runs_every_combination(tmp_path: Path, capsys) -> None:

@@ -15,7 +15,7 @@ def _pseudo_newton(G: torch.Tensor, prompts, num_steps: int) -> torch.Tensor:
 
 
 def test_embedding_layout():
-    p = sample_prompts(tasks.isotropic_cov(2), 3, 1, generator=0)
+    p = sample_prompts(tasks.isotropic_cov(2), 3, 1, seed=0)
     w0 = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
     Z = lsa.embed(p.X, p.y, w0)[0]
     assert Z.shape == (6, 4)
@@ -28,7 +28,7 @@ def test_embedding_layout():
 
 def test_forward_pass_is_gamma_inverse_times_moment(skewed_cov):
     model = lsa.StructuredLSA.from_theory(skewed_cov, 10)
-    p = sample_prompts(skewed_cov, 15, 32, generator=1)
+    p = sample_prompts(skewed_cov, 15, 32, seed=1)
     G = theory.lsa_precond(skewed_cov, 10)
     torch.testing.assert_close(model.predict(p), (G @ p.emp_corr().unsqueeze(-1)).squeeze(-1))
     torch.testing.assert_close(model.precond, G)
@@ -37,7 +37,7 @@ def test_forward_pass_is_gamma_inverse_times_moment(skewed_cov):
 def test_predict_is_the_attention_forward_pass_with_its_gradients(skewed_cov):
     """predict() uses the Gram-matrix form; it equals the last column of f(Z0), gradients included."""
     model = lsa.StructuredLSA(4, init_scale=0.3, seed=2)
-    p = sample_prompts(skewed_cov, 40, 16, generator=7)
+    p = sample_prompts(skewed_cov, 40, 16, seed=7)
     fast = model.predict(p)
     full = model.weight_slot(model(lsa.embed(p.X, p.y), p.context_len))[:, :, -1]
     torch.testing.assert_close(fast, full, rtol=0, atol=1e-12)
@@ -48,7 +48,7 @@ def test_predict_is_the_attention_forward_pass_with_its_gradients(skewed_cov):
 
 def test_cot_equals_fast_path_and_pseudo_newton(skewed_cov, iso_cov):
     model = lsa.StructuredLSA.from_theory(skewed_cov, 10)
-    p = sample_prompts(iso_cov, 25, 16, generator=2)
+    p = sample_prompts(iso_cov, 25, 16, seed=2)
     real = model.cot(p, 6)
     torch.testing.assert_close(real, model.cot_fast(p, 6), rtol=0, atol=1e-10)
     torch.testing.assert_close(real, _pseudo_newton(model.precond, p, 6), rtol=0, atol=1e-10)
@@ -56,7 +56,7 @@ def test_cot_equals_fast_path_and_pseudo_newton(skewed_cov, iso_cov):
 
 def test_full_lsa_cot_paths_agree():
     model = lsa.FullLSA(3, init_std=0.3, seed=4)
-    p = sample_prompts(tasks.isotropic_cov(3), 9, 8, generator=3)
+    p = sample_prompts(tasks.isotropic_cov(3), 9, 8, seed=3)
     torch.testing.assert_close(model.cot(p, 5), model.cot_fast(p, 5), rtol=1e-9, atol=1e-9)
 
 
@@ -65,14 +65,14 @@ def test_mismatched_key_query_scale_biases_cot(skewed_cov):
     model = lsa.StructuredLSA(4, c=c, a=a)
     with torch.no_grad():
         model.v31.copy_(-theory.lsa_precond(skewed_cov, 50) / a)
-    p = sample_prompts(skewed_cov, 400, 8, generator=5)
+    p = sample_prompts(skewed_cov, 400, 8, seed=5)
     last = model.cot_fast(p, 200)[:, -1]
     torch.testing.assert_close(last, (c / a) * p.w, rtol=1e-6, atol=1e-6)
 
 
 def test_w13_gets_no_gradient_from_zero_start(skewed_cov):
     model = lsa.FullLSA(4, init_std=0.1, seed=0)
-    p = sample_prompts(skewed_cov, 10, 64, generator=6)
+    p = sample_prompts(skewed_cov, 10, 64, seed=6)
     loss = ((model.predict(p) - p.w) ** 2).mean()
     loss.backward()
     d = 4
@@ -83,7 +83,7 @@ def test_w13_gets_no_gradient_from_zero_start(skewed_cov):
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda m, p: m.predict(sample_prompts(tasks.isotropic_cov(3), 5, 2, generator=0)), "d=3"),
+        (lambda m, p: m.predict(sample_prompts(tasks.isotropic_cov(3), 5, 2, seed=0)), "d=3"),
         (lambda m, p: m.cot(p, -1), "num_steps"),
         (lambda m, p: m(torch.zeros(2, 5, 3, dtype=torch.float64), 3), "`Z`"),
         (lambda m, p: lsa.embed(p.X, p.y[:, :2]), "`X`"),
@@ -93,7 +93,7 @@ def test_w13_gets_no_gradient_from_zero_start(skewed_cov):
 )
 def test_bad_input(skewed_cov, call, match):
     model = lsa.StructuredLSA(4)
-    p = sample_prompts(skewed_cov, 5, 2, generator=0)
+    p = sample_prompts(skewed_cov, 5, 2, seed=0)
     with pytest.raises(ValueError, match=match):
         call(model, p)
 
@@ -102,7 +102,7 @@ def test_bad_input(skewed_cov, call, match):
 def test_structured_predict_closed_form_equals_the_generic_path(skewed_cov, c, a):
     """From ŵ0 = 0, predict() is −(c/N)·V31·Xᵀy: same losses and gradients as the attention path."""
     model = lsa.StructuredLSA(4, c=c, a=a, init_scale=0.4, seed=5)
-    p = sample_prompts(skewed_cov, 25, 64, generator=9)
+    p = sample_prompts(skewed_cov, 25, 64, seed=9)
     fast = model.predict(p)
     torch.testing.assert_close(fast, -(c / 25) * (p.X.transpose(1, 2) @ p.y.unsqueeze(-1)).squeeze(-1) @ model.v31.T)
     loss_fast = 0.5 * ((fast - p.w) ** 2).sum() / 64

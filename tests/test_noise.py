@@ -16,7 +16,7 @@ EYE = torch.eye(D, dtype=torch.float64)
 
 def _noisy_cot_mc(G, cov, m, K, sd, num, seed):
     """Brute force: simulate labels with noise and run ŵ ← ŵ − G(Ŝŵ − b)."""
-    pr = sample_prompts(cov, m, num, generator=seed, noise_std=sd)
+    pr = sample_prompts(cov, m, num, seed=seed, noise_std=sd)
     S, b = pr.emp_cov(), pr.emp_corr().unsqueeze(-1)
     w_hat, errs = torch.zeros_like(b), [(pr.w**2).sum(-1)]
     for _ in range(K):
@@ -29,7 +29,7 @@ def test_noisy_precond_moments_and_sgd():
     lam, n, sd = tasks.power_law_cov(D, 1.0, trace=D), 5, 2.0
     G = noise.noisy_precond(lam, n, sd)
     # the two moments of the derivation, by Monte Carlo
-    pr = sample_prompts(lam, n, 200_000, generator=4, noise_std=sd)
+    pr = sample_prompts(lam, n, 200_000, seed=4, noise_std=sd)
     b = pr.emp_corr()
     Ewb = pr.w.T @ b / pr.batch
     Ebb = b.T @ b / pr.batch
@@ -40,7 +40,7 @@ def test_noisy_precond_moments_and_sgd():
     # SGD on noisy training labels learns the shifted preconditioner, not Γ⁻¹
     model = StructuredLSA(D)
     lr = 0.9 * 2 / float(torch.linalg.eigvalsh(expected_bb).max())
-    cfg = TrainConfig(num_steps=400, batch_size=256, lr=lr, seed=1, progress=False)
+    cfg = TrainConfig(train_steps=400, batch_size=256, lr=lr, seed=1, progress=False)
     train_lsa(model, TrainTask(lam, n, noise_std=sd), cfg)
     rel = float(torch.linalg.matrix_norm(model.precond.detach() - G) / torch.linalg.matrix_norm(G))
     rel_clean = float(
@@ -51,7 +51,7 @@ def test_noisy_precond_moments_and_sgd():
 
 def test_zero_noise_keeps_seeded_training_unchanged():
     lam = tasks.power_law_cov(D, 1.0, trace=D)
-    cfg = TrainConfig(num_steps=5, batch_size=16, lr=0.1, seed=3, progress=False)
+    cfg = TrainConfig(train_steps=5, batch_size=16, lr=0.1, seed=3, progress=False)
     a, b = StructuredLSA(D), StructuredLSA(D)
     train_lsa(a, TrainTask(lam, 5), cfg)
     train_lsa(b, TrainTask(lam, 5, noise_std=0.0), cfg)

@@ -26,7 +26,7 @@ def test_power_law_spectra_match_tasks():
 def test_ratios_and_curves_match_theory(n):
     lam = tasks.power_law_cov(D, 1.0, trace=D)
     ev = torch.diagonal(lam)
-    torch.testing.assert_close(ot.skill_gammas(ev, n), torch.diagonal(theory.gamma(lam, n)))
+    torch.testing.assert_close(theory.skill_gammas(ev, n), torch.diagonal(theory.gamma(lam, n)))
     curve = ot.diag_error_curves(ev, n, torch.ones(D), 40)
     torch.testing.assert_close(curve, theory.cot_error_curve(lam, n, SIG, 40), rtol=1e-10, atol=1e-12)
 
@@ -35,13 +35,13 @@ def test_commuting_spectra_recovers_rotated_skills():
     q = tasks.random_rotation(D, seed=4)
     lam = tasks.power_law_cov(D, 1.0, trace=D, rotation=q)
     sig = tasks.diag_cov([3.0, 0.5, 1.0, 1.0, 2.0], rotation=q)
-    lv, sv = ot.commuting_spectra(lam, sig)
+    lv, sv = tasks.commuting_spectra(lam, sig)
     torch.testing.assert_close(lv, torch.diagonal(tasks.power_law_cov(D, 1.0, trace=D)))
     torch.testing.assert_close(sv, torch.tensor([3.0, 0.5, 1.0, 1.0, 2.0], dtype=torch.float64))
     # the per-skill curve equals the matrix formula in the rotated basis
     torch.testing.assert_close(ot.diag_error_curves(lv, 30, sv, 12), theory.cot_error_curve(lam, 30, sig, 12))
     with pytest.raises(ValueError, match="do not commute"):
-        ot.commuting_spectra(lam, tasks.power_law_cov(D, 1.0))
+        tasks.commuting_spectra(lam, tasks.power_law_cov(D, 1.0))
 
 
 def test_phase_diagram_matches_theory_on_a_grid():
@@ -139,7 +139,7 @@ def test_trained_on_a_singular_cov_keeps_the_missing_column_zero():
     lam = tasks.diag_cov(ev)
     n = 10
     model = StructuredLSA(D)
-    cfg = TrainConfig(num_steps=150, batch_size=256, lr=0.9 * theory.max_stable_lr(lam, n), progress=False, seed=1)
+    cfg = TrainConfig(train_steps=150, batch_size=256, lr=0.9 * theory.max_stable_lr(lam, n), progress=False, seed=1)
     train_lsa(model, TrainTask(lam, n), cfg)
     G = model.precond.detach()
     assert float(G[:, -1].abs().max()) < 1e-12  # zero to float precision (exactly 0 on our CPUs)

@@ -28,7 +28,7 @@ def test_moment_identity_matches_monte_carlo(skewed_cov, symmetric):
     A = torch.randn(4, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     if symmetric:
         A = A + A.T
-    S = sample_prompts(skewed_cov, n, 200_000, generator=0).emp_cov()
+    S = sample_prompts(skewed_cov, n, 200_000, seed=0).emp_cov()
     mean, se = _mc_mean_se(S @ A @ S)
     expected = theory.moment_sas(skewed_cov, n, A)
     assert ((mean - expected).abs() <= 5 * se).all()
@@ -46,7 +46,7 @@ def test_gamma_inverse_minimises_the_one_step_loss(skewed_cov):
     """Γ⁻¹ is the stationary point: the MC gradient of ½E‖(I − G S) w‖² vanishes there."""
     n = 8
     G = theory.lsa_precond(skewed_cov, n).requires_grad_(True)
-    S = sample_prompts(skewed_cov, n, 100_000, generator=3).emp_cov()
+    S = sample_prompts(skewed_cov, n, 100_000, seed=3).emp_cov()
     loss = 0.5 * ((EYE4 - G @ S) ** 2).sum((-1, -2)).mean()
     (grad,) = torch.autograd.grad(loss, G)
     # the gradient at a perturbed point is much larger
@@ -97,7 +97,7 @@ def test_first_order_finite_m_expansion_against_monte_carlo():
     residual = {}
     for m in (60, 240):
         first = theory._first_order_curve(G, test, 4, m)  # raw expansion (k = 4 is outside its region)
-        S = sample_prompts(test, m, 200_000, generator=m).emp_cov()
+        S = sample_prompts(test, m, 200_000, seed=m).emp_cov()
         A = torch.eye(3, dtype=torch.float64) - G @ S
         P, vals = A.clone(), []
         for _ in range(1, 5):  # ‖(I − GŜ)^k‖_F²: MC over Ŝ with w averaged exactly
@@ -232,7 +232,7 @@ def test_mc_error_curve_on_given_prompts_matches_its_own_draw():
     lam = tasks.power_law_cov(4, 1.0, trace=4.0)
     G = theory.lsa_precond(lam, 10)
     drawn = theory.mc_error_curve(G, lam, 12, 5, 64, seed=3)
-    given = sample_prompts(lam, 12, 64, generator=3)
+    given = sample_prompts(lam, 12, 64, seed=3)
     torch.testing.assert_close(theory.mc_error_curve(G, lam, 12, 5, 64, prompts=given), drawn)
     with pytest.raises(ValueError, match="`prompts` hold 64 prompts of 12 examples"):
         theory.mc_error_curve(G, lam, 20, 5, 64, prompts=given)

@@ -17,22 +17,22 @@ def test_trained_structured_lsa_reaches_gamma_inverse(alpha):
     n = 20
     target = theory.lsa_precond(cov, n)
     model = lsa.StructuredLSA(5, init_scale=0.01, seed=1)
-    cfg = TrainConfig(num_steps=200, batch_size=1024, lr=0.5 * theory.max_stable_lr(cov, n), seed=0, progress=False)
+    cfg = TrainConfig(train_steps=200, batch_size=1024, lr=0.5 * theory.max_stable_lr(cov, n), seed=0, progress=False)
     hist = train_lsa(model, TrainTask(cov, n), cfg, track=lambda m: _rel(m.precond.detach(), target))
     assert _rel(model.precond.detach(), target) < 0.02
     assert hist.metric[-1] < 0.1 * hist.metric[0]
     # the final loss is the optimum ½ E‖ŵ1 − w‖² of Theorem 3.1 (test prompts of n examples)
     optimum = 0.5 * theory.cot_error(cov, n, cov, 1, test_len=n)
-    assert abs(sum(hist.loss[-50:]) / 50 - optimum) < 0.05 * optimum
+    assert abs(sum(hist.losses[-50:]) / 50 - optimum) < 0.05 * optimum
 
 
 def test_same_seed_same_run():
     cov = tasks.power_law_cov(3, 1.0)
-    cfg = TrainConfig(num_steps=20, batch_size=64, lr=0.05, seed=7, progress=False)
+    cfg = TrainConfig(train_steps=20, batch_size=64, lr=0.05, seed=7, progress=False)
     runs = []
     for _ in range(2):
         model = lsa.StructuredLSA(3)
-        runs.append(train_lsa(model, TrainTask(cov, 8), cfg).loss)
+        runs.append(train_lsa(model, TrainTask(cov, 8), cfg).losses)
     assert runs[0] == runs[1]
 
 
@@ -43,7 +43,7 @@ def test_mixture_training_reaches_p_q_inverse():
     target = theory.multitask_precond([lam1, lam2], [5, 30], [0.7, 0.3])
     lr = 0.5 * min(theory.max_stable_lr(lam1, 5), theory.max_stable_lr(lam2, 30))
     model = lsa.StructuredLSA(4)
-    train_lsa(model, mix, TrainConfig(num_steps=400, batch_size=1024, lr=lr, seed=2, progress=False))
+    train_lsa(model, mix, TrainConfig(train_steps=400, batch_size=1024, lr=lr, seed=2, progress=False))
     assert _rel(model.precond.detach(), target) < 0.03
     wrong = torch.linalg.inv(0.7 * theory.gamma(lam1, 5) + 0.3 * theory.gamma(lam2, 30))
     assert _rel(model.precond.detach(), wrong) > 3 * _rel(model.precond.detach(), target)
@@ -55,10 +55,10 @@ def test_step_size_condition():
     lr_max = theory.max_stable_lr(cov, n)
     const = dict(batch_size=2048, lr_schedule="constant", seed=0, progress=False)
     model = lsa.StructuredLSA(4)
-    train_lsa(model, TrainTask(cov, n), TrainConfig(num_steps=150, lr=0.9 * lr_max, **const))
+    train_lsa(model, TrainTask(cov, n), TrainConfig(train_steps=150, lr=0.9 * lr_max, **const))
     assert _rel(model.precond.detach(), theory.lsa_precond(cov, n)) < 0.1
     with pytest.raises(TrainingDivergedError, match="lower config.lr"):
-        train_lsa(lsa.StructuredLSA(4), TrainTask(cov, n), TrainConfig(num_steps=2000, lr=1.3 * lr_max, **const))
+        train_lsa(lsa.StructuredLSA(4), TrainTask(cov, n), TrainConfig(train_steps=2000, lr=1.3 * lr_max, **const))
 
 
 def test_minibatch_step_size_limit():
@@ -73,10 +73,11 @@ def test_minibatch_step_size_limit():
     assert abs(theory.max_stable_lr_sgd(cov, n, 1, seed=1) / limits[0] - 1) < 0.03  # MC estimate
     const = dict(batch_size=1, lr_schedule="constant", progress=False)
     model = lsa.StructuredLSA(4)
-    train_lsa(model, TrainTask(cov, n), TrainConfig(num_steps=2000, lr=0.5 * limits[0], seed=1, **const))
+    train_lsa(model, TrainTask(cov, n), TrainConfig(train_steps=2000, lr=0.5 * limits[0], seed=1, **const))
     assert _rel(model.precond.detach(), theory.lsa_precond(cov, n)) < 0.4  # stable (SGD noise remains)
     with pytest.raises(TrainingDivergedError, match="max_stable_lr_sgd"):  # batch 1 at 0.5·η_max
-        train_lsa(lsa.StructuredLSA(4), TrainTask(cov, n), TrainConfig(num_steps=4000, lr=0.5 * full, seed=1, **const))
+        train_lsa(lsa.StructuredLSA(4), TrainTask(cov, n),
+                  TrainConfig(train_steps=4000, lr=0.5 * full, seed=1, **const))
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,7 @@ def test_minibatch_step_size_limit():
     ],
 )
 def test_divergence_message_fits_the_run(model, optimizer, hint):
-    cfg = TrainConfig(num_steps=300, batch_size=16, lr=1e4, optimizer=optimizer, lr_schedule="constant",
+    cfg = TrainConfig(train_steps=300, batch_size=16, lr=1e4, optimizer=optimizer, lr_schedule="constant",
                       progress=False)
     with pytest.raises(TrainingDivergedError, match="lower config.lr") as info:
         train_lsa(model(), TrainTask(tasks.isotropic_cov(3), 5), cfg)
@@ -102,7 +103,7 @@ def test_nan_loss_stops_with_a_clear_error():
     with torch.no_grad():
         model.v31.fill_(math.nan)
     with pytest.raises(TrainingDivergedError, match="diverged at step 0"):
-        train_lsa(model, TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(num_steps=3, progress=False))
+        train_lsa(model, TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(train_steps=3, progress=False))
 
 
 @pytest.mark.parametrize(
@@ -113,7 +114,9 @@ def test_nan_loss_stops_with_a_clear_error():
         (TrainTask(tasks.isotropic_cov(3), 0), TrainConfig(), "context_len"),
         (TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(lr=0.0), "config.lr"),
         (TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(optimizer="lbfgs"), "optimizer"),
-        (TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(num_steps=0), "num_steps"),
+        (TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(train_steps=0), "train_steps"),
+        (TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(final_lr_frac=2.0), "final_lr_frac"),
+        (TrainTask(tasks.isotropic_cov(3), 5), TrainConfig(lr_schedule="step"), "lr_schedule"),
         ([TrainTask(tasks.isotropic_cov(3), 5, 0.0)], TrainConfig(), "positive sum"),
     ],
 )
@@ -138,9 +141,30 @@ def test_inputs_are_validated_once_not_every_step(monkeypatch):
 
         monkeypatch.setattr(torch.linalg, name, counted)
     cov = tasks.power_law_cov(4, 1.0, trace=4.0)
-    cfg = train.TrainConfig(num_steps=30, batch_size=8, lr=1e-3, progress=False)
+    cfg = train.TrainConfig(train_steps=30, batch_size=8, lr=1e-3, progress=False)
     train.train_lsa(lsa.StructuredLSA(4), train.TrainTask(cov, 6), cfg)
     assert calls == {"eigvalsh": 1, "eigh": 1}, calls
     calls.update(eigvalsh=0, eigh=0)
     theory.cot_error_curve(cov, 6, tasks.isotropic_cov(4), 10)
     assert calls["eigvalsh"] == 2, calls
+
+
+def test_one_learning_rate_schedule_for_both_trainers() -> None:
+    """``train._lr_factor``: the LSA default decays to 0, the GPT-2 default warms up and ends
+    at 10 %; the LSA trainer's optimiser follows it."""
+    from tts_lib.gpt2_train import GPT2TrainConfig
+    from tts_lib.train import _lr_factor
+
+    assert _lr_factor(0, 100, "cosine") == 1.0 and _lr_factor(100, 100, "cosine") == 0.0
+    assert abs(_lr_factor(50, 100, "cosine") - 0.5) < 1e-12
+    g = GPT2TrainConfig(train_steps=1000, warmup=200)
+    f = [_lr_factor(s, 1000, g.lr_schedule, warmup=200, final_lr_frac=g.final_lr_frac) for s in (0, 199, 200, 1000)]
+    assert abs(f[0] - 1 / 200) < 1e-12 and f[1] == 1.0 and f[2] == 1.0 and abs(f[3] - 0.1) < 1e-12
+    assert _lr_factor(500, 1000, "constant", final_lr_frac=0.5) == 1.0
+    # the LSA trainer follows it: a cosine that ends at 100 % is the constant schedule
+    def run(**kw):
+        cfg = TrainConfig(train_steps=30, batch_size=16, lr=0.05, seed=4, progress=False, **kw)
+        return train_lsa(lsa.StructuredLSA(3), TrainTask(tasks.isotropic_cov(3), 5), cfg).losses
+
+    assert run(lr_schedule="cosine", final_lr_frac=1.0) == run(lr_schedule="constant")
+    assert run(lr_schedule="cosine", final_lr_frac=0.0) != run(lr_schedule="constant")

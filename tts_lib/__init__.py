@@ -2,11 +2,12 @@
 
 Modules, one concept each, in the order the chapters introduce them:
 
-* :mod:`tts_lib.tasks` — feature covariances, skills, hardness ``tr(Λ)/λ_min(Λ)`` (ch. 1–2).
+* :mod:`tts_lib.tasks` — feature covariances, the skill basis (skills, coordinates, per-skill
+  errors, shared skills of two covariances), hardness ``tr(Λ)/λ_min(Λ)`` (ch. 1–2, 5).
 * :mod:`tts_lib.prompts` — sampling in-context weight-prediction prompts (ch. 1).
 * :mod:`tts_lib.lsa` — the linear self-attention layer (structured and full) and its CoT (ch. 1).
 * :mod:`tts_lib.baselines` — least squares and one-step estimators, exact one-step errors (ch. 1).
-* :mod:`tts_lib.theory` — closed forms: Γ, CoT error curves (population; finite m inside
+* :mod:`tts_lib.theory` — closed forms: Γ and its eigenvalues, CoT error curves (population; finite m inside
   a validity region; Monte Carlo), scaling bounds, step-size limits (ch. 3–5).
 * :mod:`tts_lib.train` — training the LSA on fresh prompts (ch. 3).
 * :mod:`tts_lib.overthinking` — per-skill overthinking condition, phase diagrams (ch. 5).
@@ -14,9 +15,9 @@ Modules, one concept each, in the order the chapters introduce them:
 * :mod:`tts_lib.gpt2` — the GPT-2 regressor (one forward path, key/value cache, token
   layouts); :mod:`tts_lib.gpt2_train` (configs, presets, training, ``python -m``),
   :mod:`tts_lib.gpt2_checkpoint` (save, load, verify), :mod:`tts_lib.gpt2_cli` (ch. 7).
-* :mod:`tts_lib.metrics` — per-prompt squared errors of any model's CoT on given prompts
-  (``cot_squared_errors``), means with standard errors (ddof 1), relative Frobenius
-  distance (ch. 7; for every chapter).
+* :mod:`tts_lib.metrics` — per-prompt squared errors (of estimates, of iterates, of any
+  model's CoT on given prompts: ``cot_squared_errors``), means with standard errors
+  (ddof 1), steps to reach an error level, relative Frobenius distance (every chapter).
 * :mod:`tts_lib.fetch` — the committed GPT-2 checkpoints, here or fetched and verified (ch. 7).
 * :mod:`tts_lib.noise` — label noise: the noise term, its limit, early stopping (ch. 8).
 * :mod:`tts_lib.finite_data` — the LSA fitted on N training prompts (ch. 8).

@@ -286,3 +286,24 @@ def make_generator(seed: int | torch.Generator | None, name: str = "seed") -> to
     else:
         g.manual_seed(check_pos_int(seed, name, minimum=0, maximum=2**63 - 1))
     return g
+
+
+def check_spectrum(value: Any, name: str) -> torch.Tensor:
+    """Eigenvalues of covariances, shape (..., d): float64, non-negative, not huge."""
+    t = as_tensor(value, name, dtype=torch.float64)
+    if t.ndim < 1 or t.shape[-1] < 1:
+        raise ValueError(f"`{name}` must have shape (..., d) with d >= 1, got {tuple(t.shape)}")
+    if (t < 0).any():
+        raise ValueError(f"`{name}` must be non-negative (eigenvalues of a covariance)")
+    big = torch.finfo(t.dtype).max ** 0.25
+    if t.numel() and float(t.max()) > big:
+        raise ValueError(f"`{name}` has eigenvalues up to {float(t.max()):.3g}, beyond {big:.1e}; rescale them")
+    return t
+
+
+def check_context_len_grid(context_lens: Any, like: torch.Tensor) -> torch.Tensor:
+    """Context lengths as a tensor like ``like`` (any shape, for broadcasting): integers >= 1."""
+    n = as_tensor(context_lens, "context_lens", device=like.device, dtype=like.dtype)
+    if (n < 1).any() or (n != n.round()).any():
+        raise ValueError("`context_lens` must be integers >= 1")
+    return n

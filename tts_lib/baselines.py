@@ -30,7 +30,6 @@ import torch
 
 from ._checks import InputTypeError, as_tensor, check_cov, check_pos_int, check_precond, check_real
 from .prompts import Prompts
-from .tasks import skills
 from .theory import moment_sas
 
 __all__ = [
@@ -40,9 +39,7 @@ __all__ = [
     "least_squares_error",
     "one_step_error",
     "one_step_error_matrix",
-    "per_skill_error",
     "precond_step",
-    "to_skills",
 ]
 
 
@@ -231,32 +228,3 @@ def least_squares_error(cov: Any, test_len: int, noise_std: float = 0.0) -> floa
         return float("inf")
     return s**2 * float((1 / ev).sum()) / (m - d - 1)
 
-
-# --------------------------------------------------------------------------- skills
-
-
-def to_skills(vectors: Any, cov: Any) -> torch.Tensor:
-    """Coordinates of vectors (..., d) in the skill basis of ``cov`` (eigenvectors, strongest first).
-
-    Defined in Chapter 1.
-    """
-    _, U = skills(cov)
-    v = as_tensor(vectors, "vectors", device=U.device, dtype=U.dtype)
-    if v.shape[-1] != U.shape[0]:
-        raise ValueError(f"`vectors` must have last dimension {U.shape[0]}, got {tuple(v.shape)}")
-    return v @ U
-
-
-def per_skill_error(error_matrix: Any, cov: Any) -> torch.Tensor:
-    """Per-skill error ``u_iᵀ M u_i`` of an error matrix ``M`` (..., d, d), skills of ``cov`` strongest first.
-
-    Sums to ``tr M`` (the total error); with :func:`one_step_error_matrix` it gives the
-    expected squared error of ``ŵ − w`` along each skill.
-
-    Defined in Chapter 1.
-    """
-    _, U = skills(cov)
-    M = as_tensor(error_matrix, "error_matrix", device=U.device, dtype=U.dtype)
-    if M.ndim < 2 or M.shape[-2:] != U.shape:
-        raise ValueError(f"`error_matrix` must have shape (..., {U.shape[0]}, {U.shape[0]}), got {tuple(M.shape)}")
-    return torch.diagonal(U.T @ M @ U, dim1=-2, dim2=-1)

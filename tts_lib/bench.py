@@ -72,7 +72,8 @@ def timeit(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1) ->
 def bench_gpt2_train(device: str, quick: bool) -> list[Record]:
     """GPT-2 training steps/s and ms/step per preset and layout at the preset's full d and n
     (paper preset: d = 20, n = 40, only 2 steps on a CPU; skipped there with ``--quick``)."""
-    from .gpt2 import build_model, preset, train_gpt2
+    from .gpt2 import build_model
+    from .gpt2_train import preset, train_gpt2
     from .tasks import isotropic_cov
 
     out: list[Record] = []
@@ -81,10 +82,10 @@ def bench_gpt2_train(device: str, quick: bool) -> list[Record]:
         for layout in ("compact", "interleaved"):
             steps = 2 if (name == "paper" and device == "cpu") else (5 if quick else 30)
             # full size from the first step: no curriculum (the paper preset starts at d=5, n=11)
-            cfg, tcfg = preset(name, layout=layout, steps=steps, warmup=0, curriculum=None)
+            cfg, tcfg = preset(name, layout=layout, train_steps=steps, warmup=0, curriculum=None)
             model = build_model(cfg, seed=0, device=device)
             cov = isotropic_cov(cfg.dim)
-            train_gpt2(model, cov, preset(name, steps=1, warmup=0)[1], seed=1, progress=False)  # warm-up
+            train_gpt2(model, cov, preset(name, train_steps=1, warmup=0)[1], seed=1, progress=False)  # warm-up
             res = train_gpt2(model, cov, tcfg, seed=0, progress=False)
             tag = f"{name}_{layout}"
             out.append(record(f"gpt2_train_steps_per_s_{tag}", device, steps / res.wall_s, "steps/s"))
@@ -102,7 +103,8 @@ def bench_gpt2_cot(device: str, quick: bool) -> list[Record]:
     the cost of a cached step for k = 10..20 over one for k = 1..5 (1: flat in k). Batch:
     256 prompts (64 with ``--quick``).
     """
-    from .gpt2 import build_model, cot_rollout, preset
+    from .gpt2 import build_model, cot_rollout
+    from .gpt2_train import preset
     from .prompts import sample_prompts
     from .tasks import isotropic_cov
 
@@ -111,7 +113,7 @@ def bench_gpt2_cot(device: str, quick: bool) -> list[Record]:
     for layout in ("compact", "interleaved"):
         cfg, tcfg = preset("cpu", layout=layout)
         model = build_model(cfg, seed=0, device=device)
-        pr = sample_prompts(isotropic_cov(cfg.dim), tcfg.context_len, batch, generator=0)
+        pr = sample_prompts(isotropic_cov(cfg.dim), tcfg.context_len, batch, seed=0)
         pr = pr.to(device=device, dtype=torch.float32)
         ms: dict[tuple[int, bool], float] = {}
 
@@ -152,8 +154,9 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
         import transformers
     except ImportError:
         return []
-    from .gpt2 import build_model, cot_rollout, preset
+    from .gpt2 import build_model, cot_rollout
     from .gpt2_checkpoint import state_dict_to_hf
+    from .gpt2_train import preset
     from .prompts import sample_prompts
     from .tasks import isotropic_cov
 
@@ -168,7 +171,7 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
     hf = transformers.GPT2Model(hf_cfg).to(device)
     hf.load_state_dict(state_dict_to_hf(model.state_dict(), cfg.width))
     hf.eval()
-    pr = sample_prompts(isotropic_cov(cfg.dim), tcfg.context_len, batch, generator=0)
+    pr = sample_prompts(isotropic_cov(cfg.dim), tcfg.context_len, batch, seed=0)
     pr = pr.to(device=device, dtype=torch.float32)
     m = tcfg.context_len
 
@@ -254,26 +257,17 @@ def _garg_model_class(src: str) -> type:
 
 
 def _train_step(model: Any, cov: torch.Tensor, cfg: Any, seed: int = 0) -> Callable[[], None]:
-    """One training step of :func:`~tts_lib.gpt2_train.train_gpt2` as a closure (fresh
-    prompts and starts, forward, loss, backward, clipping, Adam), for interleaved timing."""
-    import torch.nn.functional as F
+    """One training step of :func:`~tts_lib.gpt2_train.train_gpt2` (its own step object:
+    fresh prompts and starts, forward, loss, backward, clipping, Adam) as a closure, for
+    interleaved timing."""
+    from .gpt2_train import _Step
 
-    from .gpt2_train import sample_starts
-    from .prompts import sample_prompts
-
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    ref = model.read_in.weight
+    model.train()
+    one = _Step(model, cov.detach().to("cpu", torch.float64), cfg, seed)
+    counter = iter(range(10**9))
 
     def step() -> None:
-        pr = sample_prompts(cov, cfg.context_len, cfg.batch, generator=g)
-        w0 = sample_starts(pr.w, cfg, g)
-        X, y, w, w0 = (t.to(device=ref.device, dtype=ref.dtype) for t in (pr.X, pr.y, pr.w, w0))
-        loss = F.mse_loss(model._predict(X, y, w0), w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        one(next(counter))
 
     return step
 
@@ -293,7 +287,8 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
     """
     import os
 
-    from .gpt2 import build_model, num_parameters, preset
+    from .gpt2 import build_model, num_parameters
+    from .gpt2_train import preset
     from .tasks import isotropic_cov
 
     src = os.environ.get("TTS_GARG_SRC")
@@ -312,7 +307,7 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
         for layout in ("compact", "interleaved"):
             cfg, tcfg = preset(
                 "cpu20", width=width, layers=layers, heads=heads, layout=layout, context_len=n,
-                warmup=0, target="w", batch=batch,
+                warmup=0, target="w", batch_size=batch,
             )
             model = build_model(cfg, seed=0, device=device)
             params = params or num_parameters(model)
@@ -368,8 +363,8 @@ def bench_lsa_train(device: str, quick: bool) -> list[Record]:
     d, n, steps = 20, 40, (10 if quick else 100)
     task = TrainTask(isotropic_cov(d, device=device), n)
     model = StructuredLSA(d, device=device)
-    train_lsa(model, task, TrainConfig(num_steps=2, batch_size=512, lr=1e-3, progress=False))  # warm-up
-    cfg = TrainConfig(num_steps=steps, batch_size=512, lr=1e-3, progress=False)
+    train_lsa(model, task, TrainConfig(train_steps=2, batch_size=512, lr=1e-3, progress=False))  # warm-up
+    cfg = TrainConfig(train_steps=steps, batch_size=512, lr=1e-3, progress=False)
     t = timeit(lambda: train_lsa(model, task, cfg), device, 1, warmup=0)
     return [record("lsa_structured_train_steps_per_s", device, steps / t, "steps/s")]
 

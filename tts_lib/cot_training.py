@@ -38,7 +38,7 @@ from ._checks import (
 from .lsa import StructuredLSA
 from .noise import _sigma
 from .prompts import _cov_sqrt, _draw_prompts, sample_prompts
-from .train import History, TrainConfig, TrainingDivergedError, TrainTask, _check_run, _diverged
+from .train import History, TrainConfig, TrainingDivergedError, TrainTask, _check_run, _diverged, _scheduler
 
 
 def _square(value: Any, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,7 +58,7 @@ def _square(value: Any, name: str, like: torch.Tensor | None = None) -> torch.Te
 def train_lsa_cot(
     model: StructuredLSA,
     task: TrainTask,
-    num_cot_steps: int,
+    num_steps: int,
     config: TrainConfig | None = None,
     *,
     start_noise: float = 0.0,
@@ -66,7 +66,7 @@ def train_lsa_cot(
     """Train ``model`` in place on the k-step loss ``½ E‖ŵ_k − w‖²`` (CoT during training).
 
     Each step draws fresh prompts from ``task`` and runs the model's own chain of thought
-    (:meth:`~tts_lib.lsa.LinearSelfAttention.cot_fast`) for ``k = num_cot_steps`` steps
+    (:meth:`~tts_lib.lsa.LinearSelfAttention.cot_fast`) for ``k = num_steps`` steps
     from ``ŵ_0 = 0`` or, with ``start_noise = s > 0``, from ``ŵ_0 = w + s·N(0, I)`` (the
     refinement training of chapter 7). Gradients flow through all k steps. SGD or Adam
     with the schedule of :class:`~tts_lib.train.TrainConfig`.
@@ -76,8 +76,8 @@ def train_lsa_cot(
 
     Defined in Chapter 9.
     """
-    cfg, steps, batch, lr, _ = _check_run(model, config)
-    k = check_pos_int(num_cot_steps, "num_cot_steps", maximum=MAX_STEPS)
+    cfg, train_steps, batch, lr, _ = _check_run(model, config)
+    k = check_pos_int(num_steps, "num_steps", maximum=MAX_STEPS)
     if not isinstance(task, TrainTask):
         raise InputTypeError(f"`task` must be a TrainTask(cov, context_len), got {type(task).__name__}")
     start_noise = check_real(start_noise, "start_noise", minimum=0.0)
@@ -85,7 +85,7 @@ def train_lsa_cot(
     n = check_pos_int(task.context_len, "task.context_len")
     _sigma(task.noise_std, "task.noise_std")
     check_memory(batch * (n + 1) * model.dim, "config.batch_size", what="one batch of prompts")
-    check_memory(batch * (k + 1) * (2 * model.dim + 2) * 2, "num_cot_steps", what=f"{k + 1} CoT iterates")
+    check_memory(batch * (k + 1) * (2 * model.dim + 2) * 2, "num_steps", what=f"{k + 1} CoT iterates")
     param = next(model.parameters())
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
@@ -93,18 +93,11 @@ def train_lsa_cot(
         opt = torch.optim.Adam(model.parameters(), lr=lr)
     else:
         raise ValueError(f"`config.optimizer` must be 'sgd' or 'adam', got {cfg.optimizer!r}")
-    if cfg.lr_schedule not in ("cosine", "constant"):
-        raise ValueError(f"`config.lr_schedule` must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
-    cosine = cfg.lr_schedule == "cosine"
-
-    def factor(s: int) -> float:
-        return 0.5 * (1 + math.cos(math.pi * s / steps)) if cosine else 1.0
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    sched = _scheduler(opt, cfg, train_steps)
     gen = make_generator(cfg.seed, "config.seed")
     hist, first = History(), None
     root = _cov_sqrt(cov.detach().to("cpu", torch.float64))  # cov checked once, above
-    for step in range(steps):
+    for step in range(train_steps):
         pr = _draw_prompts(root, n, batch, gen, param.device, param.dtype, task.noise_std)
         w0 = None
         if start_noise > 0:
@@ -123,11 +116,11 @@ def train_lsa_cot(
         loss.backward()
         opt.step()
         sched.step()
-        hist.loss.append(value)
+        hist.losses.append(value)
     return hist
 
 
-def kstep_loss(precond: torch.Tensor, S: torch.Tensor, num_cot_steps: int) -> torch.Tensor:
+def kstep_loss(precond: torch.Tensor, S: torch.Tensor, num_steps: int) -> torch.Tensor:
     """``½ mean_p ‖(I − G S_p)^k‖_F²``: the k-step loss given prompt covariances ``S`` (P, d, d).
 
     The expectation over ``w ~ N(0, I)`` is done exactly; differentiable in ``precond``.
@@ -135,7 +128,7 @@ def kstep_loss(precond: torch.Tensor, S: torch.Tensor, num_cot_steps: int) -> to
     Defined in Chapter 9.
     """
     G = _square(precond, "precond")
-    k = check_pos_int(num_cot_steps, "num_cot_steps", maximum=MAX_STEPS)
+    k = check_pos_int(num_steps, "num_steps", maximum=MAX_STEPS)
     S = as_tensor(S, "S", device=G.device, dtype=G.dtype)
     if S.ndim != 3 or S.shape[-2:] != G.shape or S.shape[0] < 1:
         raise ValueError(f"`S` must be (P, d, d) with P >= 1 and d = {G.shape[-1]} as in `precond`, "
@@ -148,13 +141,13 @@ def kstep_loss(precond: torch.Tensor, S: torch.Tensor, num_cot_steps: int) -> to
     P = torch.linalg.matrix_power(M, k)
     loss = 0.5 * (P * P).sum((-1, -2)).mean()
     if not bool(torch.isfinite(loss.detach())):
-        raise ValueError(f"the k-step loss overflows {S.dtype} at `num_cot_steps`={k}: (I − G S)^k diverges; "
-                         "lower `num_cot_steps` or rescale `precond`")
+        raise ValueError(f"the k-step loss overflows {S.dtype} at `num_steps`={k}: (I − G S)^k diverges; "
+                         "lower `num_steps` or rescale `precond`")
     return loss
 
 
 def optimal_isotropic_step(
-    dim: int, context_len: int, num_cot_steps: int, *, num_prompts: int = 20_000, seed: int = 0
+    dim: int, context_len: int, num_steps: int, *, num_prompts: int = 20_000, seed: int = 0
 ) -> float:
     """Minimiser ``g_k`` of ``E Σ_j (1 − g s_j)^{2k}`` (``Λ = I``, ``G = gI``), by Monte Carlo over ``S``.
 
@@ -165,13 +158,13 @@ def optimal_isotropic_step(
     """
     d = check_pos_int(dim, "dim")
     n = check_pos_int(context_len, "context_len")
-    k = check_pos_int(num_cot_steps, "num_cot_steps", maximum=MAX_STEPS)
+    k = check_pos_int(num_steps, "num_steps", maximum=MAX_STEPS)
     P = check_pos_int(num_prompts, "num_prompts")
     seed = check_pos_int(seed, "seed", minimum=0)
     check_memory(d * d, "dim", what="the (d, d) identity")
     check_memory(4 * n * d, "context_len", what="one prompt")
     check_memory(4 * P * (n * d + d * d), "num_prompts", what=f"{P} prompts and their covariances")
-    S = sample_prompts(torch.eye(d, dtype=torch.float64), n, P, generator=seed).emp_cov()
+    S = sample_prompts(torch.eye(d, dtype=torch.float64), n, P, seed=seed).emp_cov()
     s = torch.linalg.eigvalsh(S).reshape(-1)
     g = float(s.mean() / (s**2).mean())  # the k = 1 optimum
     for _ in range(100):
@@ -183,8 +176,8 @@ def optimal_isotropic_step(
         if abs(step) < 1e-13 * abs(g):
             break
     if not math.isfinite(g):
-        raise ValueError(f"Newton's method overflowed at `num_cot_steps`={k} ((1 − g s)^(2k) exceeds float64); "
-                         "lower `num_cot_steps`")
+        raise ValueError(f"Newton's method overflowed at `num_steps`={k} ((1 − g s)^(2k) exceeds float64); "
+                         "lower `num_steps`")
     return g
 
 
@@ -198,7 +191,7 @@ def minimax_isotropic_step(dim: int, context_len: int) -> float:
     return 1.0 / (1.0 + d / n)
 
 
-def hessian_at_zero_quadratic_form(train_cov: Any, context_len: int, num_cot_steps: int,
+def hessian_at_zero_quadratic_form(train_cov: Any, context_len: int, num_steps: int,
                                    direction: Any) -> float:
     """``k² E‖HS‖_F² + k(k−1) E tr((HS)²)`` for a direction ``H``: the curvature of ``½ L_k`` at ``G = 0``.
 
@@ -211,7 +204,7 @@ def hessian_at_zero_quadratic_form(train_cov: Any, context_len: int, num_cot_ste
 
     lam = check_cov(train_cov, "train_cov")
     n = check_pos_int(context_len, "context_len")
-    k = check_pos_int(num_cot_steps, "num_cot_steps")
+    k = check_pos_int(num_steps, "num_steps")
     H = _square(direction, "direction", like=lam)
     eye = torch.eye(lam.shape[0], dtype=lam.dtype, device=lam.device)
     a = float(torch.trace(H.T @ H @ moment_sas(lam, n, eye)))
@@ -219,7 +212,7 @@ def hessian_at_zero_quadratic_form(train_cov: Any, context_len: int, num_cot_ste
     return k**2 * a + k * (k - 1) * b
 
 
-def stable_lr_at_zero(train_cov: Any, context_len: int, num_cot_steps: int) -> float:
+def stable_lr_at_zero(train_cov: Any, context_len: int, num_steps: int) -> float:
     """Largest stable SGD step for ``½ L_k`` at ``G = 0``: ``2 / λ_max`` of its Hessian.
 
     The Hessian is assembled from :func:`hessian_at_zero_quadratic_form` on the d² unit
@@ -229,17 +222,17 @@ def stable_lr_at_zero(train_cov: Any, context_len: int, num_cot_steps: int) -> f
     """
     lam = check_cov(train_cov, "train_cov")
     check_pos_int(context_len, "context_len")
-    check_pos_int(num_cot_steps, "num_cot_steps")
+    check_pos_int(num_steps, "num_steps")
     d = lam.shape[0]
     check_memory(2 * d**4, "train_cov", what="the (d², d²) Hessian")
     if float(lam.abs().max()) == 0:
         raise ValueError("`train_cov` is zero: the loss is flat at G = 0 and every step is stable")
     basis = torch.eye(d * d, dtype=lam.dtype, device=lam.device).reshape(d * d, d, d)
     Hm = torch.empty(d * d, d * d, dtype=lam.dtype)
-    q = [hessian_at_zero_quadratic_form(lam, context_len, num_cot_steps, basis[i]) for i in range(d * d)]
+    q = [hessian_at_zero_quadratic_form(lam, context_len, num_steps, basis[i]) for i in range(d * d)]
     for i in range(d * d):
         Hm[i, i] = q[i]
         for j in range(i + 1, d * d):
-            both = hessian_at_zero_quadratic_form(lam, context_len, num_cot_steps, basis[i] + basis[j])
+            both = hessian_at_zero_quadratic_form(lam, context_len, num_steps, basis[i] + basis[j])
             Hm[i, j] = Hm[j, i] = (both - q[i] - q[j]) / 2
     return 2.0 / float(torch.linalg.eigvalsh(Hm).max())

@@ -1,7 +1,7 @@
 """The committed GPT-2 checkpoints of Chapter 7, here or fetched (Colab, a bare ``pip install``).
 
 :func:`checkpoint_dir` returns a folder holding the checkpoint manifests (``*.json``) and weights
-(``*.pt``) that :func:`tts_lib.gpt2_train.load_checkpoint` reads:
+(``*.pt``) that :func:`tts_lib.gpt2_checkpoint.load_checkpoint` reads:
 
 * the local ``book/checkpoints/`` (or ``checkpoints/`` next to the notebook) when it is there:
   nothing is fetched;

@@ -151,7 +151,7 @@ def mc_fitted(
     Gs = []
     for start in range(0, sets, per_chunk):
         c = min(per_chunk, sets - start)
-        pr = sample_prompts(lam, n, c * N, generator=gen, dtype=lam.dtype, noise_std=s)
+        pr = sample_prompts(lam, n, c * N, seed=gen, dtype=lam.dtype, noise_std=s)
         d = lam.shape[0]
         Gs.append(_fit(pr.emp_corr().reshape(c, N, d), pr.w.reshape(c, N, d)))
     G = torch.cat(Gs)
@@ -249,7 +249,7 @@ def delta_method(
     C_acc = torch.zeros(d * d, d * d, dtype=lam.dtype)
     for start in range(0, P, 50_000):
         c = min(50_000, P - start)
-        pr = sample_prompts(lam, n, c, generator=gen, dtype=lam.dtype, noise_std=s)
+        pr = sample_prompts(lam, n, c, seed=gen, dtype=lam.dtype, noise_std=s)
         b, w = pr.emp_corr(), pr.w
         r = w - b @ G.T
         q = ((b @ Binv) * b).sum(-1)  # bᵀB⁻¹b

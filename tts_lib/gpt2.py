@@ -67,15 +67,6 @@ MAX_COT_STEPS_HISTORY = 10_000
 MAX_TEST_PROMPTS = 10_000_000
 MAX_CHUNK = 65_536
 
-# names that moved to gpt2_train (its __all__); still importable from here (PEP 562)
-def __getattr__(name: str) -> Any:
-    from . import gpt2_train  # imported on use: gpt2_train imports this module
-
-    if name in gpt2_train.__all__:
-        return getattr(gpt2_train, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # --------------------------------------------------------------------------- token layouts
 
 
@@ -752,21 +743,21 @@ def cot_errors(
     test_len: int,
     k: int,
     *,
-    batch: int = 1000,
+    num_prompts: int = 1000,
     seed: int | torch.Generator = 0,
     device: torch.device | str | None = None,
     chunk: int = 500,
     noise_std: float = 0.0,
     **rollout_kwargs: Any,
 ) -> torch.Tensor:
-    """Squared errors ``‖ŵ_i − w‖²`` on fresh test prompts, shape (batch, k + 1), float64.
+    """Squared errors ``‖ŵ_i − w‖²`` on fresh test prompts, shape (num_prompts, k + 1), float64.
 
     Args:
         model: trained :class:`GPT2Regressor`.
         cov: (d, d) test covariance Σ.
         test_len: test context length ``m``.
         k: CoT steps.
-        batch: number of test prompts (at most ``MAX_TEST_PROMPTS``); ``chunk``: prompts
+        num_prompts: number of test prompts (at most ``MAX_TEST_PROMPTS``); ``chunk``: prompts
             per forward pass.
         seed: prompt seed (prompts are drawn on the CPU, so identical on every device).
         device: where to run (default: the model's device).
@@ -781,18 +772,20 @@ def cot_errors(
     ref = model.read_in.weight
     device = ref.device if device is None else torch.device(device)
     cov_t = check_cov(cov, "cov", dim=model.config.dim)
-    batch = check_pos_int(batch, "batch")
-    if batch > MAX_TEST_PROMPTS:
-        raise ValueError(f"`batch` must be <= {MAX_TEST_PROMPTS} test prompts (bounded work), got {batch}")
+    num_prompts = check_pos_int(num_prompts, "num_prompts")
+    if num_prompts > MAX_TEST_PROMPTS:
+        raise ValueError(
+            f"`num_prompts` must be <= {MAX_TEST_PROMPTS} test prompts (bounded work), got {num_prompts}"
+        )
     chunk = check_pos_int(chunk, "chunk")
     if chunk > MAX_CHUNK:
         raise ValueError(f"`chunk` must be <= {MAX_CHUNK} prompts per forward pass (bounded memory), got {chunk}")
     test_len = check_pos_int(test_len, "test_len")
     g = make_generator(seed)
     out = []
-    for start in range(0, batch, chunk):
-        b = min(chunk, batch - start)
-        pr = sample_prompts(cov_t.to("cpu", torch.float64), test_len, b, generator=g, noise_std=noise_std)
+    for start in range(0, num_prompts, chunk):
+        b = min(chunk, num_prompts - start)
+        pr = sample_prompts(cov_t.to("cpu", torch.float64), test_len, b, seed=g, noise_std=noise_std)
         pr = pr.to(device=device, dtype=ref.dtype)
         it = cot_rollout(model, pr.X, pr.y, k, **rollout_kwargs)
         out.append(squared_errors(it, pr.w).cpu())

@@ -18,6 +18,13 @@ and every weight is finite. Every failure is a ``ValueError`` naming the file an
 Format ``tts_lib.gpt2/1`` (the earlier model built on Hugging Face's ``GPT2Model``) is
 converted by :func:`convert_v1` through the documented key map :func:`state_dict_from_hf`;
 the committed checkpoints in ``book/checkpoints`` were converted so (same weights).
+
+Format ``tts_lib.gpt2/2`` (the committed checkpoints) loads as it is, verified against its
+own digest, and is read through the documented key map :data:`V2_KEY_MAP`: the training
+configuration's ``steps``, ``batch``, ``schedule`` and the manifest's ``steps`` are
+spelled ``train_steps``, ``batch_size``, ``lr_schedule`` and ``train_steps`` since format 3
+(the names of :class:`~tts_lib.train.TrainConfig`); ``final_lr_frac`` (absent there) is
+the 0.1 those models were trained with.
 """
 
 from __future__ import annotations
@@ -32,12 +39,31 @@ from typing import Any
 
 import torch
 
+from ._checks import check_pos_int
 from .gpt2 import GPT2Regressor, GPT2RegressorConfig, num_parameters
-from .gpt2_train import PRESETS, TRAIN_COVS, GPT2TrainConfig, TrainResult, config_from_dict
+from .gpt2_train import PRESETS, TRAIN_COVS, GPT2TrainConfig, TrainResult, config_from_dict, preset
 
-MANIFEST_FORMAT = "tts_lib.gpt2/2"
+MANIFEST_FORMAT = "tts_lib.gpt2/3"
+V2_FORMAT = "tts_lib.gpt2/2"
 V1_FORMAT = "tts_lib.gpt2/1"
-REQUIRED_FIELDS = ("format", "checkpoint", "sha256", "digest", "config", "train_cov", "seed", "steps")
+REQUIRED_FIELDS = ("format", "checkpoint", "sha256", "digest", "config", "train_cov", "seed", "train_steps")
+#: format 2 name -> format 3 name, for the training configuration and the manifest itself
+V2_KEY_MAP = {"steps": "train_steps", "batch": "batch_size", "schedule": "lr_schedule"}
+
+
+def _upgrade_v2(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 manifest read with format-3 names (:data:`V2_KEY_MAP`); others unchanged."""
+    return _renamed(manifest) if manifest.get("format") == V2_FORMAT else manifest
+
+
+def _renamed(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with the format-1/2 names of :data:`V2_KEY_MAP` replaced."""
+    out = {("train_steps" if k == "steps" else k): v for k, v in manifest.items()}
+    config = out.get("config")
+    if isinstance(config, dict) and isinstance(config.get("train"), dict):
+        train = {V2_KEY_MAP.get(k, k): v for k, v in config["train"].items()}
+        out["config"] = {**config, "train": train}
+    return out
 _STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")
 
 
@@ -177,7 +203,7 @@ def save_checkpoint(
         "config": {"model": asdict(model.config), "train": asdict(train_cfg)},
         "train_cov": train_cov,
         "seed": result.seed,
-        "steps": result.steps,
+        "train_steps": result.train_steps,
         "device": result.device,
         "world_size": int(result.extra.get("world_size", 1)),
         "wall_s": round(result.wall_s, 3),
@@ -214,11 +240,13 @@ def _read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
             f"{manifest_path}: format {V1_FORMAT} (Hugging Face key names); convert it once with "
             "tts_lib.gpt2_checkpoint.convert_v1(path)"
         )
+    if manifest.get("format") not in (MANIFEST_FORMAT, V2_FORMAT):
+        raise ValueError(
+            f"{manifest_path}: field `format` is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}"
+        )
     for name in REQUIRED_FIELDS:
-        if name not in manifest:
+        if name not in _upgrade_v2(manifest):
             raise ValueError(f"{manifest_path}: missing field `{name}`")
-    if manifest["format"] != MANIFEST_FORMAT:
-        raise ValueError(f"{manifest_path}: field `format` is {manifest['format']!r}, expected {MANIFEST_FORMAT!r}")
     return manifest_path, manifest
 
 
@@ -254,7 +282,7 @@ def verify_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
             f"says {str(manifest['sha256'])[:12]}…: the file was changed or corrupted; retrain with the command "
             "in the manifest"
         )
-    return manifest, pt
+    return _upgrade_v2(manifest), pt
 
 
 def _check_state(state: Any, model: GPT2Regressor, where: Path) -> dict[str, torch.Tensor]:
@@ -292,7 +320,7 @@ def load_checkpoint(
     Args:
         path: the manifest ``.json`` or the ``.pt`` file next to it.
         expected: the model configuration the caller wants; any other is refused.
-        expected_train: likewise for the training configuration (``steps`` included).
+        expected_train: likewise for the training configuration (``train_steps`` included).
         train_cov: likewise for the training covariance name.
         device: where to put the model.
 
@@ -392,6 +420,33 @@ def state_dict_to_hf(state: dict[str, torch.Tensor], width: int) -> dict[str, to
     return out
 
 
+def load_preset_checkpoint(
+    folder: str | Path,
+    preset_name: str,
+    train_cov: str,
+    context_len: int,
+    seed: int = 0,
+    *,
+    device: torch.device | str | None = None,
+) -> tuple[GPT2Regressor, dict[str, Any]]:
+    """Load the checkpoint of preset ``preset_name`` trained on ``train_cov`` with training
+    context ``context_len`` and ``seed`` from ``folder`` (e.g. ``fetch.checkpoint_dir()``):
+    the file named by :func:`checkpoint_stem`, verified, and refused unless its
+    configuration is exactly the preset's. Returns ``(model, manifest)``.
+
+    Defined in Chapter 7.
+    """
+    if not isinstance(preset_name, str) or preset_name not in PRESETS:
+        raise ValueError(f"`preset_name` must be one of {sorted(PRESETS)}, got {preset_name!r}")
+    if train_cov not in TRAIN_COVS:
+        raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {train_cov!r}")
+    cfg, train_cfg = preset(preset_name, context_len=check_pos_int(context_len, "context_len"))
+    stem = checkpoint_stem(preset_name, cfg, train_cfg, train_cov, check_pos_int(seed, "seed", minimum=0))
+    return load_checkpoint(
+        Path(folder) / f"{stem}.json", expected=cfg, expected_train=train_cfg, train_cov=train_cov, device=device
+    )
+
+
 def convert_v1(path: str | Path, out_dir: str | Path | None = None) -> Path:
     """Re-save a ``tts_lib.gpt2/1`` checkpoint (after checking its sha256) in this format with
     the same weights (:func:`state_dict_from_hf`); the manifest keeps every field and records
@@ -412,6 +467,7 @@ def convert_v1(path: str | Path, out_dir: str | Path | None = None) -> Path:
     pt = p.parent / name
     if sha256_file(pt) != old.get("sha256"):
         raise ValueError(f"{p}: field `sha256` does not match {pt.name}; not converting a changed file")
+    old = _renamed(old)  # format 1 used the format-2 names
     cfg, _ = config_from_dict(old["config"])
     model = GPT2Regressor(cfg)
     state = _check_state(state_dict_from_hf(torch.load(pt, map_location="cpu", weights_only=True)), model, pt)

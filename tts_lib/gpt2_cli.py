@@ -3,8 +3,8 @@
 One run::
 
     python -m tts_lib.gpt2_train --preset cpu --device cpu --seed 0 --out book/checkpoints \\
-        [--steps N] [--train-cov isotropic|skewed|skewed2] [--layout compact|interleaved] \\
-        [--context-len N] [--layers L] [--width W] [--lr LR] [--batch B] \\
+        [--train-steps N] [--train-cov isotropic|skewed|skewed2] [--layout compact|interleaved] \\
+        [--context-len N] [--layers L] [--width W] [--lr LR] [--batch-size B] \\
         [--start-zero-prob P] [--label-noise S] [--stem NAME] [--losses FILE.json]
 
 Distributed (DistributedDataParallel; gloo on CPU, nccl on CUDA; the global batch is
@@ -16,7 +16,7 @@ A sweep over n × seed × covariance (each run as the one-run command above, rec
 its manifest; ``--skip-existing`` resumes, ``--dry-run`` prints the commands)::
 
     python -m tts_lib.gpt2_train sweep --preset cpu --context-len 20 30 40 --seed 0 1 2 \\
-        --train-cov isotropic skewed2 --out DIR [--steps N] [any one-run option]
+        --train-cov isotropic skewed2 --out DIR [--train-steps N] [any one-run option]
 
 User errors (a bad argument, an unwritable ``--out``, ``--stem ../x``, an unknown
 ``--device``, a diverging run) print one line ``error: …`` and exit with status 2, before
@@ -43,7 +43,8 @@ from .gpt2_train import PRESETS, TRAIN_COVS, TrainingDivergedError, preset, trai
 
 PROG = "python -m tts_lib.gpt2_train"
 OVERRIDES = (
-    "steps", "layout", "context_len", "layers", "width", "lr", "batch", "start_zero_prob", "label_noise",
+    "train_steps", "layout", "context_len", "layers", "width", "lr", "batch_size", "start_zero_prob",
+    "label_noise",
     "target", "unroll", "heads",
 )
 
@@ -57,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda = one GPU per process)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    # --steps and --batch: the format-2 spellings, kept so that recorded commands still run
+    ap.add_argument("--train-steps", "--steps", dest="train_steps", type=int, default=None,
+                    help="optimiser steps (default: the preset's)")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--train-cov", choices=TRAIN_COVS, default="isotropic")
     ap.add_argument("--layout", choices=LAYOUTS, default=None)
@@ -65,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--layers", type=int, default=None, help="transformer blocks (default: the preset's)")
     ap.add_argument("--width", type=int, default=None, help="hidden size (default: the preset's)")
     ap.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the preset's)")
-    ap.add_argument("--batch", type=int, default=None, help="global batch (default: the preset's)")
+    ap.add_argument("--batch-size", "--batch", dest="batch_size", type=int, default=None,
+                    help="global batch (default: the preset's)")
     ap.add_argument("--start-zero-prob", type=float, default=None, help="share of starts at ŵ0 = 0 (1: zero only)")
     ap.add_argument("--label-noise", type=float, default=None, help="label noise std of the training prompts")
     ap.add_argument("--target", choices=("w", "newton"), default=None,
@@ -153,8 +157,8 @@ def run(argv: list[str]) -> int:
     if args.losses is not None:
         _check_out(str(Path(args.losses).parent or "."))
     rank, world, dev = _setup_distributed(dev)
-    if train_cfg.batch % world:
-        raise UsageError(f"--batch {train_cfg.batch} must be divisible by the {world} processes")
+    if train_cfg.batch_size % world:
+        raise UsageError(f"--batch-size {train_cfg.batch_size} must be divisible by the {world} processes")
     cov = train_cov_matrix(args.train_cov, model_cfg.dim)
     model = build_model(model_cfg, seed=args.seed, device=dev)
     if rank == 0:

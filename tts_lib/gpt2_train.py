@@ -47,7 +47,7 @@ from .gpt2 import GPT2Regressor, GPT2RegressorConfig
 from .prompts import _cov_sqrt, _draw_prompts
 from .tasks import NAMED_COVS, named_cov
 from .theory import lsa_precond
-from .train import TrainingDivergedError  # one error class for every trainer of the library
+from .train import TrainingDivergedError, _lr_factor  # one error class for every trainer of the library
 
 __all__ = [
     "Curriculum",
@@ -69,32 +69,13 @@ TRAIN_COVS = tuple(NAMED_COVS)  # the names of tasks.NAMED_COVS
 #: training targets of one pass (see GPT2TrainConfig.target)
 TARGETS = ("w", "newton")
 #: bounded work: most optimiser steps / prompts per step one configuration may ask for
-MAX_STEPS = 100_000_000
+MAX_TRAIN_STEPS = 100_000_000
 MAX_BATCH = 1 << 20
 #: largest accepted learning rate (Adam moves every weight by about lr per step: beyond
 #: this a float32 model is garbage after one step, and lr·grad may overflow)
 MAX_LR = 1e3
 #: divergence rule: stop when the loss exceeds this multiple of the first step's loss
 DIVERGENCE_FACTOR = 1e3
-
-# names that live in the checkpoint module / the CLI, importable from here as before
-_LAZY = {
-    "checkpoint_stem": "gpt2_checkpoint",
-    "load_checkpoint": "gpt2_checkpoint",
-    "save_checkpoint": "gpt2_checkpoint",
-    "verify_checkpoint": "gpt2_checkpoint",
-    "main": "gpt2_cli",
-    "_parser": "gpt2_cli",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"tts_lib.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def _real(value: Any, name: str, *, low: float, high: float = math.inf, low_open: bool = False) -> float:
     """``value`` as a finite float in [low, high] (``(low, high]`` if ``low_open``); bools refused."""
@@ -109,7 +90,7 @@ def _real(value: Any, name: str, *, low: float, high: float = math.inf, low_open
     return v
 
 
-def _int(value: Any, name: str, *, minimum: int = 1, maximum: int = MAX_STEPS) -> int:
+def _int(value: Any, name: str, *, minimum: int = 1, maximum: int = MAX_TRAIN_STEPS) -> int:
     v = check_pos_int(value, name, minimum=minimum)
     if v > maximum:
         raise ValueError(f"`{name}` must be <= {maximum} (bounded work), got {v}")
@@ -157,12 +138,13 @@ class GPT2TrainConfig:
 
     Attributes:
         context_len: examples per training prompt ``n`` (final value under a curriculum).
-        steps: optimiser steps (fixed; no early stopping; at most ``MAX_STEPS``).
-        batch: prompts per step (the global batch under DDP; at most ``MAX_BATCH``).
+        train_steps: optimiser steps (fixed; no early stopping; at most ``MAX_TRAIN_STEPS``).
+        batch_size: prompts per step (the global batch under DDP; at most ``MAX_BATCH``).
         lr: Adam learning rate (peak value when a schedule is used; in ``(0, MAX_LR]``).
-        schedule: ``"constant"`` or ``"cosine"`` (decay to 10 % of ``lr``), both after
-            ``warmup`` linear warm-up steps.
+        lr_schedule: ``"constant"`` or ``"cosine"`` (decay to ``final_lr_frac · lr``), both
+            after ``warmup`` linear warm-up steps (the schedule of :class:`tts_lib.train.TrainConfig`).
         warmup: warm-up steps.
+        final_lr_frac: where the cosine ends, as a fraction of ``lr`` (10 %: our choice).
         grad_clip: clip the gradient norm to this value (None: no clipping).
         start_zero_prob: probability that a prompt starts from ``ŵ0 = 0``.
         start_noise_min, start_noise_max: range of the log-uniform noise level ``σ`` of
@@ -181,11 +163,12 @@ class GPT2TrainConfig:
     """
 
     context_len: int = 20
-    steps: int = 6000
-    batch: int = 64
+    train_steps: int = 6000
+    batch_size: int = 64
     lr: float = 1e-3
-    schedule: str = "cosine"
+    lr_schedule: str = "cosine"
     warmup: int = 200
+    final_lr_frac: float = 0.1
     grad_clip: float | None = 1.0
     start_zero_prob: float = 0.25
     start_noise_min: float = 0.01
@@ -197,12 +180,13 @@ class GPT2TrainConfig:
 
     def __post_init__(self) -> None:
         _int(self.context_len, "context_len", maximum=1_000_000)
-        _int(self.steps, "steps")
-        _int(self.batch, "batch", maximum=MAX_BATCH)
+        _int(self.train_steps, "train_steps")
+        _int(self.batch_size, "batch_size", maximum=MAX_BATCH)
         _int(self.warmup, "warmup", minimum=0)
         _real(self.lr, "lr", low=0.0, high=MAX_LR, low_open=True)
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"`schedule` must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"`lr_schedule` must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        _real(self.final_lr_frac, "final_lr_frac", low=0.0, high=1.0)
         if self.grad_clip is not None:
             _real(self.grad_clip, "grad_clip", low=0.0, low_open=True)
         _real(self.start_zero_prob, "start_zero_prob", low=0.0, high=1.0)
@@ -270,19 +254,19 @@ PRESETS: dict[str, tuple[GPT2RegressorConfig, GPT2TrainConfig]] = {
     # for tests: trains in a few seconds
     "tiny": (
         GPT2RegressorConfig(dim=3, width=32, layers=2, heads=2, max_context=16),
-        GPT2TrainConfig(context_len=8, steps=150, batch=32, lr=3e-3, warmup=10),
+        GPT2TrainConfig(context_len=8, train_steps=150, batch_size=32, lr=3e-3, warmup=10),
     ),
     # for the chapter on a CPU: about two minutes
     "cpu": (
         GPT2RegressorConfig(dim=5, width=64, layers=3, heads=2, max_context=64),
-        GPT2TrainConfig(context_len=20, steps=5000, batch=64, lr=1e-3, warmup=200),
+        GPT2TrainConfig(context_len=20, train_steps=5000, batch_size=64, lr=1e-3, warmup=200),
     ),
     # chapter 7 at the paper's d = 20 on a CPU: width 64, 3 layers (about 150k parameters,
     # ~50 ms per step on one thread), trained on one pseudo-Newton step (target "newton"):
     # our choices of scale and protocol (see scripts/gpt2_protocols.py and chapter 7)
     "cpu20": (
         GPT2RegressorConfig(dim=20, width=64, layers=3, heads=2, max_context=64),
-        GPT2TrainConfig(context_len=20, steps=3000, batch=64, lr=1e-3, warmup=200, target="newton"),
+        GPT2TrainConfig(context_len=20, train_steps=3000, batch_size=64, lr=1e-3, warmup=200, target="newton"),
     ),
     # the paper's model (Garg et al. scale, ~9.5M parameters), Adam 1e-4, batch 64, Garg's
     # curriculum on d and n: GPU only. The step count (Garg's 500k) and the refinement starts
@@ -291,10 +275,10 @@ PRESETS: dict[str, tuple[GPT2RegressorConfig, GPT2TrainConfig]] = {
         GPT2RegressorConfig(dim=20, width=256, layers=12, heads=8, layout="interleaved", max_context=64),
         GPT2TrainConfig(
             context_len=40,
-            steps=500_000,
-            batch=64,
+            train_steps=500_000,
+            batch_size=64,
             lr=1e-4,
-            schedule="constant",
+            lr_schedule="constant",
             warmup=0,
             curriculum=Curriculum(dim_start=5, dim_step=1, n_start=11, n_step=2, every=2000),
         ),
@@ -306,7 +290,7 @@ def preset(name: str, **overrides: Any) -> tuple[GPT2RegressorConfig, GPT2TrainC
     """The ``(model, train)`` configs of a preset (``tiny``, ``cpu``, ``paper``).
 
     Keyword overrides go to whichever config has the field, e.g.
-    ``preset("cpu", layout="interleaved", context_len=30, steps=100)``.
+    ``preset("cpu", layout="interleaved", context_len=30, train_steps=100)``.
 
     Defined in Chapter 7.
     """
@@ -346,7 +330,7 @@ class TrainResult:
     """
 
     losses: list[float]
-    steps: int
+    train_steps: int
     wall_s: float
     seed: int
     device: str
@@ -354,7 +338,7 @@ class TrainResult:
 
     @property
     def ms_per_step(self) -> float:
-        return 1000.0 * self.wall_s / max(self.steps, 1)
+        return 1000.0 * self.wall_s / max(self.train_steps, 1)
 
     def final_loss(self, last: int = 100) -> float:
         """Mean loss over the last ``last`` steps."""
@@ -364,8 +348,13 @@ class TrainResult:
         return float(sum(tail) / len(tail))
 
 
-def sample_starts(w: torch.Tensor, cfg: GPT2TrainConfig, generator: torch.Generator) -> torch.Tensor:
+def sample_starts(
+    w: torch.Tensor, cfg: GPT2TrainConfig, seed: int | torch.Generator | None = None
+) -> torch.Tensor:
     """Training starting estimates for targets ``w`` (batch, d), drawn on the CPU.
+
+    ``seed``: an int, or a CPU ``torch.Generator`` to continue its stream (the training loop
+    passes its one generator).
 
     ``ŵ0 = 0`` with probability ``cfg.start_zero_prob``, else ``w + σ ε`` with ``ε ~ N(0, I)``
     and ``log σ`` uniform on ``[log start_noise_min, log start_noise_max]`` (one σ per prompt).
@@ -373,6 +362,7 @@ def sample_starts(w: torch.Tensor, cfg: GPT2TrainConfig, generator: torch.Genera
     Defined in Chapter 7.
     """
     b, d = w.shape
+    generator = make_generator(seed, "seed")
     w_cpu = w.detach().to("cpu", torch.float64)
     lo, hi = math.log(cfg.start_noise_min), math.log(cfg.start_noise_max)
     sigma = torch.exp(lo + (hi - lo) * torch.rand(b, 1, generator=generator, dtype=torch.float64))
@@ -410,15 +400,6 @@ def _newton_targets(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, precond:
     return w0 + grad @ precond.T
 
 
-def _lr_factor(step: int, cfg: GPT2TrainConfig) -> float:
-    if cfg.warmup and step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    if cfg.schedule == "constant":
-        return 1.0
-    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
-    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
 class _Predict(nn.Module):
     """The training call as a module, so that DistributedDataParallel can wrap it."""
 
@@ -438,6 +419,87 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+class _Step:
+    """One optimiser step of :func:`train_gpt2`: draw the prompts and starts (one CPU
+    generator), set the learning rate, forward (``unroll`` times), loss, divergence check,
+    backward, clipping, Adam. ``tts_lib.bench`` times this same step."""
+
+    def __init__(
+        self, model: GPT2Regressor, cov: torch.Tensor, cfg: GPT2TrainConfig, seed: int,
+        rank: int = 0, world: int = 1,
+    ) -> None:
+        self.model, self.cov, self.cfg, self.world = model, cov, cfg, world
+        share = cfg.batch_size // world
+        self.rows = slice(rank * share, (rank + 1) * share)
+        ref = model.read_in.weight
+        self.dev, self.dtype = ref.device, ref.dtype
+        self.net: nn.Module = _Predict(model)
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            dev = self.dev
+            self.net = DistributedDataParallel(self.net, device_ids=[dev.index] if dev.type == "cuda" else None)
+        self.g = make_generator(seed)
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.preconds: dict[tuple[int, int], torch.Tensor] = {}
+        self.roots: dict[int, torch.Tensor] = {}
+        self.first: float | None = None
+        self.d_act, self.n_act = model.config.dim, cfg.context_len
+
+    def __call__(self, step: int) -> float:
+        """Run step ``step``; return its (global-batch) loss."""
+        cfg, cov, d = self.cfg, self.cov, self.model.config.dim
+        d_act, n_act = cfg.curriculum.at(step, d, cfg.context_len) if cfg.curriculum else (d, cfg.context_len)
+        self.d_act, self.n_act = d_act, n_act
+        if d_act not in self.roots:  # the covariance was checked once; its root once per d
+            self.roots[d_act] = _cov_sqrt(cov[:d_act, :d_act])
+        pr = _draw_prompts(self.roots[d_act], n_act, cfg.batch_size, self.g, None, torch.float64, cfg.label_noise)
+        X, w = pr.X, pr.w
+        if d_act < d:
+            X = F.pad(X, (0, d - d_act))
+            w = F.pad(w, (0, d - d_act))
+        w0 = sample_starts(w, cfg, self.g)
+        target = w
+        if cfg.target == "newton":
+            if (d_act, n_act) not in self.preconds:
+                p = lsa_precond(cov[:d_act, :d_act], n_act)
+                self.preconds[d_act, n_act] = F.pad(p, (0, d - d_act, 0, d - d_act))
+            target = _newton_targets(X, pr.y, w0, self.preconds[d_act, n_act])
+        X, y, target, w0 = (t[self.rows].to(device=self.dev, dtype=self.dtype) for t in (X, pr.y, target, w0))
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(
+                step, cfg.train_steps, cfg.lr_schedule, warmup=cfg.warmup, final_lr_frac=cfg.final_lr_frac
+            )
+        w_next = self.net(X, y, w0)
+        loss = F.mse_loss(w_next, target)
+        for _ in range(cfg.unroll - 1):  # loss on every step of the unrolled chain
+            w_next = self.net(X, y, w_next)
+            loss = loss + F.mse_loss(w_next, target)
+        loss = loss / cfg.unroll
+        if self.world > 1:
+            import torch.distributed as dist
+
+            total = loss.detach().clone()
+            dist.all_reduce(total)
+            value = total.item() / self.world
+        else:
+            value = loss.item()
+        if self.first is None:
+            self.first = value
+        if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(self.first, 1e-12):
+            raise TrainingDivergedError(
+                f"GPT-2 training diverged at step {step}: loss {value:.3g}, first loss {self.first:.3g} "
+                f"(rule: NaN/inf or > {DIVERGENCE_FACTOR:g}× the first); lower `lr` (now {cfg.lr:g}; "
+                f"Adam here trains at 1e-4–3e-3), keep `grad_clip` on, or check the weights for NaN"
+            )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        return value
+
+
 def train_gpt2(
     model: GPT2Regressor,
     cov: Any,
@@ -452,7 +514,7 @@ def train_gpt2(
 
     Under an initialised ``torch.distributed`` process group (``torchrun``) the model is
     wrapped in DistributedDataParallel and every process trains on its share of the
-    global batch ``cfg.batch`` (which the number of processes must divide).
+    global batch ``cfg.batch_size`` (which the number of processes must divide).
 
     Args:
         model: a :class:`~tts_lib.gpt2.GPT2Regressor` (moved to ``device``).
@@ -487,80 +549,27 @@ def train_gpt2(
         raise ValueError(f"`context_len`={cfg.context_len} exceeds the model's max_context={model.config.max_context}")
     if device is not None:
         model.to(torch.device(device))
-    ref = model.read_in.weight
-    dev, dtype = ref.device, ref.dtype
+    dev = model.read_in.weight.device
     rank, world = _world()
-    if cfg.batch % world:
-        raise ValueError(f"`batch`={cfg.batch} must be divisible by the number of processes ({world})")
-    share = cfg.batch // world
-    rows = slice(rank * share, (rank + 1) * share)
-    net: nn.Module = _Predict(model)
-    if world > 1:
-        import torch.distributed as dist
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
-    g = make_generator(seed)
-    preconds: dict[tuple[int, int], torch.Tensor] = {}
-    roots: dict[int, torch.Tensor] = {}
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.batch_size % world:
+        raise ValueError(
+            f"`batch_size`={cfg.batch_size} must be divisible by the number of processes ({world})"
+        )
+    step_fn = _Step(model, cov_t, cfg, seed, rank, world)
     model.train()
     losses: list[float] = []
-    first = None
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress or rank != 0, mininterval=1.0)
+    bar = tqdm(range(cfg.train_steps), desc=desc, disable=not progress or rank != 0, mininterval=1.0)
     t0 = time.perf_counter()
     for step in bar:
-        d_act, n_act = cfg.curriculum.at(step, d, cfg.context_len) if cfg.curriculum else (d, cfg.context_len)
-        if d_act not in roots:  # the covariance was checked once above; its root once per d
-            roots[d_act] = _cov_sqrt(cov_t[:d_act, :d_act])
-        pr = _draw_prompts(roots[d_act], n_act, cfg.batch, g, None, torch.float64, cfg.label_noise)
-        X, w = pr.X, pr.w
-        if d_act < d:
-            X = F.pad(X, (0, d - d_act))
-            w = F.pad(w, (0, d - d_act))
-        w0 = sample_starts(w, cfg, g)
-        target = w
-        if cfg.target == "newton":
-            if (d_act, n_act) not in preconds:
-                p = lsa_precond(cov_t[:d_act, :d_act], n_act)
-                preconds[d_act, n_act] = F.pad(p, (0, d - d_act, 0, d - d_act))
-            target = _newton_targets(X, pr.y, w0, preconds[d_act, n_act])
-        X, y, target, w0 = (t[rows].to(device=dev, dtype=dtype) for t in (X, pr.y, target, w0))
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg)
-        w_next = net(X, y, w0)
-        loss = F.mse_loss(w_next, target)
-        for _ in range(cfg.unroll - 1):  # loss on every step of the unrolled chain
-            w_next = net(X, y, w_next)
-            loss = loss + F.mse_loss(w_next, target)
-        loss = loss / cfg.unroll
-        if world > 1:
-            total = loss.detach().clone()
-            dist.all_reduce(total)
-            value = total.item() / world
-        else:
-            value = loss.item()
-        if first is None:
-            first = value
-        if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(first, 1e-12):
-            raise TrainingDivergedError(
-                f"GPT-2 training diverged at step {step}: loss {value:.3g}, first loss {first:.3g} "
-                f"(rule: NaN/inf or > {DIVERGENCE_FACTOR:g}× the first); lower `lr` (now {cfg.lr:g}; "
-                f"Adam here trains at 1e-4–3e-3), keep `grad_clip` on, or check the weights for NaN"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        value = step_fn(step)
         losses.append(value)
         if progress and rank == 0 and step % 50 == 0:
-            bar.set_postfix(loss=f"{value:.4f}", d=d_act, n=n_act, refresh=False)
+            bar.set_postfix(loss=f"{value:.4f}", d=step_fn.d_act, n=step_fn.n_act, refresh=False)
     wall = time.perf_counter() - t0
     bar.close()
     model.eval()
     return TrainResult(
-        losses=losses, steps=cfg.steps, wall_s=wall, seed=seed, device=str(dev), extra={"world_size": world}
+        losses=losses, train_steps=cfg.train_steps, wall_s=wall, seed=seed, device=str(dev), extra={"world_size": world}
     )
 
 

@@ -182,7 +182,7 @@ def conditional_error_curves(
     bias_out, noise_out = [], []
     for start in range(0, num_prompts, chunk):
         b = min(chunk, num_prompts - start)
-        S = sample_prompts(sig, m, b, generator=gen, dtype=sig.dtype).emp_cov()
+        S = sample_prompts(sig, m, b, seed=gen, dtype=sig.dtype).emp_cov()
         M = eye - G @ S
         P, A = eye.expand_as(M), torch.zeros_like(M)
         bias, noise = [], []

@@ -14,7 +14,7 @@ hence convex, so it has one minimum ``k*`` and rises for ever after it.
 Everything here is vectorised over batches of spectra and context lengths (use
 broadcasting: spectra of shape ``(A, 1, d)`` with ``n`` of shape ``(N,)`` give an
 ``(A, N)`` grid), computes in float64, and works on eigenvalues only, which is exact for commuting ``Λ``, ``Σ``
-(use :func:`commuting_spectra` to get them from matrices).
+(use :func:`tts_lib.tasks.commuting_spectra` to get them from matrices).
 
 Two preconditioners are distinguished (``precond=``):
 
@@ -31,8 +31,17 @@ from typing import Any
 
 import torch
 
-from ._checks import as_tensor, check_cov, check_memory, check_pos_int, check_real, check_same_device
+from ._checks import (
+    as_tensor,
+    check_context_len_grid,
+    check_memory,
+    check_pos_int,
+    check_real,
+    check_same_device,
+    check_spectrum,
+)
 from .tasks import MISSING_TOL  # eigenvalues <= MISSING_TOL · tr count as missing (λ_i = 0)
+from .theory import skill_gammas
 
 _PRECONDS = ("formula", "trained")
 
@@ -40,32 +49,13 @@ _PRECONDS = ("formula", "trained")
 # --------------------------------------------------------------------------- inputs
 
 
-def _spectrum(value: Any, name: str) -> torch.Tensor:
-    t = as_tensor(value, name, dtype=torch.float64)
-    if t.ndim < 1 or t.shape[-1] < 1:
-        raise ValueError(f"`{name}` must have shape (..., d) with d >= 1, got {tuple(t.shape)}")
-    if (t < 0).any():
-        raise ValueError(f"`{name}` must be non-negative (eigenvalues of a covariance)")
-    big = torch.finfo(t.dtype).max ** 0.25
-    if t.numel() and float(t.max()) > big:
-        raise ValueError(f"`{name}` has eigenvalues up to {float(t.max()):.3g}, beyond {big:.1e}; rescale them")
-    return t
-
-
-def _context_lens(context_lens: Any, like: torch.Tensor) -> torch.Tensor:
-    n = as_tensor(context_lens, "context_lens", device=like.device, dtype=like.dtype)
-    if (n < 1).any() or (n != n.round()).any():
-        raise ValueError("`context_lens` must be integers >= 1")
-    return n
-
-
 def _inputs(
     train_eigvals: Any, context_lens: Any, test_eigvals: Any, precond: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if precond not in _PRECONDS:
         raise ValueError(f"`precond` must be one of {_PRECONDS}, got {precond!r}")
-    lam = _spectrum(train_eigvals, "train_eigvals")
-    sig = _spectrum(test_eigvals, "test_eigvals").to(device=lam.device, dtype=lam.dtype)
+    lam = check_spectrum(train_eigvals, "train_eigvals")
+    sig = check_spectrum(test_eigvals, "test_eigvals").to(device=lam.device, dtype=lam.dtype)
     check_same_device(train_eigvals=lam, test_eigvals=sig)
     if sig.shape[-1] != lam.shape[-1]:
         raise ValueError(
@@ -73,7 +63,7 @@ def _inputs(
         )
     if (lam.sum(-1) <= 0).any():
         raise ValueError("`train_eigvals` has a zero spectrum: no skill is trained")
-    n = _context_lens(context_lens, lam)
+    n = check_context_len_grid(context_lens, lam)
     try:
         torch.broadcast_shapes(lam.shape[:-1], n.shape, sig.shape[:-1])
     except RuntimeError as err:
@@ -110,48 +100,7 @@ def power_law_spectra(dim: int, alphas: Any, trace: float | None = None) -> torc
     return ev
 
 
-def commuting_spectra(train_cov: Any, test_cov: Any, atol: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvalues of ``Λ`` and ``Σ`` in a shared eigenbasis (their common skills), shape (d,) each.
-
-    Raises ``ValueError`` when ``Λ`` and ``Σ`` do not commute (then the skills are not
-    shared and the per-skill formulas of this module do not apply; use
-    :func:`tts_lib.theory.error_curve` instead). Order: by decreasing ``λ_i``.
-
-    Defined in Chapter 5.
-    """
-    lam = check_cov(train_cov, "train_cov")
-    sig = check_cov(test_cov, "test_cov", dim=lam.shape[0], dtype=lam.dtype)
-    check_same_device(train_cov=lam, test_cov=sig)
-    atol = check_real(atol, "atol", minimum=0.0)
-    scale = float(lam.abs().max() * sig.abs().max()) or 1.0
-    if float((lam @ sig - sig @ lam).abs().max()) > atol * scale:
-        raise ValueError("`train_cov` and `test_cov` do not commute: their skills are not shared")
-    # a generic combination of the two separates their joint eigenspaces
-    lam_scale = max(float(lam.abs().max()), 1e-300)
-    sig_scale = max(float(sig.abs().max()), 1e-300)
-    _, q = torch.linalg.eigh(lam / lam_scale + 0.7390851332151607 * sig / sig_scale)
-    lam_d = q.T @ lam @ q
-    sig_d = q.T @ sig @ q
-    off = max(float((lam_d - torch.diag(torch.diagonal(lam_d))).abs().max()),
-              float((sig_d - torch.diag(torch.diagonal(sig_d))).abs().max()))
-    if off > 1e-6 * max(float(lam.abs().max()), float(sig.abs().max())):  # pragma: no cover - degenerate
-        raise ValueError("could not diagonalise `train_cov` and `test_cov` together")
-    lv, sv = torch.diagonal(lam_d).clamp_min(0.0), torch.diagonal(sig_d).clamp_min(0.0)
-    order = torch.argsort(lv, descending=True, stable=True)
-    return lv[order], sv[order]
-
-
 # --------------------------------------------------------------------------- per-skill quantities
-
-
-def skill_gammas(train_eigvals: Any, context_lens: Any) -> torch.Tensor:
-    """``γ_i = (1 + 1/n) λ_i + tr(Λ)/n`` (the eigenvalues of Γ), shape ``broadcast(...) + (d,)``.
-
-    Defined in Chapter 5.
-    """
-    lam = _spectrum(train_eigvals, "train_eigvals")
-    n = _context_lens(context_lens, lam)[..., None]
-    return (1 + 1 / n) * lam + lam.sum(-1, keepdim=True) / n
 
 
 def skill_ratios(train_eigvals: Any, context_lens: Any, test_eigvals: Any, precond: str = "formula") -> torch.Tensor:

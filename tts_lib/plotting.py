@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ._checks import InputTypeError, check_pos_int, check_real
+from .metrics import _mean_se
 
 #: Okabe–Ito palette (colour-blind safe), without the yellow that vanishes on white.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
@@ -116,8 +117,7 @@ def band(ax: plt.Axes, x: Sequence[float], samples: np.ndarray, *, label: str, c
     if samples.ndim != 2 or samples.shape[1] != len(x) or samples.shape[0] < 2:
         raise ValueError(f"`samples` must have shape (num_samples >= 2, len(x)={len(x)}), got {samples.shape}")
     z = check_real(z, "z", minimum=0.0)
-    mean = samples.mean(0)
-    se = samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
+    mean, se = _mean_se(samples, 0)
     line = ax.plot(x, mean, marker=marker, linestyle="none" if marker else "-", label=label, color=color)[0]
     ax.fill_between(x, np.maximum(mean - z * se, 1e-300), mean + z * se, color=line.get_color(), alpha=0.2)
 

@@ -104,7 +104,7 @@ def sample_prompts(
     context_len: int,
     batch: int,
     *,
-    generator: torch.Generator | int | None = None,
+    seed: int | torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     noise_std: float = 0.0,
@@ -116,7 +116,8 @@ def sample_prompts(
         cov: (d, d) feature covariance Λ (symmetric PSD).
         context_len: examples per prompt, ``n >= 1``.
         batch: number of prompts.
-        generator: a CPU ``torch.Generator`` or an int seed (fresh randomness when None).
+        seed: an int seed, or a CPU ``torch.Generator`` to continue its stream (fresh
+            randomness when None).
         device, dtype: where the result goes (default: ``cov``'s device, float64 if
             ``cov`` is not a floating tensor).
         noise_std: label noise standard deviation.
@@ -136,7 +137,7 @@ def sample_prompts(
     dim = cov_t.shape[0]
     check_memory(batch * context_len * dim, "batch" if batch >= context_len else "context_len",
                  what=f"X of shape ({batch}, {context_len}, {dim})")
-    g = make_generator(generator, "generator")
+    g = make_generator(seed, "seed")
     w_cpu = None
     if w is not None:
         w_cpu = as_tensor(w, "w", device="cpu", dtype=torch.float64).detach()

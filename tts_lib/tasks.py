@@ -6,6 +6,9 @@ A *task* draws ``w ~ N(0, I_d)`` and features ``x ~ N(0, Λ)``. The eigenvectors
     Hard(Λ) = tr(Λ) / λ_min(Λ)
 
 measures how unevenly the skills are represented (``d`` for isotropic ``Λ``).
+
+This module is the one home of the skill basis: :func:`skills`, :func:`to_skills`,
+:func:`per_skill_error` and :func:`commuting_spectra` (the shared skills of Λ and Σ).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ._checks import (
     check_dtype,
     check_pos_int,
     check_real,
+    check_same_device,
     make_generator,
 )
 
@@ -202,6 +206,64 @@ def skills(cov: Any) -> tuple[torch.Tensor, torch.Tensor]:
     eigvals, eigvecs = torch.linalg.eigh(c)
     order = torch.argsort(eigvals, descending=True)
     return eigvals[order].clamp_min(0.0), eigvecs[:, order]
+
+
+def to_skills(vectors: Any, cov: Any) -> torch.Tensor:
+    """Coordinates of vectors (..., d) in the skill basis of ``cov`` (eigenvectors, strongest first).
+
+    Defined in Chapter 1.
+    """
+    _, U = skills(cov)
+    v = as_tensor(vectors, "vectors", device=U.device, dtype=U.dtype)
+    if v.shape[-1] != U.shape[0]:
+        raise ValueError(f"`vectors` must have last dimension {U.shape[0]}, got {tuple(v.shape)}")
+    return v @ U
+
+
+def per_skill_error(error_matrix: Any, cov: Any) -> torch.Tensor:
+    """Per-skill error ``u_iᵀ M u_i`` of an error matrix ``M`` (..., d, d), skills of ``cov`` strongest first.
+
+    Sums to ``tr M`` (the total error); with :func:`one_step_error_matrix` it gives the
+    expected squared error of ``ŵ − w`` along each skill.
+
+    Defined in Chapter 1.
+    """
+    _, U = skills(cov)
+    M = as_tensor(error_matrix, "error_matrix", device=U.device, dtype=U.dtype)
+    if M.ndim < 2 or M.shape[-2:] != U.shape:
+        raise ValueError(f"`error_matrix` must have shape (..., {U.shape[0]}, {U.shape[0]}), got {tuple(M.shape)}")
+    return torch.diagonal(U.T @ M @ U, dim1=-2, dim2=-1)
+
+
+def commuting_spectra(train_cov: Any, test_cov: Any, atol: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues of ``Λ`` and ``Σ`` in a shared eigenbasis (their common skills), shape (d,) each.
+
+    Raises ``ValueError`` when ``Λ`` and ``Σ`` do not commute (then the skills are not
+    shared and the per-skill formulas of this module do not apply; use
+    :func:`tts_lib.theory.error_curve` instead). Order: by decreasing ``λ_i``.
+
+    Defined in Chapter 5.
+    """
+    lam = check_cov(train_cov, "train_cov")
+    sig = check_cov(test_cov, "test_cov", dim=lam.shape[0], dtype=lam.dtype)
+    check_same_device(train_cov=lam, test_cov=sig)
+    atol = check_real(atol, "atol", minimum=0.0)
+    scale = float(lam.abs().max() * sig.abs().max()) or 1.0
+    if float((lam @ sig - sig @ lam).abs().max()) > atol * scale:
+        raise ValueError("`train_cov` and `test_cov` do not commute: their skills are not shared")
+    # a generic combination of the two separates their joint eigenspaces
+    lam_scale = max(float(lam.abs().max()), 1e-300)
+    sig_scale = max(float(sig.abs().max()), 1e-300)
+    _, q = torch.linalg.eigh(lam / lam_scale + 0.7390851332151607 * sig / sig_scale)
+    lam_d = q.T @ lam @ q
+    sig_d = q.T @ sig @ q
+    off = max(float((lam_d - torch.diag(torch.diagonal(lam_d))).abs().max()),
+              float((sig_d - torch.diag(torch.diagonal(sig_d))).abs().max()))
+    if off > 1e-6 * max(float(lam.abs().max()), float(sig.abs().max())):  # pragma: no cover - degenerate
+        raise ValueError("could not diagonalise `train_cov` and `test_cov` together")
+    lv, sv = torch.diagonal(lam_d).clamp_min(0.0), torch.diagonal(sig_d).clamp_min(0.0)
+    order = torch.argsort(lv, descending=True, stable=True)
+    return lv[order], sv[order]
 
 
 def hardness(cov: Any) -> float:

@@ -27,6 +27,7 @@ from ._checks import (
     MAX_STEPS,
     InputTypeError,
     as_tensor,
+    check_context_len_grid,
     check_context_lens,
     check_cov,
     check_covs,
@@ -37,6 +38,7 @@ from ._checks import (
     check_precond,
     check_real,
     check_same_device,
+    check_spectrum,
     check_weights,
 )
 from .prompts import Prompts, sample_prompts
@@ -67,6 +69,20 @@ def gamma(train_cov: Any, context_len: int) -> torch.Tensor:
     Defined in Chapter 1.
     """
     return _gamma(check_cov(train_cov, "train_cov"), _n(context_len))
+
+
+def skill_gammas(train_eigvals: Any, context_lens: Any) -> torch.Tensor:
+    """The eigenvalues of Γ, skill by skill: ``γ_i = (1 + 1/n) λ_i + tr(Λ)/n``.
+
+    :func:`gamma` in the skill basis, vectorised: ``train_eigvals`` (..., d),
+    ``context_lens`` broadcastable against ``train_eigvals.shape[:-1]``; returns
+    ``broadcast(...) + (d,)`` in float64.
+
+    Defined in Chapter 5.
+    """
+    lam = check_spectrum(train_eigvals, "train_eigvals")
+    n = check_context_len_grid(context_lens, lam)[..., None]
+    return (1 + 1 / n) * lam + lam.sum(-1, keepdim=True) / n
 
 
 def _gamma(lam: torch.Tensor, n: int) -> torch.Tensor:
@@ -444,7 +460,7 @@ def mc_error_curve(
     for start in range(0, num_prompts, chunk):
         b = min(chunk, num_prompts - start)
         if prompts is None:
-            pr = sample_prompts(sig, m, b, generator=gen, device=device, dtype=sig.dtype)
+            pr = sample_prompts(sig, m, b, seed=gen, device=device, dtype=sig.dtype)
         else:
             pr = Prompts(*(t[start : start + b] for t in (prompts.X, prompts.y, prompts.w))).to(device, sig.dtype)
         S = pr.emp_cov()

@@ -61,11 +61,12 @@ class TrainConfig:
     Defined in Chapter 3.
     """
 
-    num_steps: int = 1000
+    train_steps: int = 1000
     batch_size: int = 512
     lr: float = 0.1
     optimizer: str = "sgd"  # "sgd" or "adam"
-    lr_schedule: str = "cosine"  # "constant" or "cosine" (decays to 0 at the last step)
+    lr_schedule: str = "cosine"  # "constant" or "cosine" (see ``_lr_factor``)
+    final_lr_frac: float = 0.0  # the cosine decays to this fraction of lr (0: to zero)
     seed: int = 0
     log_every: int = 10
     progress: bool = True
@@ -78,7 +79,7 @@ class History:
     Defined in Chapter 3.
     """
 
-    loss: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     metric: list[float] = field(default_factory=list)
 
@@ -111,23 +112,52 @@ def _diverged(loss: float, first_loss: float) -> bool:
     return not math.isfinite(loss) or loss > 1e6 * max(first_loss, 1e-12)
 
 
+def _lr_factor(
+    step: int, train_steps: int, lr_schedule: str, *, warmup: int = 0, final_lr_frac: float = 0.0
+) -> float:
+    """The learning-rate multiplier at optimiser step ``step`` (both trainers use it).
+
+    ``warmup`` linear warm-up steps, then ``"constant"`` (1) or ``"cosine"``: from 1 down to
+    ``final_lr_frac`` at step ``train_steps``. The LSA trainers decay to 0 (no warm-up);
+    the GPT-2 trainer warms up for 200 steps and decays to 10 % (a choice of ours, for Adam).
+    Unchecked: the trainers check their configurations first.
+    """
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if lr_schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(train_steps - warmup, 1)
+    cos = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return final_lr_frac + (1.0 - final_lr_frac) * cos if final_lr_frac else cos
+
+
 def _check_run(
     model: Any, config: TrainConfig | None
 ) -> tuple[TrainConfig, int, int, float, int]:
-    """Check a trainer's ``model`` and ``config``; return (config, num_steps, batch, lr, log_every)."""
+    """Check a trainer's ``model`` and ``config``; return (config, train_steps, batch, lr, log_every)."""
     if not isinstance(model, LinearSelfAttention):
         raise InputTypeError(f"`model` must be a StructuredLSA or FullLSA, got {type(model).__name__}")
     if config is not None and not isinstance(config, TrainConfig):
         hint = " (use TrainConfig(**config))" if isinstance(config, dict) else ""
         raise InputTypeError(f"`config` must be a TrainConfig or None, got {type(config).__name__}{hint}")
     cfg = config or TrainConfig()
-    num_steps = check_pos_int(cfg.num_steps, "config.num_steps", maximum=MAX_TRAIN_STEPS)
+    train_steps = check_pos_int(cfg.train_steps, "config.train_steps", maximum=MAX_TRAIN_STEPS)
     batch = check_pos_int(cfg.batch_size, "config.batch_size")
     lr = check_positive(cfg.lr, "config.lr")
     log_every = check_pos_int(cfg.log_every, "config.log_every")
     if not isinstance(cfg.progress, bool):
         raise InputTypeError(f"`config.progress` must be True or False, got {cfg.progress!r}")
-    return cfg, num_steps, batch, lr, log_every
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"`config.lr_schedule` must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+    check_real(cfg.final_lr_frac, "config.final_lr_frac", minimum=0.0, maximum=1.0)
+    return cfg, train_steps, batch, lr, log_every
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, train_steps: int) -> Any:
+    """The LambdaLR of ``_lr_factor`` for an LSA trainer's checked ``cfg``."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: _lr_factor(s, train_steps, cfg.lr_schedule, final_lr_frac=cfg.final_lr_frac)
+    )
 
 
 def train_lsa(
@@ -152,7 +182,7 @@ def train_lsa(
 
     Defined in Chapter 3.
     """
-    cfg, num_steps, batch, lr, log_every = _check_run(model, config)
+    cfg, train_steps, batch, lr, log_every = _check_run(model, config)
     if track is not None and not callable(track):
         raise InputTypeError(f"`track` must be a function model -> float or None, got {type(track).__name__}")
     task_list = _as_tasks(tasks, model.dim)
@@ -168,14 +198,7 @@ def train_lsa(
         opt = torch.optim.Adam(model.parameters(), lr=lr)
     else:
         raise ValueError(f"`config.optimizer` must be 'sgd' or 'adam', got {cfg.optimizer!r}")
-    if cfg.lr_schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / num_steps))
-        )
-    elif cfg.lr_schedule == "constant":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    else:
-        raise ValueError(f"`config.lr_schedule` must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+    sched = _scheduler(opt, cfg, train_steps)
 
     gen = make_generator(cfg.seed, "config.seed")
     # validated once (by _as_tasks); the square roots once per task, not every step
@@ -184,7 +207,7 @@ def train_lsa(
     probs = probs / probs.sum()
     hist = History()
     first_loss = None
-    for step in tqdm(range(num_steps), disable=not cfg.progress, desc="train LSA", leave=False):
+    for step in tqdm(range(train_steps), disable=not cfg.progress, desc="train LSA", leave=False):
         if len(task_list) == 1:
             counts = [batch]
         else:
@@ -222,8 +245,8 @@ def train_lsa(
         loss.backward()
         opt.step()
         sched.step()
-        hist.loss.append(value)
-        if track is not None and (step % log_every == 0 or step == num_steps - 1):
+        hist.losses.append(value)
+        if track is not None and (step % log_every == 0 or step == train_steps - 1):
             with torch.no_grad():
                 hist.steps.append(step)
                 metric = check_real(track(model), "track(model)")  # a finite number per log step
