@@ -395,7 +395,7 @@ SPECS: dict[str, Spec] = {
     "tasks.per_skill_error": Spec(tasks.per_skill_error, dict(error_matrix=C, cov=C),
                                       dict(error_matrix="matrix", cov="cov")),
     # overthinking
-    "overthinking.power_law_spectra": Spec(overthinking.power_law_spectra, dict(dim=D, alphas=[0.5, 1.0], trace=3.0),
+    "tasks.power_law_spectra": Spec(tasks.power_law_spectra, dict(dim=D, alphas=[0.5, 1.0], trace=3.0),
                                            dict(dim="int>=1", alphas="real_array", trace=">0")),
     "tasks.commuting_spectra": Spec(tasks.commuting_spectra, dict(train_cov=C, test_cov=2 * C),
                                            dict(train_cov="cov", test_cov="cov", atol=">=0")),

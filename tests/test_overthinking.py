@@ -16,7 +16,7 @@ SIG = tasks.isotropic_cov(D)
 
 def test_power_law_spectra_match_tasks():
     alphas = torch.tensor([0.0, 0.5, 1.0, 2.5])
-    spec = ot.power_law_spectra(D, alphas, trace=D)
+    spec = tasks.power_law_spectra(D, alphas, trace=D)
     assert spec.shape == (4, D)
     for a, row in zip(alphas.tolist(), spec, strict=True):
         torch.testing.assert_close(row, torch.diagonal(tasks.power_law_cov(D, a, trace=D)))
@@ -47,7 +47,7 @@ def test_commuting_spectra_recovers_rotated_skills():
 def test_phase_diagram_matches_theory_on_a_grid():
     alphas = torch.linspace(0.0, 3.0, 13)
     ns = torch.tensor([2, 5, 10, 20, 40, 60, 80, 89, 90, 120, 200, 500, 2000])
-    spec = ot.power_law_spectra(D, alphas, trace=D)
+    spec = tasks.power_law_spectra(D, alphas, trace=D)
     pd = ot.phase_diagram(spec[:, None, :], ns[None, :], torch.ones(D))
     assert pd.overthinks.shape == (13, 13)
     crit = ot.critical_context_len(spec, torch.ones(D))

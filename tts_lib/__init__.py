@@ -2,8 +2,9 @@
 
 Modules, one concept each, in the order the chapters introduce them:
 
-* :mod:`tts_lib.tasks` — feature covariances, the skill basis (skills, coordinates, per-skill
-  errors, shared skills of two covariances), hardness ``tr(Λ)/λ_min(Λ)`` (ch. 1–2, 5).
+* :mod:`tts_lib.tasks` — feature covariances and spectra (one registry), the skill basis
+  (skills, coordinates, per-skill errors, shared skills of two covariances), hardness
+  ``tr(Λ)/λ_min(Λ)`` (ch. 1–2, 5).
 * :mod:`tts_lib.prompts` — sampling in-context weight-prediction prompts (ch. 1).
 * :mod:`tts_lib.lsa` — the linear self-attention layer (structured and full) and its CoT (ch. 1).
 * :mod:`tts_lib.baselines` — least squares and one-step estimators, exact one-step errors (ch. 1).

@@ -32,11 +32,9 @@ from typing import Any
 import torch
 
 from ._checks import (
-    as_tensor,
     check_context_len_grid,
     check_memory,
     check_pos_int,
-    check_real,
     check_same_device,
     check_spectrum,
 )
@@ -72,32 +70,6 @@ def _inputs(
             f"{tuple(lam.shape[:-1])}; for a grid pass spectra[:, None, :] and context_lens[None, :]"
         ) from err
     return lam, n, sig
-
-
-def power_law_spectra(dim: int, alphas: Any, trace: float | None = None) -> torch.Tensor:
-    """Spectra ``λ_i ∝ i^(−α)``, ``i = 1..d``, one row per ``α``: shape ``(*alphas.shape, d)``.
-
-    Same eigenvalues as :func:`tts_lib.tasks.power_law_cov`, vectorised over ``α``.
-    ``trace`` rescales every row to that trace (no rescaling when None).
-
-    Defined in Chapter 5.
-    """
-    dim = check_pos_int(dim, "dim")
-    a = as_tensor(alphas, "alphas", dtype=torch.float64)
-    check_memory(a.numel() * dim, "dim", what=f"{a.numel()} spectra of length {dim}")
-    idx = torch.arange(1, dim + 1, dtype=a.dtype, device=a.device)
-    ev = idx ** (-a[..., None])
-    if trace is not None:
-        trace = check_real(trace, "trace", minimum=0.0, open_min=True)
-        if not bool(torch.isfinite(ev.sum(-1)).all() and (ev > 0).all()):
-            logs = -a[..., None] * idx.log()
-            ev = torch.exp(logs - logs.amax(-1, keepdim=True))  # rescaled in the log domain: no overflow
-        ev = ev * (trace / ev.sum(-1, keepdim=True))
-    if ev.numel() and (not bool(torch.isfinite(ev).all() and (ev > 0).all())
-                       or float(ev.max()) > torch.finfo(ev.dtype).max ** 0.25):
-        raise ValueError("`alphas` (or `trace`) give eigenvalues i**(-alpha) that over- or underflow float64; "
-                         "use a smaller |alpha| (or a smaller trace)")
-    return ev
 
 
 # --------------------------------------------------------------------------- per-skill quantities

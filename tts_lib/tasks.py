@@ -23,6 +23,7 @@ from ._checks import (
     check_cov,
     check_device,
     check_dtype,
+    check_memory,
     check_pos_int,
     check_real,
     check_same_device,
@@ -117,6 +118,32 @@ def power_law_cov(
             "use a smaller |alpha|"
         )
     return _finish(eigvals, trace, rotation, "alpha")
+
+
+def power_law_spectra(dim: int, alphas: Any, trace: float | None = None) -> torch.Tensor:
+    """Spectra ``λ_i ∝ i^(−α)``, ``i = 1..d``, one row per ``α``: shape ``(*alphas.shape, d)``.
+
+    Same eigenvalues as :func:`power_law_cov`, vectorised over ``α``.
+    ``trace`` rescales every row to that trace (no rescaling when None).
+
+    Defined in Chapter 5.
+    """
+    dim = check_pos_int(dim, "dim")
+    a = as_tensor(alphas, "alphas", dtype=torch.float64)
+    check_memory(a.numel() * dim, "dim", what=f"{a.numel()} spectra of length {dim}")
+    idx = torch.arange(1, dim + 1, dtype=a.dtype, device=a.device)
+    ev = idx ** (-a[..., None])
+    if trace is not None:
+        trace = check_real(trace, "trace", minimum=0.0, open_min=True)
+        if not bool(torch.isfinite(ev.sum(-1)).all() and (ev > 0).all()):
+            logs = -a[..., None] * idx.log()
+            ev = torch.exp(logs - logs.amax(-1, keepdim=True))  # rescaled in the log domain: no overflow
+        ev = ev * (trace / ev.sum(-1, keepdim=True))
+    if ev.numel() and (not bool(torch.isfinite(ev).all() and (ev > 0).all())
+                       or float(ev.max()) > torch.finfo(ev.dtype).max ** 0.25):
+        raise ValueError("`alphas` (or `trace`) give eigenvalues i**(-alpha) that over- or underflow float64; "
+                         "use a smaller |alpha| (or a smaller trace)")
+    return ev
 
 
 def isotropic_cov(
