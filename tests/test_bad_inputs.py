@@ -539,8 +539,9 @@ SPECS: dict[str, Spec] = {
     # metrics
     "metrics.squared_errors": Spec(metrics.squared_errors, dict(iterates=torch.zeros(2, 3, D), w=torch.zeros(2, D)),
                                    dict(iterates="iterates", w="vector")),
-    "metrics.cot_squared_errors": Spec(metrics.cot_squared_errors, dict(model=lsa.StructuredLSA(D), prompts=PR, k=2),
-                                       dict(model="model", prompts="lsa_prompts", k="int>=0")),
+    "metrics.cot_squared_errors": Spec(metrics.cot_squared_errors,
+                                       dict(model=lsa.StructuredLSA(D), prompts=PR, num_steps=2),
+                                       dict(model="model", prompts="lsa_prompts", num_steps="int>=0")),
     "metrics.mean_se": Spec(metrics.mean_se, dict(values=[[1.0, 2.0], [2.0, 3.0]]), dict(values="values")),
     "metrics.z_score": Spec(metrics.z_score, dict(samples=[1.0, 2.0, 4.0], expected=2.0),
                             dict(samples="values", expected="real")),

@@ -94,7 +94,7 @@ def test_bad_input_errors() -> None:
         model(pr.X, pr.y[:, :3], torch.zeros(6, 3))
     with pytest.raises(ValueError, match="`w_hat`"):
         model(pr.X, pr.y, torch.zeros(5, 3))
-    with pytest.raises(ValueError, match="`k`"):
+    with pytest.raises(ValueError, match="`num_steps`"):
         cot_rollout(model, pr.X, pr.y, -1)
     with pytest.raises(ValueError, match="`w0`"):
         cot_rollout(model, pr.X, pr.y, 2, w0=torch.zeros(6, 4))

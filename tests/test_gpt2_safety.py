@@ -149,13 +149,13 @@ def test_bounded_work() -> None:
     model, _, _ = tiny()
     pr = prompts()
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match="`k` must be <="):
+    with pytest.raises(ValueError, match="`num_steps` must be <="):
         cot_rollout(model, pr.X, pr.y, 10**12)
     with pytest.raises(ValueError, match="`num_prompts` must be <="):
         cot_errors(model, isotropic_cov(3), 8, 2, num_prompts=10**12)
-    with pytest.raises(ValueError, match="`k`"):
+    with pytest.raises(ValueError, match="`num_steps`"):
         cot_errors(model, isotropic_cov(3), 8, 10**12)
-    with pytest.raises(ValueError, match="`k`"):
+    with pytest.raises(ValueError, match="`num_steps`"):
         cot_rollout(model, pr.X, pr.y, 2.0)
     with pytest.raises(ValueError, match="keep_history"):
         cot_rollout(model, pr.X, pr.y, 50_000, keep_history=True)

@@ -596,20 +596,21 @@ class GPT2Regressor(nn.Module):
     def cot(
         self,
         prompts: Prompts,
-        k: int,
+        num_steps: int,
         *,
         w0: torch.Tensor | None = None,
         use_cache: bool = True,
         keep_history: bool = False,
     ) -> torch.Tensor:
-        """Test-time CoT on ``prompts`` (the LSA's interface, ``model.cot(prompts, k)``):
-        iterates ``ŵ_0 … ŵ_k``, (batch, k + 1, d), in the model's dtype and device. The
+        """Test-time CoT on ``prompts`` (the LSA's interface, ``model.cot(prompts, num_steps)``):
+        iterates ``ŵ_0 … ŵ_k`` for ``k = num_steps``, (batch, k + 1, d), in the model's dtype
+        and device. The
         prompts are moved there first; see :func:`cot_rollout` for the options."""
         if not isinstance(prompts, Prompts):
             raise TypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
         ref = self._ref
         pr = prompts.to(device=ref.device, dtype=ref.dtype)
-        return cot_rollout(self, pr.X, pr.y, k, w0=w0, use_cache=use_cache, keep_history=keep_history)
+        return cot_rollout(self, pr.X, pr.y, num_steps, w0=w0, use_cache=use_cache, keep_history=keep_history)
 
     def _step(self, cache: KVCache, w_hat: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         q_tok = self.query_tokens(w_hat)
@@ -668,9 +669,9 @@ def num_parameters(model: nn.Module) -> int:
 
 def _check_steps(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"`k` must be an integer >= 0 (number of CoT steps), got {k!r}")
+        raise ValueError(f"`num_steps` must be an integer >= 0 (number of CoT steps k), got {k!r}")
     if k > MAX_COT_STEPS:
-        raise ValueError(f"`k` must be <= {MAX_COT_STEPS} (bounded work, linear in k), got {k}")
+        raise ValueError(f"`num_steps` must be <= {MAX_COT_STEPS} (bounded work, linear in k), got {k}")
     return k
 
 
@@ -679,7 +680,7 @@ def cot_rollout(
     model: GPT2Regressor,
     X: torch.Tensor,
     y: torch.Tensor,
-    k: int,
+    num_steps: int,
     *,
     w0: torch.Tensor | None = None,
     use_cache: bool = True,
@@ -690,7 +691,7 @@ def cot_rollout(
     Args:
         model: a :class:`GPT2Regressor`.
         X: (batch, m, d) features (m >= 1); y: (batch, m) labels.
-        k: number of CoT steps (``0 <= k <= MAX_COT_STEPS``); ``ŵ_1`` is the one-pass prediction.
+        num_steps: ``k``, the number of CoT steps (``0 <= k <= MAX_COT_STEPS``); ``ŵ_1`` is the one-pass prediction.
         w0: (batch, d) starting estimate (zeros by default, as in the paper).
         use_cache: encode the prompt once and run only the new token per step (else
             recompute the whole sequence at every step).
@@ -704,14 +705,16 @@ def cot_rollout(
 
     Defined in Chapter 7.
     """
-    k = _check_steps(k)
+    k = _check_steps(num_steps)
     if not isinstance(model, GPT2Regressor):
         raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
     for name, flag in (("use_cache", use_cache), ("keep_history", keep_history)):
         if not isinstance(flag, bool):
             raise TypeError(f"`{name}` must be True or False, got {flag!r}")
     if keep_history and k > MAX_COT_STEPS_HISTORY:
-        raise ValueError(f"`k` must be <= {MAX_COT_STEPS_HISTORY} with keep_history=True (work O(k²)), got {k}")
+        raise ValueError(
+            f"`num_steps` must be <= {MAX_COT_STEPS_HISTORY} with keep_history=True (work O(k²)), got {k}"
+        )
     X, y = model._check_prompt(X, y)
     if w0 is None:
         w0 = X.new_zeros(X.shape[0], model.config.dim)
@@ -741,7 +744,7 @@ def cot_errors(
     model: GPT2Regressor,
     cov: Any,
     test_len: int,
-    k: int,
+    num_steps: int,
     *,
     num_prompts: int = 1000,
     seed: int | torch.Generator = 0,
@@ -756,7 +759,7 @@ def cot_errors(
         model: trained :class:`GPT2Regressor`.
         cov: (d, d) test covariance Σ.
         test_len: test context length ``m``.
-        k: CoT steps.
+        num_steps: ``k``, CoT steps.
         num_prompts: number of test prompts (at most ``MAX_TEST_PROMPTS``); ``chunk``: prompts
             per forward pass.
         seed: prompt seed (prompts are drawn on the CPU, so identical on every device).
@@ -768,7 +771,7 @@ def cot_errors(
     """
     if not isinstance(model, GPT2Regressor):
         raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
-    k = _check_steps(k)
+    k = _check_steps(num_steps)
     ref = model.read_in.weight
     device = ref.device if device is None else torch.device(device)
     cov_t = check_cov(cov, "cov", dim=model.config.dim)

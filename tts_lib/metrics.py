@@ -1,6 +1,6 @@
 """The few metrics every chapter uses, and one evaluation of any model on given prompts.
 
-* :func:`cot_squared_errors` runs ``model.cot(prompts, k)`` — the LSA's
+* :func:`cot_squared_errors` runs ``model.cot(prompts, num_steps)`` — the LSA's
   (:meth:`tts_lib.lsa.LinearSelfAttention.cot`) or the GPT-2's
   (:meth:`tts_lib.gpt2.GPT2Regressor.cot`) — and returns ``‖ŵ_i − w‖²`` per prompt;
 * :func:`squared_errors` does the same for iterates already computed;
@@ -54,27 +54,27 @@ def squared_errors(iterates: Any, w: Any) -> torch.Tensor:
     return ((it.detach().double() - (t[:, None, :] if it.ndim == 3 else t)) ** 2).sum(-1)
 
 
-def cot_squared_errors(model: Any, prompts: Prompts, k: int, **cot_kwargs: Any) -> torch.Tensor:
+def cot_squared_errors(model: Any, prompts: Prompts, num_steps: int, **cot_kwargs: Any) -> torch.Tensor:
     """Squared errors ``‖ŵ_i − w‖²`` of ``model``'s CoT on the given ``prompts``, shape
     (batch, k + 1), float64, without gradients.
 
     Args:
-        model: anything with ``cot(prompts, k, **cot_kwargs)`` returning iterates
+        model: anything with ``cot(prompts, num_steps, **cot_kwargs)`` returning iterates
             (batch, k + 1, d): an LSA or a GPT-2 regressor.
         prompts: the test prompts (the same prompts for every model compared).
-        k: CoT steps.
+        num_steps: ``k``, CoT steps.
         cot_kwargs: passed on (``w0``; for the GPT-2 also ``use_cache``, ``keep_history``).
 
     Defined in Chapter 7.
     """
     if not callable(getattr(model, "cot", None)):
         raise InputTypeError(
-            f"`model` must have a cot(prompts, k) method (an LSA or a GPT2Regressor), "
+            f"`model` must have a cot(prompts, num_steps) method (an LSA or a GPT2Regressor), "
             f"got {type(model).__name__}"
         )
     if not isinstance(prompts, Prompts):
         raise InputTypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
-    k = check_pos_int(k, "k", minimum=0, maximum=MAX_STEPS)
+    k = check_pos_int(num_steps, "num_steps", minimum=0, maximum=MAX_STEPS)
     with torch.no_grad():
         iterates = model.cot(prompts, k, **cot_kwargs)
     return squared_errors(iterates, prompts.w.to(iterates.device))
