@@ -359,6 +359,11 @@ class CausalSelfAttention(nn.Module):
         total = k.shape[2]
         if cache is None and tq == t:
             att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif tq == 1:  # one new token (a cached CoT step) sees every key: no mask
+            # the explicit softmax(q kᵀ/√hd) v: on one CPU thread a cached step is about a
+            # fifth faster than with SDPA's kernel (python -m tts_lib.bench --only
+            # gpt2_hf_cache, A/B); the same values (tests/test_gpt2_hf.py)
+            att = torch.softmax((q @ k.transpose(-1, -2)) * hd**-0.5, dim=-1) @ v
         else:
             mask = None
             if tq > 1:  # new token j sees the earlier tokens and itself
