@@ -17,6 +17,7 @@ analytic error-curve sweep time) go into :data:`LSA_BENCHMARKS` below.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -268,7 +269,7 @@ def _train_step(model: Any, cov: torch.Tensor, cfg: Any, seed: int = 0) -> Calla
 
     model.train()
     one = _Step(model, cov.detach().to("cpu", torch.float64), cfg, seed)
-    counter = iter(range(10**9))
+    counter = itertools.count()
 
     def step() -> None:
         one(next(counter))

@@ -609,8 +609,8 @@ class GPT2Regressor(nn.Module):
     ) -> torch.Tensor:
         """Test-time CoT on ``prompts`` (the LSA's interface, ``model.cot(prompts, num_steps)``):
         iterates ``ŵ_0 … ŵ_k`` for ``k = num_steps``, (batch, k + 1, d), in the model's dtype
-        and device. The
-        prompts are moved there first; see :func:`cot_rollout` for the options."""
+        and device (the prompts are moved there first); see :func:`cot_rollout` for the
+        options."""
         if not isinstance(prompts, Prompts):
             raise TypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
         ref = self._ref

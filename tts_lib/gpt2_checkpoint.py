@@ -58,7 +58,7 @@ def _upgrade_v2(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _renamed(manifest: dict[str, Any]) -> dict[str, Any]:
     """``manifest`` with the format-1/2 names of :data:`V2_KEY_MAP` replaced."""
-    out = {("train_steps" if k == "steps" else k): v for k, v in manifest.items()}
+    out = {V2_KEY_MAP.get(k, k): v for k, v in manifest.items()}  # top level: only `steps`
     config = out.get("config")
     if isinstance(config, dict) and isinstance(config.get("train"), dict):
         train = {V2_KEY_MAP.get(k, k): v for k, v in config["train"].items()}

@@ -437,8 +437,8 @@ class _Step:
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            dev = self.dev
-            self.net = DistributedDataParallel(self.net, device_ids=[dev.index] if dev.type == "cuda" else None)
+            ids = [self.dev.index] if self.dev.type == "cuda" else None
+            self.net = DistributedDataParallel(self.net, device_ids=ids)
         self.g = make_generator(seed)
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.preconds: dict[tuple[int, int], torch.Tensor] = {}

@@ -128,7 +128,7 @@ def _lr_factor(
         return 1.0
     progress = (step - warmup) / max(train_steps - warmup, 1)
     cos = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-    return final_lr_frac + (1.0 - final_lr_frac) * cos if final_lr_frac else cos
+    return final_lr_frac + (1.0 - final_lr_frac) * cos
 
 
 def _check_run(
