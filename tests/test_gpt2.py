@@ -307,6 +307,10 @@ def test_load_preset_checkpoint_names_and_verifies_the_file(tmp_path: Path) -> N
     assert model.config.dim == 20 and not model.training
     with pytest.raises(ValueError, match="`preset_name`"):
         load_preset_checkpoint(folder, "cpu21", "isotropic", 20)
+    with pytest.raises(TypeError, match="`folder`"):
+        load_preset_checkpoint(3, "cpu20", "isotropic", 20)
+    with pytest.raises(ValueError, match="`context_len`"):
+        load_preset_checkpoint(folder, "cpu20", "isotropic", 0)
     with pytest.raises(ValueError, match="`train_cov`"):
         load_preset_checkpoint(folder, "cpu20", "skewed3", 20)
     with pytest.raises(ValueError, match="no manifest"):

@@ -436,6 +436,8 @@ def load_preset_checkpoint(
 
     Defined in Chapter 7.
     """
+    if not isinstance(folder, (str, Path)):
+        raise TypeError(f"`folder` must be a folder path (str or Path), got {type(folder).__name__}")
     if not isinstance(preset_name, str) or preset_name not in PRESETS:
         raise ValueError(f"`preset_name` must be one of {sorted(PRESETS)}, got {preset_name!r}")
     if train_cov not in TRAIN_COVS:
