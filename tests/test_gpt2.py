@@ -214,6 +214,25 @@ def test_cli_refuses_missing_cuda(tmp_path, capsys) -> None:
     assert "no CUDA device" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("width,layers,heads", [(16, 2, 2), (32, 3, 4)])
+def test_bench_gemm_operands_are_the_steps_products(width, layers, heads) -> None:
+    """The bench's GEMM-only contender runs exactly the matrix products (mm/addmm FLOP, as
+    the profiler counts them) of the compact model's forward and backward."""
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    from tts_lib import bench
+
+    d, n, batch = 5, 6, 4
+    cfg, _ = preset("tiny", width=width, layers=layers, heads=heads, dim=d, context_len=n)
+    model = build_model(cfg, seed=0)
+    pr = sample_prompts(isotropic_cov(d), n, batch, seed=0)
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        F.mse_loss(model(pr.X.float(), pr.y.float(), torch.zeros(batch, d)), pr.w.float()).backward()
+    counted = sum(e.flops for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm"))
+    assert bench._gemm_flops(bench._gemm_operands(model, batch, n + 1)) == counted
+
+
 def test_bench_quick_smoke(tmp_path) -> None:
     from tts_lib import bench
 

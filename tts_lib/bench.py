@@ -277,6 +277,41 @@ def _train_step(model: Any, cov: torch.Tensor, cfg: Any, seed: int = 0) -> Calla
     return step
 
 
+def _gemm_operands(model: Any, batch: int, tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The operand pairs of every matrix product (``mm``/``addmm``) in one compact training
+    step of ``model`` on ``batch`` prompts of ``tokens`` tokens, forward and backward: each
+    linear layer (rows, in) → (rows, out) costs ``x Wᵀ``, then ``dY W`` (not for the read-in,
+    whose input is data) and ``dYᵀ x``. The final block runs its queries, attention output
+    and MLP on the query token only (:meth:`~tts_lib.gpt2.GPT2Regressor.hidden_states`).
+    Attention's batched products (T² per head, not in 6·N·T) are left out."""
+    cfg = model.config
+    w, d, rows, queries = cfg.width, cfg.dim, batch * tokens, batch
+    ref = model.read_in.weight
+    full = [(rows, w, 3 * w), (rows, w, w), (rows, w, 4 * w), (rows, 4 * w, w)]
+    final = [(rows, w, 2 * w), (queries, w, w), (queries, w, w), (queries, w, 4 * w), (queries, 4 * w, w)]
+    shapes = full * (cfg.layers - 1) + final + [(queries, w, d)]
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    def mat(r: int, c: int) -> torch.Tensor:
+        if (r, c) not in cache:
+            cache[r, c] = torch.randn(r, c, device=ref.device, dtype=ref.dtype)
+        return cache[r, c]
+
+    read_in = (rows, ref.shape[1], w)
+    for r, i, o in [read_in, *shapes]:
+        pairs.append((mat(r, i), mat(o, i).t()))  # forward: x Wᵀ
+        if (r, i, o) != read_in:
+            pairs.append((mat(r, o), mat(o, i)))  # backward: dY W
+        pairs.append((mat(r, o).t(), mat(r, i)))  # backward: dYᵀ x
+    return pairs
+
+
+def _gemm_flops(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    """FLOP of the products in ``pairs`` (2·m·k·n each)."""
+    return sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in pairs)
+
+
 def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
     """Training step at equal width/depth/heads and prompt content (d = 20, 40 examples and
     the query, batch 64) for ours (compact, interleaved) and Garg et al.'s
@@ -288,7 +323,10 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
     when ``TTS_GARG_SRC`` names the ``src`` folder of a local checkout of
     github.com/dtsip/in-context-learning (their code is not part of this project). The
     matmul limit of our compact step is ``6·N·T`` FLOP (N parameters, T = batch × tokens) at
-    the round's matmul rate; ``gpt2_train_limit_fraction_*`` is limit / measured step.
+    the round's matmul rate; ``gpt2_train_limit_fraction_*`` is limit / measured step. The
+    step's own matrix products alone, at their shapes (:func:`_gemm_operands`), are timed
+    too: ``gpt2_train_gemm_share_*`` is their time / the step's, and the rest of the step is
+    attention, element-wise work and Adam.
     """
     import os
 
@@ -317,6 +355,14 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
             model = build_model(cfg, seed=0, device=device)
             params = params or num_parameters(model)
             steps[layout] = _train_step(model, cov, tcfg)
+            if layout == "compact":
+                pairs = _gemm_operands(model, batch, n + 1)
+
+                def gemms(pairs=pairs) -> None:
+                    for x, y in pairs:
+                        x @ y
+
+                steps["gemms"] = gemms
         if garg_cls is not None:
             garg = garg_cls(n_dims=d, n_positions=n + 1, n_embd=width, n_layer=layers, n_head=heads).to(device)
             opt = torch.optim.Adam(garg.parameters(), lr=1e-4)
@@ -348,6 +394,9 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
         out.append(record(f"gpt2_train_limit_ms_{tag}", device, 1000 * statistics.median(limits), "ms"))
         fraction = statistics.median(lim / tc for lim, tc in zip(limits, times["compact"], strict=True))
         out.append(record(f"gpt2_train_limit_fraction_{tag}", device, fraction, "x"))
+        out.append(record(f"gpt2_train_gemm_ms_{tag}", device, 1000 * med["gemms"], "ms"))
+        share = statistics.median(tg / tc for tg, tc in zip(times["gemms"], times["compact"], strict=True))
+        out.append(record(f"gpt2_train_gemm_share_{tag}", device, share, "x"))
         if "garg" in steps:
             out.append(record(f"gpt2_vs_garg_ms_garg_{tag}", device, 1000 * med["garg"], "ms"))
             for layout in ("compact", "interleaved"):
