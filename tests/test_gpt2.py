@@ -224,7 +224,9 @@ def test_bench_gemm_operands_are_the_steps_products(width, layers, heads) -> Non
     from tts_lib import bench
 
     d, n, batch = 5, 6, 4
-    cfg, _ = preset("tiny", width=width, layers=layers, heads=heads, dim=d, context_len=n)
+    cfg, _ = preset(
+        "tiny", width=width, layers=layers, heads=heads, dim=d, context_len=n, layout="compact"
+    )
     model = build_model(cfg, seed=0)
     pr = sample_prompts(isotropic_cov(d), n, batch, seed=0)
     with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:

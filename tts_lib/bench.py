@@ -70,6 +70,12 @@ def timeit(fn: Callable[[], Any], device: str, repeats: int, warmup: int = 1) ->
 # --------------------------------------------------------------------------- GPT-2
 
 
+def _median_ratio(num: list[float], den: list[float]) -> float:
+    """Median over interleaved rounds of ``num[i] / den[i]`` (a ratio that drift in the
+    machine's speed affects alike on both sides)."""
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
+
+
 def bench_gpt2_train(device: str, quick: bool) -> list[Record]:
     """GPT-2 training steps/s and ms/step per preset and layout at the preset's full d and n
     (paper preset: d = 20, n = 40, only 2 steps on a CPU; skipped there with ``--quick``)."""
@@ -212,7 +218,7 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
             t1 = timeit(lambda fn=fn: fn(1), device, 1, warmup=0)
             t20 = timeit(lambda fn=fn: fn(20), device, 1, warmup=0)
             per_step[name].append(max((t20 - t1) / 19, 1e-9))
-    ratio = statistics.median(h / o for h, o in zip(per_step["hf"], per_step["ours"], strict=True))
+    ratio = _median_ratio(per_step["hf"], per_step["ours"])
     return [
         record("gpt2_cot_step_ms_compact_hf_cache", device, 1000 * statistics.median(per_step["hf"]), "ms/step"),
         record("gpt2_cot_step_ms_compact_ours_cache", device, 1000 * statistics.median(per_step["ours"]), "ms/step"),
@@ -392,15 +398,15 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
         for layout in ("compact", "interleaved"):
             out.append(record(f"gpt2_vs_garg_ms_{layout}_{tag}", device, 1000 * med[layout], "ms"))
         out.append(record(f"gpt2_train_limit_ms_{tag}", device, 1000 * statistics.median(limits), "ms"))
-        fraction = statistics.median(lim / tc for lim, tc in zip(limits, times["compact"], strict=True))
+        fraction = _median_ratio(limits, times["compact"])
         out.append(record(f"gpt2_train_limit_fraction_{tag}", device, fraction, "x"))
         out.append(record(f"gpt2_train_gemm_ms_{tag}", device, 1000 * med["gemms"], "ms"))
-        share = statistics.median(tg / tc for tg, tc in zip(times["gemms"], times["compact"], strict=True))
+        share = _median_ratio(times["gemms"], times["compact"])
         out.append(record(f"gpt2_train_gemm_share_{tag}", device, share, "x"))
         if "garg" in steps:
             out.append(record(f"gpt2_vs_garg_ms_garg_{tag}", device, 1000 * med["garg"], "ms"))
             for layout in ("compact", "interleaved"):
-                ratio = statistics.median(tg / t for tg, t in zip(times["garg"], times[layout], strict=True))
+                ratio = _median_ratio(times["garg"], times[layout])
                 out.append(record(f"gpt2_vs_garg_speedup_{layout}_{tag}", device, ratio, "x"))
     return out
 
