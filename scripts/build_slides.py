@@ -51,9 +51,10 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 ROOT = Path(__file__).resolve().parent.parent
 SITE_TITLE = "Training data and test-time scaling"
 WIDTH, HEIGHT = 1280, 720
-MAX_ITEMS = 3  # bullets per slide (learn, key points)
+# A rough height model (px on the 1280 x 720 slide) decides what shares a slide; the browser
+# test measures every slide, so an estimate that is off shows up as a failure, not a cut slide.
+BUDGET = 600  # px of content under the heading
 MAX_EQUATIONS = 3  # display equations per section slide
-MAX_CLAIMS = 3  # checked claims per slide
 LEAD_CHARS = 420  # a section's lead is cut at a sentence end after about this many characters
 SKIP_SECTIONS = re.compile(r"^(overview|summary|exercises|appendix\b|further reading)", re.I)
 
@@ -330,41 +331,74 @@ def _md_inline(text: str, labels: Labels) -> str:
     return out
 
 
+def _lines(text: str, per_line: int) -> int:
+    """Estimated number of lines of ``text`` (markdown, math counted short) at ``per_line`` characters."""
+    plain = re.sub(r"\$[^$]*\$", "xxxxxx", text)
+    return max(1, -(-len(plain) // per_line))
+
+
+def _eq_height(block: list[Token]) -> int:
+    tex = block[0].content
+    return 70 + 34 * tex.count("\\\\") + (20 if re.search(r"\\(frac|sum|underbrace|prod|int)", tex) else 0)
+
+
+def _pack(heights: list[int], budget: int = BUDGET) -> list[list[int]]:
+    """Group consecutive items (by index) into slides of at most ``budget`` px, balanced."""
+    total = sum(heights)
+    n_slides = max(1, -(-total // budget))
+    target = total / n_slides
+    groups: list[list[int]] = [[]]
+    used = 0
+    for i, h in enumerate(heights):
+        if groups[-1] and (used + h > budget or (used >= target and len(groups) < n_slides)):
+            groups.append([])
+            used = 0
+        groups[-1].append(i)
+        used += h
+    return groups
+
+
 def _section_slides(ch: Chapter, s: Section, labels: Labels) -> list[str]:
     paragraphs = [b for b in s.blocks if b[0].type == "paragraph_open"]
     equations = [b for b in s.blocks if b[0].type in ("math_block", "math_block_label", "amsmath")]
     equations.sort(key=lambda b: b[0].type != "math_block_label")  # labelled (referenced) ones first
-    lead_html, notes = "", []
+    lead_html, notes, lead_h = "", [], 0
     if paragraphs:
         first = "".join(t.content for t in paragraphs[0] if t.type == "inline")
         lead, rest = _cut_sentences(first, LEAD_CHARS)
         lead_html = f'<p class="lead">{_md_inline(lead, labels)}</p>'
+        lead_h = 36 * _lines(lead, 95) + 24
         if rest:
             notes.append(_md_inline(rest, labels))
         notes += [_render(p, labels) for p in paragraphs[1:4]]
-    heading = f"<h2>{_md_inline(s.title, labels)}</h2>"
+    title = _md_inline(s.title, labels)
     note_html = f'<aside class="notes">{"".join(notes)}</aside>' if notes else ""
+    claim_h = [28 * _lines(c, 120) + 8 for c in s.claims]
+    # the lead and the first equations; more equations on continuation slides
+    eq_groups = [equations[i:i + MAX_EQUATIONS] for i in range(0, len(equations), MAX_EQUATIONS)] or [[]]
+    pages: list[list[str]] = []
+    used = 0
+    for i, eqs in enumerate(eq_groups):
+        pages.append([lead_html if i == 0 else ""] + [_render(e, labels) for e in eqs])
+        used = (lead_h if i == 0 else 0) + sum(_eq_height(e) for e in eqs)
+    # the checked claims: on the last slide if they fit, else on slides of their own
+    claims = list(range(len(s.claims)))
+    if claims and used + 50 + sum(claim_h) <= BUDGET:
+        pages[-1].append(_claims_html(s.claims))
+        claims = []
+    extra = [] if not claims else [[_claims_html([s.claims[i] for i in g])]
+                                   for g in _pack([claim_h[i] for i in claims], BUDGET - 50)]
     slides = []
-    eq_chunks = [equations[i:i + MAX_EQUATIONS] for i in range(0, len(equations), MAX_EQUATIONS)] or [[]]
-    claim_chunks = [s.claims[i:i + MAX_CLAIMS] for i in range(0, len(s.claims), MAX_CLAIMS)]
-    # one slide: lead + up to MAX_EQUATIONS equations (+ claims if they fit); more equations or
-    # claims go to continuation slides
-    for i, eqs in enumerate(eq_chunks):
-        body = (lead_html if i == 0 else "") + "".join(_render(e, labels) for e in eqs)
-        if i == len(eq_chunks) - 1 and claim_chunks and len(eqs) <= 1 and len(lead_html) < 500:
-            body += _claims_html(claim_chunks.pop(0))
-        cont = "" if i == 0 else ' <span class="cont">(continued)</span>'
-        slides.append(f'<section class="section-slide">{heading[:-5]}{cont}</h2>{body}{note_html if i == 0 else ""}'
-                      "</section>")
-    for chunk in claim_chunks:
-        slides.append(f'<section class="section-slide">{heading[:-5]} <span class="cont">(checked)</span></h2>'
-                      f"{_claims_html(chunk)}</section>")
+    for i, body in enumerate(pages + extra):
+        cont = "" if i == 0 else f' <span class="cont">({"checked" if i >= len(pages) else "continued"})</span>'
+        slides.append(f'<section class="section-slide"><h2>{title}{cont}</h2>{"".join(body)}'
+                      f'{note_html if i == 0 else ""}</section>')
     for f in s.figures:
         num = f"Figure {f.number}" if f.number else "Figure"
         img = f"img/{ch.name}-{f.label}.png"
         fig_notes = f'<aside class="notes">{_md_inline(f.notes, labels)}</aside>' if f.notes.strip() else ""
         slides.append(
-            f'<section class="figure-slide"><h3>{_md_inline(s.title, labels)}</h3>'
+            f'<section class="figure-slide"><h3>{title}</h3>'
             f'<figure><img src="{img}" alt="{html.escape(f.alt)}">'
             f'<figcaption><b>{num}.</b> {_md_inline(_cut_sentences(f.caption, 300)[0], labels)}</figcaption>'
             f"</figure>{fig_notes}</section>")
@@ -376,14 +410,26 @@ def _claims_html(claims: list[str]) -> str:
     return f'<div class="claims"><p class="claims-head">Checked when the notebook runs</p><ul>{items}</ul></div>'
 
 
-def _bullets(title: str, items: list[str], labels: Labels, cls: str) -> list[str]:
-    chunks = [items[i:i + MAX_ITEMS] for i in range(0, len(items), MAX_ITEMS)]
+def _bullets(title: str, items: list[str], labels: Labels, cls: str, per_line: int = 85,
+             footer: str = "") -> list[str]:
+    """Bullet slides, as many as the items need, balanced."""
+    groups = _pack([36 * _lines(it, per_line) + 12 for it in items], BUDGET - (40 if footer else 0))
     out = []
-    for i, chunk in enumerate(chunks):
-        cont = f' <span class="cont">({i + 1}/{len(chunks)})</span>' if len(chunks) > 1 else ""
-        lis = "".join(f"<li>{_md_inline(it, labels)}</li>" for it in chunk)
-        out.append(f'<section class="{cls}"><h2>{title}{cont}</h2><ul>{lis}</ul></section>')
+    for i, g in enumerate(groups):
+        cont = f' <span class="cont">({i + 1}/{len(groups)})</span>' if len(groups) > 1 else ""
+        lis = "".join(f"<li>{_md_inline(items[j], labels)}</li>" for j in g)
+        out.append(f'<section class="{cls}"><h2>{title}{cont}</h2><ul>{lis}</ul>{footer}</section>')
     return out
+
+
+def learn_items(ch: Chapter) -> list[str]:
+    """The overview's list; else the bold lead-ins of the key points; else the section titles."""
+    if ch.learn:
+        return ch.learn
+    leads = [m.group(1).rstrip(".") for it in ch.summary if (m := re.match(r"\*\*(.+?)\*\*", it))]
+    if leads and len(leads) == len(ch.summary):
+        return leads
+    return [s.title for s in ch.sections if s.level == 2]  # the roadmap, then
 
 
 def deck_html(ch: Chapter) -> tuple[str, int, int]:
@@ -397,10 +443,11 @@ def deck_html(ch: Chapter) -> tuple[str, int, int]:
         f'<p class="links"><a href="{book_page}">the chapter</a> · <a href="{ch.name}.pdf">PDF handout</a> · '
         f'<a href="index.html">all decks</a></p></section>'
     ]
-    if ch.learn:
-        slides += _bullets("What you will learn", ch.learn, labels, "learn-slide")
+    learn = learn_items(ch)
+    if learn:
+        slides += _bullets("What you will learn", learn, labels, "learn-slide")
     top = [s for s in ch.sections if s.level == 2]
-    if top:
+    if top and learn != [s.title for s in top]:
         lis = "".join(f"<li>{_md_inline(s.title, labels)}</li>" for s in top)
         slides.append(f'<section class="roadmap"><h2>Roadmap</h2><ol class="roadmap-list">{lis}</ol></section>')
     for s in ch.sections:
@@ -409,14 +456,9 @@ def deck_html(ch: Chapter) -> tuple[str, int, int]:
     if ch.summary:
         slides += _bullets("Key points", ch.summary, labels, "summary-slide")
     if ch.exercises:
-        items = [f"<b>{i + 1}</b> ({html.escape(kind or 'exercise')}): {_md_inline(text, labels)}"
-                 for i, (kind, text) in enumerate(ch.exercises)]
-        chunks = [items[i:i + 2] for i in range(0, len(items), 2)]
-        for i, chunk in enumerate(chunks):
-            cont = f' <span class="cont">({i + 1}/{len(chunks)})</span>' if len(chunks) > 1 else ""
-            lis = "".join(f"<li>{it}</li>" for it in chunk)
-            slides.append(f'<section class="exercise-slide"><h2>Exercises{cont}</h2><ul>{lis}</ul>'
-                          f'<p class="small">Worked solutions: <a href="{book_page}">the chapter</a>.</p></section>')
+        items = [f"**{i + 1}** ({kind or 'exercise'}): {text}" for i, (kind, text) in enumerate(ch.exercises)]
+        footer = f'<p class="small">Worked solutions: <a href="{book_page}">the chapter</a>.</p>'
+        slides += _bullets("Exercises", items, labels, "exercise-slide", per_line=100, footer=footer)
     n_fig = sum(len(s.figures) for s in ch.sections)
     title = f"Chapter {ch.number}: {re.sub(r'[$`*]', '', ch.title)} (slides)"
     page = TEMPLATE.format(title=html.escape(title), slides="\n".join(slides), width=WIDTH, height=HEIGHT)
@@ -447,6 +489,19 @@ window.MathJax = {{
   options: {{ignoreHtmlClass: "no-math"}},
   startup: {{pageReady: function () {{
     return MathJax.startup.defaultPageReady().then(function () {{
+      // a display formula wider than the slide is scaled down to fit (not below half size)
+      var fit = function (root) {{
+        root.querySelectorAll(".eq").forEach(function (e) {{
+          var m = e.querySelector("mjx-math");
+          if (!m || e.clientWidth === 0) return;
+          m.parentNode.style.fontSize = "";
+          var r = e.getBoundingClientRect().width / m.getBoundingClientRect().width;
+          if (r < 1) m.parentNode.style.fontSize = Math.max(0.5, 0.98 * r) * 100 + "%";
+        }});
+      }};
+      Reveal.on("ready", function (ev) {{ fit(ev.currentSlide); }});
+      Reveal.on("slidechanged", function (ev) {{ fit(ev.currentSlide); }});
+      Reveal.on("pdf-ready", function () {{ fit(document); }});
       return Reveal.initialize({{width: {width}, height: {height}, margin: 0.04, center: false, hash: true,
         slideNumber: "c/t", transition: "none", pdfMaxPagesPerSlide: 1, plugins: [RevealNotes]}});
     }}).then(function () {{ window.slidesReady = true; }});

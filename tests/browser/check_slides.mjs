@@ -167,9 +167,14 @@ for (const deck of decks) {
         const used = (bottom - top) / scale;
         const name = (s.querySelector("h1, h2, h3")?.textContent ?? "").trim().slice(0, 50);
         if (used > height + 1) out.push(`slide ${i + 1} ("${name}") is ${Math.round(used)} px tall, the slide ${height} px`);
-        s.querySelectorAll(".eq, figure, li, p").forEach((e) => {
-          if (e.scrollWidth > e.clientWidth + 1)
-            out.push(`slide ${i + 1} ("${name}"): ${e.tagName.toLowerCase()} ${e.scrollWidth} px wide in ${e.clientWidth} px`);
+        // sideways: anything visible (formulas, images, text blocks) past the slide's edges
+        const sr = s.getBoundingClientRect();
+        s.querySelectorAll("mjx-math, img, h1, h2, h3, p, li, figcaption").forEach((e) => {
+          if (e.closest("aside.notes") || e.closest("mjx-assistive-mml")) return;
+          const r = e.getBoundingClientRect();
+          if (r.width > 0 && (r.right > sr.right + 2 * scale || r.left < sr.left - 2 * scale))
+            out.push(`slide ${i + 1} ("${name}"): ${e.tagName.toLowerCase()} sticks out ` +
+              `${Math.round(Math.max(r.right - sr.right, sr.left - r.left) / scale)} px sideways`);
         });
       }
       R.slide(0, 0);
