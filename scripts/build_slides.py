@@ -432,7 +432,7 @@ def learn_items(ch: Chapter) -> list[str]:
     return [s.title for s in ch.sections if s.level == 2]  # the roadmap, then
 
 
-def deck_html(ch: Chapter) -> tuple[str, int, int]:
+def deck_html(ch: Chapter, pdf: bool = True) -> tuple[str, int, int]:
     """The deck's HTML, its number of slides and of figures."""
     labels: Labels = ch._labels  # type: ignore[attr-defined]
     book_page = f"../book/{ch.name}.html"
@@ -440,8 +440,9 @@ def deck_html(ch: Chapter) -> tuple[str, int, int]:
         f'<section class="title-slide"><p class="kicker">{html.escape(SITE_TITLE)} · Chapter {ch.number}</p>'
         f"<h1>{_md_inline(ch.title, labels)}</h1>"
         f'<p class="lead">{_md_inline(_cut_sentences(ch.lead, 520)[0], labels)}</p>'
-        f'<p class="links"><a href="{book_page}">the chapter</a> · <a href="{ch.name}.pdf">PDF handout</a> · '
-        f'<a href="index.html">all decks</a></p></section>'
+        f'<p class="links"><a href="{book_page}">the chapter</a> · '
+        + (f'<a href="{ch.name}.pdf">PDF handout</a> · ' if pdf else "")
+        + '<a href="index.html">all decks</a></p></section>'
     ]
     learn = learn_items(ch)
     if learn:
@@ -459,6 +460,9 @@ def deck_html(ch: Chapter) -> tuple[str, int, int]:
         items = [f"**{i + 1}** ({kind or 'exercise'}): {text}" for i, (kind, text) in enumerate(ch.exercises)]
         footer = f'<p class="small">Worked solutions: <a href="{book_page}">the chapter</a>.</p>'
         slides += _bullets("Exercises", items, labels, "exercise-slide", per_line=100, footer=footer)
+    # static slide numbers (reveal.js's own is a link to "#/", a dangling anchor for link checkers)
+    slides = [sl.replace("</section>", f'<p class="slide-no">{i + 1} / {len(slides)}</p></section>', 1)
+              if sl.count("</section>") == 1 else sl for i, sl in enumerate(slides)]
     n_fig = sum(len(s.figures) for s in ch.sections)
     title = f"Chapter {ch.number}: {re.sub(r'[$`*]', '', ch.title)} (slides)"
     page = TEMPLATE.format(title=html.escape(title), slides="\n".join(slides), width=WIDTH, height=HEIGHT)
@@ -503,7 +507,7 @@ window.MathJax = {{
       Reveal.on("slidechanged", function (ev) {{ fit(ev.currentSlide); }});
       Reveal.on("pdf-ready", function () {{ fit(document); }});
       return Reveal.initialize({{width: {width}, height: {height}, margin: 0.04, center: false, hash: true,
-        slideNumber: "c/t", transition: "none", pdfMaxPagesPerSlide: 1, plugins: [RevealNotes]}});
+        slideNumber: false, transition: "none", pdfMaxPagesPerSlide: 1, plugins: [RevealNotes]}});
     }}).then(function () {{ window.slidesReady = true; }});
   }}}}
 }};
@@ -538,7 +542,7 @@ CSS = """/* Written by scripts/build_slides.py. */
 .reveal .roadmap-list li {{ margin-bottom: 0.2em; }}
 .reveal .exercise-slide li {{ font-size: 0.85em; }}
 .reveal a {{ color: #1a5fb4; text-decoration: underline; }}
-.reveal .slide-number {{ background: #333; color: #fff; }}
+.reveal .slide-no {{ position: absolute; top: {no_top}px; right: 0; margin: 0; font-size: 0.55em; color: #555; }}
 """
 
 INDEX = """<!doctype html>
@@ -639,7 +643,7 @@ def copy_assets(root: Path, out: Path) -> None:
     shutil.copytree(mathjax, assets / "mathjax",
                     ignore=lambda d, names: [n for n in names if Path(d) == mathjax and n.endswith(".js")
                                              and n != "tex-chtml.js"])
-    (assets / "slides.css").write_text(CSS.format(img_h=int(HEIGHT * 0.62)), encoding="utf-8")
+    (assets / "slides.css").write_text(CSS.format(img_h=int(HEIGHT * 0.62), no_top=HEIGHT - 30), encoding="utf-8")
 
 
 def build(root: Path, out: Path, chapters: list[str] | None, execute: bool, text_only: bool,
@@ -669,7 +673,7 @@ def build(root: Path, out: Path, chapters: list[str] | None, execute: bool, text
             missing.append(path.relative_to(root).as_posix())
             continue
         ch = parse_chapter(src, path.stem, run, cites)
-        page, n_slides, n_fig = deck_html(ch)
+        page, n_slides, n_fig = deck_html(ch, pdf)
         for s in ch.sections:
             for f in s.figures:
                 (out / "img" / f"{ch.name}-{f.label}.png").write_bytes(f.png)
