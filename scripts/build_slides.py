@@ -16,7 +16,8 @@ speaker notes (press ``s`` in a deck).
 
 Chapters are the ``.ipynb`` entries of ``_toc.yml``: a chapter added there gets a deck with no
 change here. Figures and claims come from the executed notebooks that ``jupyter-book build``
-leaves in ``_build/jupyter_execute/`` (used only when their code equals the source's);
+leaves in ``_build/jupyter_execute/`` or its execution cache ``_build/.jupyter_cache/`` (used
+only when their code equals the source's);
 ``--execute`` runs a chapter that has none (about a minute each), ``--text-only`` builds decks
 without figures and claims (a preview). reveal.js and MathJax are copied from
 ``node_modules`` (``npm ci``), so the decks work offline. Output: ``OUT/NAME.html``,
@@ -56,7 +57,15 @@ WIDTH, HEIGHT = 1280, 720
 BUDGET = 600  # px of content under the heading
 MAX_EQUATIONS = 3  # display equations per section slide
 LEAD_CHARS = 420  # a section's lead is cut at a sentence end after about this many characters
-SKIP_SECTIONS = re.compile(r"^(overview|summary|exercises|appendix\b|further reading)", re.I)
+# headings that are not lecture sections: where the learning goals, key points and exercises are
+SPECIAL_SECTIONS = {"overview": "overview", "what you will learn": "overview", "summary": "summary",
+                    "key points": "summary", "exercises": "exercises", "appendix": "skip",
+                    "further reading": "skip", "references": "skip"}
+
+
+def _special(title: str) -> str | None:
+    low = title.lower()
+    return next((v for k, v in SPECIAL_SECTIONS.items() if low.startswith(k)), None)
 
 
 class SlidesError(Exception):
@@ -276,9 +285,8 @@ def parse_chapter(src: nbformat.NotebookNode, name: str, executed: nbformat.Note
                     if level == 1:
                         chapter.title = re.sub(r"^\d+\.\s*", "", title)
                         region = "intro"
-                    elif level <= 3 and SKIP_SECTIONS.match(title):
-                        region = {"overview": "overview", "summary": "summary",
-                                  "exercises": "exercises"}.get(title.lower().split()[0], "skip")
+                    elif level <= 3 and _special(title):
+                        region = _special(title)
                         section = None
                     elif level == 2 or (level == 3 and region in ("section", "subsection")):
                         section = Section(title=title, level=level)
@@ -602,7 +610,7 @@ def _code_key(nb: nbformat.NotebookNode) -> str:
 
 def executed_copy(src_path: Path, src: nbformat.NotebookNode, root: Path, execute: bool,
                   cache: Path) -> nbformat.NotebookNode | None:
-    """The chapter run cell for cell: the book build's copy, our cached run, or a fresh run."""
+    """The chapter run cell for cell: the book build's copy or execution cache, our cached run, or a run."""
     rel = src_path.relative_to(root)
     key = _code_key(src)
     for cand in (root / "_build" / "jupyter_execute" / rel, cache / rel.name):
@@ -611,6 +619,14 @@ def executed_copy(src_path: Path, src: nbformat.NotebookNode, root: Path, execut
             has_outputs = any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
             if len(nb.cells) == len(src.cells) and _code_key(nb) == key and has_outputs:
                 return nb
+    jcache = root / "_build" / ".jupyter_cache"  # the book build's execution cache (keyed on the code)
+    if jcache.is_dir():
+        from jupyter_cache import get_cache
+
+        try:
+            return get_cache(str(jcache)).merge_match_into_notebook(nbformat.from_dict(src))[1]
+        except KeyError:
+            pass
     if not execute:
         return None
     from nbclient import NotebookClient

@@ -404,3 +404,13 @@ def test_page_links_the_decks_and_documents_the_export() -> None:
     assert "../slides/index.html" in text
     for needle in ("export_gradebook.py", "Gradescope", "JupyterHub", "learning objectives", "Rubric"):
         assert needle.lower() in text.lower(), needle
+
+
+def test_headings_named_otherwise_are_understood() -> None:
+    """'Key points' for the summary and a 'What you will learn' heading work like the usual ones."""
+    nb, run = _toy_chapter()
+    nb.cells[0].source = nb.cells[0].source.replace("## Overview\n\n**What you will learn**", "## What you will learn")
+    nb.cells[4].source = nb.cells[4].source.replace("## Summary", "## Key points")
+    ch = build_slides.parse_chapter(nb, "12_toy", run, {})
+    assert len(ch.learn) == 2 and len(ch.summary) == 2
+    assert [s.title for s in ch.sections] == ["12.1 A section"]

@@ -64,8 +64,10 @@ function imageOutputs(name) {
 function pdfPages(file) {
   const bytes = fs.readFileSync(file);
   if (bytes.subarray(0, 5).toString("latin1") !== "%PDF-") return -1;
-  const count = bytes.toString("latin1").match(/\/Type\s*\/Pages[\s\S]*?\/Count\s+(\d+)/);
-  return count ? Number(count[1]) : (bytes.toString("latin1").match(/\/Type\s*\/Page[^s]/g) ?? []).length;
+  // the page tree's root counts every page: the largest /Count of a /Type /Pages object
+  const counts = bytes.toString("latin1").split("endobj").filter((o) => /\/Type\s*\/Pages\b/.test(o))
+    .map((o) => Number((o.match(/\/Count\s+(\d+)/) ?? [0, 0])[1]));
+  return counts.length ? Math.max(...counts) : (bytes.toString("latin1").match(/\/Type\s*\/Page[^s]/g) ?? []).length;
 }
 
 const browser = await chromium.launch({
