@@ -473,16 +473,18 @@ def deck_html(ch: Chapter, pdf: bool = True) -> tuple[str, int, int]:
               if sl.count("</section>") == 1 else sl for i, sl in enumerate(slides)]
     n_fig = sum(len(s.figures) for s in ch.sections)
     title = f"Chapter {ch.number}: {re.sub(r'[$`*]', '', ch.title)} (slides)"
-    page = TEMPLATE.format(title=html.escape(title), slides="\n".join(slides), width=WIDTH, height=HEIGHT)
+    page = TEMPLATE.format(title=html.escape(title), slides="\n".join(slides), width=WIDTH, height=HEIGHT,
+                           generator=GENERATOR)
     return page, len(slides), n_fig
 
 
+GENERATOR = "scripts/build_slides.py (from the chapter notebook; do not edit)"
 TEMPLATE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="scripts/build_slides.py (from the chapter notebook; do not edit)">
+<meta name="generator" content="{generator}">
 <title>{title}</title>
 <link rel="stylesheet" href="_assets/reveal/reveal.css">
 <link rel="stylesheet" href="_assets/reveal/theme/white.css">
@@ -676,34 +678,54 @@ def build(root: Path, out: Path, chapters: list[str] | None, execute: bool, text
         paths = [known[c.removesuffix(".ipynb").split("/")[-1]] for c in chapters]
     if not paths:
         raise SlidesError("_toc.yml lists no notebook: nothing to build")
-    out.mkdir(parents=True, exist_ok=True)
-    copy_assets(root, out)
-    (out / "img").mkdir(exist_ok=True)
-    cites = _bibliography(root / "book" / "references.bib")
+    node = shutil.which("node")
+    if pdf and node is None:
+        raise SlidesError("--pdf needs Node.js (node) and `npm ci` (playwright-core)")
     cache = root / "_build" / "slides_execute"
-    manifest, missing = [], []
-    for path in paths:
+    sources, missing = [], []
+    for path in paths:  # every executed copy first: nothing is written when one is missing
         src = nbformat.read(path, as_version=4)
         run = None if text_only else executed_copy(path, src, root, execute, cache)
         if run is None and not text_only:
             missing.append(path.relative_to(root).as_posix())
-            continue
+        sources.append((path, src, run))
+    if missing:
+        raise SlidesError(f"no up-to-date executed copy of {', '.join(missing)} in _build/jupyter_execute "
+                          "or the execution cache: run `jupyter-book build --all .` first, or pass --execute "
+                          "(runs them) or --text-only (decks without figures and claims)")
+    out.mkdir(parents=True, exist_ok=True)
+    copy_assets(root, out)
+    (out / "img").mkdir(exist_ok=True)
+    cites = _bibliography(root / "book" / "references.bib")
+    built = []
+    for path, src, run in sources:
         ch = parse_chapter(src, path.stem, run, cites)
         page, n_slides, n_fig = deck_html(ch, pdf)
-        for s in ch.sections:
-            for f in s.figures:
+        for old in (out / "img").glob(f"{ch.name}-*.png"):
+            old.unlink()
+        for sec in ch.sections:
+            for f in sec.figures:
                 (out / "img" / f"{ch.name}-{f.label}.png").write_bytes(f.png)
         (out / f"{ch.name}.html").write_text(page, encoding="utf-8")
-        manifest.append({"name": ch.name, "chapter": ch.number, "title": ch.title, "slides": n_slides,
-                         "figures": n_fig, "claims": sum(len(s.claims) for s in ch.sections),
-                         "executed": ch.executed, "html": f"{ch.name}.html",
-                         "pdf": f"{ch.name}.pdf" if pdf else None})
-        print(f"{ch.name}: {n_slides} slides, {n_fig} figures, "
-              f"{manifest[-1]['claims']} checked claims", flush=True)
-    if missing:
-        raise SlidesError(f"no up-to-date executed copy of {', '.join(missing)} in _build/jupyter_execute: "
-                          "run `jupyter-book build --all .` first, or pass --execute (runs them) "
-                          "or --text-only (decks without figures and claims)")
+        if not pdf:
+            (out / f"{ch.name}.pdf").unlink(missing_ok=True)  # a stale handout would not match the deck
+        built.append({"name": ch.name, "chapter": ch.number, "title": ch.title, "slides": n_slides,
+                      "figures": n_fig, "claims": sum(len(sec.claims) for sec in ch.sections),
+                      "executed": ch.executed, "html": f"{ch.name}.html",
+                      "pdf": f"{ch.name}.pdf" if pdf else None})
+        print(f"{ch.name}: {n_slides} slides, {n_fig} figures, {built[-1]['claims']} checked claims", flush=True)
+    # with --chapters, the other decks already built stay listed; decks of chapters no longer in
+    # _toc.yml (written by this script) are removed
+    order = [p.stem for p in toc_chapters(root)]
+    by_name = {m["name"]: m for m in _read_manifest(out) if m["name"] in order and (out / m["html"]).is_file()}
+    by_name.update({m["name"]: m for m in built})
+    manifest = sorted(by_name.values(), key=lambda m: order.index(m["name"]))
+    for stale in out.glob("*.html"):
+        if stale.name != "index.html" and stale.stem not in by_name and GENERATOR in stale.read_text("utf-8"):
+            stale.unlink()
+            stale.with_suffix(".pdf").unlink(missing_ok=True)
+            for img in (out / "img").glob(f"{stale.stem}-*.png"):
+                img.unlink()
     rows = "\n".join(
         f'<tr><td>{m["chapter"]}</td><td><a href="{m["html"]}">{_md_inline(m["title"], Labels())}</a></td>'
         f'<td>{m["slides"]}</td><td>{m["figures"]}</td>'
@@ -712,17 +734,23 @@ def build(root: Path, out: Path, chapters: list[str] | None, execute: bool, text
     (out / "index.html").write_text(INDEX.format(site=html.escape(SITE_TITLE), rows=rows), encoding="utf-8")
     (out / "decks.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     t_html = time.perf_counter() - t0
-    print(f"{len(manifest)} decks in {out} ({t_html:.1f} s)", flush=True)
+    print(f"{len(built)} decks built in {t_html:.1f} s; {len(manifest)} listed in {out / 'index.html'}", flush=True)
     if pdf:
-        node = shutil.which("node")
-        if node is None:
-            raise SlidesError("--pdf needs Node.js (node) and `npm ci` (playwright-core)")
         t1 = time.perf_counter()
-        proc = subprocess.run([node, str(root / "scripts" / "print_slides.mjs"), str(out)], cwd=root)
+        proc = subprocess.run([str(node), str(root / "scripts" / "print_slides.mjs"), str(out),
+                               *(m["name"] for m in built)], cwd=root)
         if proc.returncode != 0:
             raise SlidesError(f"printing the handouts failed (exit {proc.returncode}; see above)")
-        print(f"{len(manifest)} PDF handouts in {time.perf_counter() - t1:.1f} s", flush=True)
-    return manifest
+        print(f"{len(built)} PDF handouts in {time.perf_counter() - t1:.1f} s", flush=True)
+    return built
+
+
+def _read_manifest(out: Path) -> list[dict]:
+    try:
+        data = json.loads((out / "decks.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [m for m in data if isinstance(m, dict) and {"name", "html"} <= m.keys()] if isinstance(data, list) else []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 // with headless Chromium and no network: reveal.js's ?print-pdf view, after MathJax has
 // typeset and every image has loaded. Called by `python scripts/build_slides.py --pdf`.
 //
-//   node scripts/print_slides.mjs _build/html/slides
+//   node scripts/print_slides.mjs _build/html/slides [NAME ...]   (default: every deck of decks.json)
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import http from "node:http";
@@ -14,7 +14,8 @@ if (!fs.existsSync(manifestPath)) {
   console.error(`print_slides: no ${manifestPath}: run python scripts/build_slides.py first`);
   process.exit(2);
 }
-const decks = JSON.parse(fs.readFileSync(manifestPath, "utf8"));
+const only = process.argv.slice(3);
+const decks = JSON.parse(fs.readFileSync(manifestPath, "utf8")).filter((d) => !only.length || only.includes(d.name));
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png",
   ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2", ".json": "application/json" };
 const server = http.createServer((req, res) => {

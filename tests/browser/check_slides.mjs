@@ -58,6 +58,7 @@ function imageOutputs(name) {
   const nb = path.join(path.dirname(root), "jupyter_execute", "book", `${name}.ipynb`);
   if (!fs.existsSync(nb)) return null;
   const outputs = JSON.parse(fs.readFileSync(nb, "utf8")).cells.flatMap((c) => c.outputs ?? []);
+  if (outputs.length === 0) return null; // a copy taken from the execution cache has no outputs
   return outputs.filter((o) => Object.keys(o.data ?? {}).some((k) => k.startsWith("image/"))).length;
 }
 
