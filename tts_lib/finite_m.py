@@ -570,3 +570,30 @@ def prompt_summary(
     conv_se = conv.std(0) / math.sqrt(n_conv) if n_conv > 1 else torch.full_like(conv_mean, math.nan)
     return PromptSummary(e.median(0).values, frac, math.sqrt(max(frac * (1 - frac), 1 / P) / P), conv_mean,
                          conv_se, e.mean(0), e)
+
+
+def isotropic_power_mean(steps: Any, dim: int, test_len: int, power: int, *, num_nodes: int = 2049) -> torch.Tensor:
+    """Exact ``E Σ_j (1 − g s_j)^power`` over the eigenvalues ``s_j`` of ``Ŝ`` (``Σ = I``), per step ``g``.
+
+    ``Ŝ`` is the empirical covariance of ``test_len`` standard Gaussian examples in ``dim``
+    dimensions. With ``power = 2k`` this is twice the k-step loss ``L_k(gI)`` of Chapter 9
+    on isotropic training prompts of that length, exactly (no sampling), for a whole grid of
+    ``g`` at once. ``steps``: 1-D, shape (G,); returns shape (G,).
+
+    Defined in Chapter 9.
+    """
+    g = torch.as_tensor(steps, dtype=torch.float64)
+    if g.ndim != 1 or g.numel() < 1 or not bool(torch.isfinite(g).all()) or bool((g <= 0).any()):
+        raise ValueError("`steps` must be a 1-D array of positive finite step sizes g")
+    d = check_pos_int(dim, "dim", maximum=MAX_EXACT_DIM)
+    m = check_pos_int(test_len, "test_len", minimum=d)
+    p = check_pos_int(power, "power", minimum=0, maximum=2 * MAX_EXACT_STEPS)
+    num_nodes = check_pos_int(num_nodes, "num_nodes", minimum=257, maximum=200_001)
+    if g.numel() > 10_000:
+        raise ValueError(f"`steps` has {g.numel()} entries; pass at most 10000 (one quadrature row each)")
+    v_max = max(_v_max(d, m, float(c), (p + 1) // 2) for c in (float(g.min()), float(g.max())))
+    v = np.linspace(0.0, v_max, 2 * num_nodes - 1)
+    stats = _WishartStats(d, m, v, None)
+    phi = (1 - g.numpy()[:, None] * stats.lam[None, :]) ** p
+    out = [stats.moments(phi[sl], pair=False)[0] for sl in _chunks(phi.shape[0], max(1, 2_000_000 // (d * d * v.size)))]
+    return torch.from_numpy(np.concatenate(out))
