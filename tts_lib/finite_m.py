@@ -568,7 +568,8 @@ def prompt_summary(
     n_conv = conv.shape[0]
     conv_mean = conv.mean(0) if n_conv else torch.full((K + 1,), math.nan, dtype=torch.float64)
     conv_se = conv.std(0) / math.sqrt(n_conv) if n_conv > 1 else torch.full_like(conv_mean, math.nan)
-    return PromptSummary(e.median(0).values, frac, math.sqrt(max(frac * (1 - frac), 1 / P) / P), conv_mean,
+    median = torch.from_numpy(np.median(e.numpy(), 0))  # mean of the two middle values
+    return PromptSummary(median, frac, math.sqrt(max(frac * (1 - frac), 1 / P) / P), conv_mean,
                          conv_se, e.mean(0), e)
 
 
