@@ -141,3 +141,18 @@ def test_bad_inputs_and_bounded_work():
         fm.prompt_summary(G_ISO, EYE, 20, 2, 100, -1.0)
     assert fm.scalar_step(G_ISO, EYE) == pytest.approx(float(G_ISO[0, 0]))
     assert fm.scalar_step(torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64)), EYE) is None
+
+
+@pytest.mark.parametrize("m", [2 * D, 16 * D])
+def test_chapter5_finite_m_means_are_expectations(m):
+    """Chapter 5, Section 5.5 (λ_i ∝ 1/i, n = 100, Σ = I): divergence is common there, so a
+    plain mean over prompts estimates the expectation at k <= 8; importance sampling agrees."""
+    lam = tasks.power_law_cov(D, 1.0, trace=D)
+    G = theory.lsa_precond(lam, 100)
+    tm = fm.tail_mc_error_curves(G, EYE, m, 8, 20_000, seed=3)
+    ps = fm.prompt_summary(G, EYE, m, 8, 20_000, seed=4)
+    se = ps.errors.std(0) / math.sqrt(ps.errors.shape[0])
+    z = (tm.total[1:] - ps.sample_mean[1:]) / (tm.total_se[1:] ** 2 + se[1:] ** 2).sqrt()
+    assert float(z.abs().max()) < 4, z
+    assert 0.6 < ps.divergence_frac < 0.95
+    assert int(tm.total.argmin()) == int(ps.sample_mean.argmin())  # the k* chapter 5 quotes
