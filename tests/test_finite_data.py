@@ -72,7 +72,7 @@ def test_overthinking_probability_against_monte_carlo(dm):
         p_mc, p_th = r.overthink_fraction, dm.overthink_probability(N)
         se = math.sqrt(p_mc * (1 - p_mc) / 1500 + p_th * (1 - p_th) / 20_000)
         assert abs(p_mc - p_th) < 3 * se, (N, p_mc, p_th)
-        assert abs(dm.overthink_probability_linearised(N) - p_mc) < 0.03  # close at d = 5
+        assert abs(dm.overthink_probability(N, method="linearised") - p_mc) < 0.03  # close at d = 5
         probs.append(p_mc)
     assert probs[0] > probs[1] > probs[2] > 0.02
 
@@ -92,7 +92,7 @@ def test_overthinking_probability_in_higher_dimension(d, n, N, sets, moments):
     se = math.sqrt(p_mc * (1 - p_mc) / sets + p_th * (1 - p_th) / 10_000)
     assert abs(p_mc - p_th) < 3 * se, (p_mc, p_th, se)
     if d == 10:  # the linearised eigenvalues are far too low here (issue 22: 0.38 vs 0.54 at N = 50)
-        assert dmd.overthink_probability_linearised(N) < p_mc - 5 * se
+        assert dmd.overthink_probability(N, method="linearised") < p_mc - 5 * se
 
 
 def test_delta_method_bounded_work_and_memory():
