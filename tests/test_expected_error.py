@@ -156,3 +156,14 @@ def test_chapter5_finite_m_means_are_expectations(m):
     assert float(z.abs().max()) < 4, z
     assert 0.6 < ps.divergence_frac < 0.95
     assert int(tm.total.argmin()) == int(ps.sample_mean.argmin())  # the k* chapter 5 quotes
+
+
+def test_chapter7_lsa_expectation_turns_up_earlier():
+    """Chapter 7, Section 7.4 (d = 20, Λ = Σ = I, m = 2d, Γ⁻¹ for n = 40): in expectation the
+    LSA's error turns up after about seven steps, and about 5% of the test prompts diverge."""
+    d = 20
+    eye = torch.eye(d, dtype=torch.float64)
+    ex = fm.exact_error_curves(theory.lsa_precond(eye, 40), eye, 2 * d, 20)
+    assert 0.04 < ex.divergence_prob < 0.06
+    assert 6 <= int(ex.total.argmin()) <= 8
+    assert float(ex.total[20]) > 1e3 * float(ex.conv_total[20])
