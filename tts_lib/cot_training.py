@@ -231,7 +231,7 @@ def stable_lr_at_zero(train_cov: Any, context_len: int, num_steps: int) -> float
     """
     lam = check_cov(train_cov, "train_cov")
     n = check_pos_int(context_len, "context_len")
-    k = check_pos_int(num_steps, "num_steps")
+    k = float(check_pos_int(num_steps, "num_steps", maximum=MAX_STEPS))
     d = lam.shape[0]
     if d > MAX_HESSIAN_DIM:
         raise ValueError(f"`train_cov` is {d}×{d}: the ({d * d}, {d * d}) Hessian's eigenproblem costs about "
