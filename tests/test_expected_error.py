@@ -144,16 +144,21 @@ def test_bad_inputs_and_bounded_work():
 
 
 @pytest.mark.parametrize("m", [2 * D, 16 * D])
-def test_chapter5_finite_m_means_are_expectations(m):
-    """Chapter 5, Section 5.5 (λ_i ∝ 1/i, n = 100, Σ = I): divergence is common there, so a
-    plain mean over prompts estimates the expectation at k <= 8; importance sampling agrees."""
+def test_chapter5_finite_m_means_against_importance_sampling(m):
+    """Chapter 5, Section 5.5 (λ_i ∝ 1/i, n = 100, Σ = I): most prompts diverge there. At
+    m = 16d a plain mean over prompts estimates the expectation for k <= 8; at m = 2d only up to
+    k = 4: beyond, the size of the divergence is itself heavy-tailed and the plain mean falls
+    below the importance-sampled expectation. The k* of the mean (chapter 5) is the same."""
     lam = tasks.power_law_cov(D, 1.0, trace=D)
     G = theory.lsa_precond(lam, 100)
     tm = fm.tail_mc_error_curves(G, EYE, m, 8, 20_000, seed=3)
     ps = fm.prompt_summary(G, EYE, m, 8, 20_000, seed=4)
     se = ps.errors.std(0) / math.sqrt(ps.errors.shape[0])
     z = (tm.total[1:] - ps.sample_mean[1:]) / (tm.total_se[1:] ** 2 + se[1:] ** 2).sqrt()
-    assert float(z.abs().max()) < 4, z
+    k_ok = 8 if m == 16 * D else 4
+    assert float(z[:k_ok].abs().max()) < 4, z
+    if m == 2 * D:
+        assert float(z[-1]) > 4  # the plain mean misses part of the tail at k = 8
     assert 0.6 < ps.divergence_frac < 0.95
     assert int(tm.total.argmin()) == int(ps.sample_mean.argmin())  # the k* chapter 5 quotes
 
