@@ -161,3 +161,21 @@ def test_bad_inputs():
         noise.marchenko_pastur_nodes(1.5)
     with pytest.raises(ValueError, match="test_eigvals"):
         noise.skill_noise_curves(torch.ones(3), torch.zeros(3), 4, 10, 1.0)
+
+
+def test_bounded_and_clear_on_extreme_inputs():
+    # tau below the smallest normal float: k° from ln(1 + τ) − ln τ, no OverflowError
+    k_cont, k_int = noise.best_steps_one_skill(0.5, 1e-310)
+    expected = (math.log1p(1e-310) - math.log(1e-310)) / math.log(2)  # ln(1 + 1/τ)/ln(1/ρ)
+    assert math.isfinite(k_cont) and abs(k_cont - expected) < 1e-9 * expected
+    assert k_int in (math.floor(k_cont), math.ceil(k_cont))
+    # zero training covariance and zero noise: no preconditioner exists (was LinAlgError)
+    zero = torch.zeros(3, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"train_cov.*noise_std"):
+        noise.noisy_precond(zero, 5, 0.0)
+    assert torch.allclose(noise.noisy_precond(zero, 5, 1.0), 5 * torch.eye(3, dtype=torch.float64))
+    # a divergent preconditioner over many steps: a clear error instead of silent inf/NaN
+    eye3 = torch.eye(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"max_steps.*spectral radius"):
+        noise.noise_term_curve(3 * eye3, eye3, 1000, 20, 1.0)
+    assert bool(torch.isfinite(noise.noise_term_curve(3 * eye3, eye3, 50, 20, 1.0)).all())

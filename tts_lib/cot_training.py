@@ -193,8 +193,10 @@ def minimax_isotropic_step(dim: int, context_len: int) -> float:
 
 def hessian_at_zero_quadratic_form(train_cov: Any, context_len: int, num_steps: int,
                                    direction: Any) -> float:
-    """``k² E‖HS‖_F² + k(k−1) E tr((HS)²)`` for a direction ``H``: the curvature of ``½ L_k`` at ``G = 0``.
+    """``k² E‖HS‖_F² + k(k−1) E tr((HS)²)``: the second derivative of ``L_k`` at ``G = 0`` along ``H``.
 
+    ``L_k = ½ E‖(I − GS)^k‖_F²``; along ``G = tH`` its second derivative at ``t = 0`` is this
+    quadratic form (the ``½`` of ``L_k`` cancels the ``2`` of the second derivative of ``t²``).
     Uses ``E[S A S] = ΛAΛ + (ΛAᵀΛ + tr(AΛ)Λ)/n`` (exact): ``E‖HS‖² = tr(Hᵀ H E[S I S])``
     with the moment of ``A = HᵀH`` and ``E tr(HSHS) = tr(H E[S H S])``.
 
@@ -212,27 +214,38 @@ def hessian_at_zero_quadratic_form(train_cov: Any, context_len: int, num_steps: 
     return k**2 * a + k * (k - 1) * b
 
 
-def stable_lr_at_zero(train_cov: Any, context_len: int, num_steps: int) -> float:
-    """Largest stable SGD step for ``½ L_k`` at ``G = 0``: ``2 / λ_max`` of its Hessian.
+#: largest dimension of :func:`stable_lr_at_zero` (its (d², d²) eigenproblem costs d⁶ flops)
+MAX_HESSIAN_DIM = 60
 
-    The Hessian is assembled from :func:`hessian_at_zero_quadratic_form` on the d² unit
-    directions (exact moments, no sampling); it grows like ``k²``, so the step falls like ``1/k²``.
+
+def stable_lr_at_zero(train_cov: Any, context_len: int, num_steps: int) -> float:
+    """Largest stable SGD step for ``L_k`` at ``G = 0``: ``2 / λ_max`` of its Hessian.
+
+    The Hessian of :func:`hessian_at_zero_quadratic_form` as a (d², d²) matrix over
+    row-major ``vec G``, from the Gaussian moments
+    ``E[S_ab S_cd] = Λ_ab Λ_cd + (Λ_ac Λ_bd + Λ_ad Λ_bc)/n`` (exact, no sampling, one
+    vectorised assembly): ``k² (I ⊗ E[S²]) + k(k−1) T`` with
+    ``T_(ij),(kl) = E[S_jk S_li]``. It grows like ``k²``, so the step falls like ``1/k²``.
 
     Defined in Chapter 9.
     """
     lam = check_cov(train_cov, "train_cov")
-    check_pos_int(context_len, "context_len")
-    check_pos_int(num_steps, "num_steps")
+    n = check_pos_int(context_len, "context_len")
+    k = float(check_pos_int(num_steps, "num_steps", maximum=MAX_STEPS))
     d = lam.shape[0]
-    check_memory(2 * d**4, "train_cov", what="the (d², d²) Hessian")
+    if d > MAX_HESSIAN_DIM:
+        raise ValueError(f"`train_cov` is {d}×{d}: the ({d * d}, {d * d}) Hessian's eigenproblem costs about "
+                         f"{float(d) ** 6:.1e} flops (limit d <= {MAX_HESSIAN_DIM}, "
+                         "tts_lib.cot_training.MAX_HESSIAN_DIM); use a smaller train_cov")
+    check_memory(3 * d**4, "train_cov", what="the (d², d²) Hessian")
     if float(lam.abs().max()) == 0:
         raise ValueError("`train_cov` is zero: the loss is flat at G = 0 and every step is stable")
-    basis = torch.eye(d * d, dtype=lam.dtype, device=lam.device).reshape(d * d, d, d)
-    Hm = torch.empty(d * d, d * d, dtype=lam.dtype)
-    q = [hessian_at_zero_quadratic_form(lam, context_len, num_steps, basis[i]) for i in range(d * d)]
-    for i in range(d * d):
-        Hm[i, i] = q[i]
-        for j in range(i + 1, d * d):
-            both = hessian_at_zero_quadratic_form(lam, context_len, num_steps, basis[i] + basis[j])
-            Hm[i, j] = Hm[j, i] = (both - q[i] - q[j]) / 2
-    return 2.0 / float(torch.linalg.eigvalsh(Hm).max())
+    L = lam.double()
+    eye = torch.eye(d, dtype=torch.float64, device=lam.device)
+    s2 = L @ L + (L @ L + torch.trace(L) * L) / n  # E[S²] = ΛΓ
+    a = torch.kron(eye, s2)  # tr(H₁ E[S²] H₂ᵀ)
+    # T[i, j, k, l] = E[S_jk S_li] = Λ_jk Λ_li + (Λ_jl Λ_ki + Λ_ji Λ_kl)/n
+    T = (torch.einsum("jk,li->ijkl", L, L)
+         + (torch.einsum("jl,ki->ijkl", L, L) + torch.einsum("ji,kl->ijkl", L, L)) / n)
+    hess = k**2 * a + k * (k - 1) * T.reshape(d * d, d * d)
+    return 2.0 / float(torch.linalg.eigvalsh((hess + hess.T) / 2).max())

@@ -77,7 +77,12 @@ def noisy_precond(train_cov: Any, context_len: int, noise_std: float) -> torch.T
     g = gamma(train_cov, context_len)
     n = check_pos_int(context_len, "context_len")
     eye = torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
-    return torch.linalg.inv(g + s**2 / n * eye)
+    ridge = g + s**2 / n * eye
+    top = float(ridge.abs().max())
+    if top == 0 or float(torch.linalg.eigvalsh(ridge.double()).min()) <= MISSING_TOL * top:
+        raise ValueError("`train_cov` is zero and `noise_std` = 0: Γ + σ²/n·I is singular, so the trained "
+                         "preconditioner (Γ + σ²/n·I)⁻¹ does not exist; pass a non-zero `train_cov` or `noise_std` > 0")
+    return torch.linalg.inv(ridge)
 
 
 def ls_noise_limit(test_cov: Any, test_len: int, noise_std: float) -> float:
@@ -125,8 +130,17 @@ def noise_term_curve(
     s = _sigma(noise_std)
     d = sig.shape[0]
     check_memory(3 * G[..., 0, 0].numel() * (K + 1) * d * d, "max_steps", what=f"{K + 1} matrices A_k")
+    eye = torch.eye(d, dtype=sig.dtype, device=sig.device)
+    rho = float(torch.linalg.eigvals((eye - G @ sig).double()).abs().max()) if G.numel() else 0.0
+    if rho > 1 and K > 0 and K * math.log(rho) > 0.9 * math.log(torch.finfo(sig.dtype).max) / 2:
+        raise ValueError(f"`max_steps`={K} overflows: the spectral radius of I − GΣ is {rho:.3g} > 1, so the "
+                         f"noise term grows like ρ^(2k) beyond {sig.dtype}; lower `max_steps` or `precond`")
     A = torch.stack(_a_matrices(G, sig, K), dim=-3)  # (..., K+1, d, d)
-    return s**2 / m * torch.einsum("...ij,jl,...il->...", A, sig, A)
+    out = s**2 / m * torch.einsum("...ij,jl,...il->...", A, sig, A)
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"the noise term overflows {sig.dtype} within `max_steps`={K} (spectral radius of "
+                         f"I − GΣ {rho:.3g}); lower `max_steps` or use float64")
+    return out
 
 
 def noisy_error_curve(
@@ -244,7 +258,7 @@ def best_steps_one_skill(rho: float, tau: float) -> tuple[float, int]:
     rho, tau = check_real(rho, "rho"), check_positive(tau, "tau")
     if not 0 < rho < 1:
         raise ValueError(f"`rho` must be in (0, 1) (a contracting skill), got {rho!r}")
-    k_cont = math.log1p(1 / tau) / -math.log(rho)
+    k_cont = (math.log1p(tau) - math.log(tau)) / -math.log(rho)  # ln(1 + 1/τ), no overflow for tiny τ
 
     def err(k: int) -> float:
         u = rho**k
