@@ -35,7 +35,6 @@ import json
 import os
 import queue
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -51,6 +50,17 @@ HERE = Path(__file__).resolve().parent
 ASSIGNMENTS = ("hardness", "scaling", "overthinking", "noise")
 DEFAULT_DIST = HERE / "dist"
 
+
+def _load_codec():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_grading_codec", HERE / "_grading_codec.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+codec = _load_codec()
 _MARKERS = re.compile(r"#\s*(BEGIN|END)\s+SOLUTION|#\s*SOLUTION\b")
 
 
@@ -262,27 +272,43 @@ def _bwrap_works() -> str | None:
     return None
 
 
-def _sandbox_command(work: Path, runtime: Path, sandbox: bool) -> tuple[list[str], str]:
-    """The command that runs the driver on ``work/submission.ipynb``, and that notebook's path inside.
+# Resource caps per submission (each applies to every process in its sandbox; see the README).
+LIMITS = {
+    "memory": 6 * 2**30,  # bytes of address space per process (RLIMIT_AS): torch alone maps ~2-3 GiB
+    "processes": 512,  # processes and threads (RLIMIT_NPROC, counted in the sandbox's user namespace)
+    "file_size": 256 * 2**20,  # bytes per file written (RLIMIT_FSIZE)
+    "disk": 256 * 2**20,  # bytes in /submission and in /tmp each (size-capped tmpfs, sandbox only)
+}
+MAX_LINE = 80 * 2**20  # bytes of one answer from the sandbox
+_JUDGE_LOCK = threading.Lock()  # the tests run one submission at a time (they may patch tts_lib)
 
-    With ``sandbox``: bubblewrap, new namespaces for everything (no network, own process ids,
-    so killing the sandbox kills every process in it), no /proc, a private /tmp, read-only
-    system and Python, read-only ``/opt/grader`` (the driver and a copy of the ``tts_lib``
-    package only: no tests, no solutions, no source tree), and ``/submission`` (the only
-    writable folder that outlives the run, holding only the student's notebook).
+
+def _sandbox_command(runtime: Path, sandbox: bool, limits: dict) -> tuple[list[str], str | None]:
+    """The command that runs the driver: in bubblewrap, or (``sandbox=False``) in a bare environment.
+
+    With ``sandbox``: new namespaces for everything (no network, own process ids, so killing the
+    sandbox kills every process in it), no /proc, read-only system and Python, read-only
+    ``/opt/grader`` (the driver, the value codec and a copy of the ``tts_lib`` package only: no
+    tests, no solutions, no source tree), and two size-capped tmpfs folders, ``/submission``
+    (the working folder) and ``/tmp``, discarded with the sandbox. The notebook arrives on
+    stdin; nothing the sandbox writes outlives it. Returns the command and the folder to start
+    it in (``None``: the sandbox sets its own).
     """
     python = Path(sys.executable)
     env = {"HOME": "/submission", "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
            "PYTHONPATH": "/opt/grader/site", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/mpl", "JUPYTER_RUNTIME_DIR": "/tmp/jupyter",
            "IPYTHONDIR": "/tmp/ipython", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+    driver_args = [json.dumps({k: limits[k] for k in ("memory", "processes", "file_size")})]
     if not sandbox:
+        work = Path(tempfile.mkdtemp(prefix="sub-", dir=runtime.parent))  # private to this run
         env = {**env, "PYTHONPATH": str(runtime / "site"), "HOME": str(work), "MPLCONFIGDIR": str(work / ".mpl"),
                "JUPYTER_RUNTIME_DIR": str(work / ".jupyter"), "IPYTHONDIR": str(work / ".ipython")}
-        return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), str(python), str(runtime / "driver.py")], \
-            str(work / "submission.ipynb")
+        return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), str(python), str(runtime / "driver.py"),
+                *driver_args], str(work)
     cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-           "--ro-bind", "/usr", "/usr", "--dev", "/dev", "--tmpfs", "/tmp"]
+           "--ro-bind", "/usr", "/usr", "--dev", "/dev",
+           "--size", str(limits["disk"]), "--tmpfs", "/tmp"]
     for link in ("bin", "lib", "lib64", "sbin"):
         p = Path("/") / link
         if p.is_symlink():
@@ -295,17 +321,43 @@ def _sandbox_command(work: Path, runtime: Path, sandbox: bool) -> tuple[list[str
     for prefix in sorted({sys.base_prefix, sys.prefix, str(python.resolve().parents[1])}):
         if not prefix.startswith("/usr/"):
             cmd += ["--ro-bind", prefix, prefix]
-    cmd += ["--ro-bind", str(runtime), "/opt/grader", "--bind", str(work), "/submission", "--chdir", "/submission"]
+            # an installed (not editable) tts_lib there would be the full reference: hide it
+            for pkg in Path(prefix).glob("lib/python3*/site-packages/tts_lib"):
+                cmd += ["--tmpfs", str(pkg)]
+    cmd += ["--ro-bind", str(runtime), "/opt/grader",
+            "--size", str(limits["disk"]), "--tmpfs", "/submission", "--chdir", "/submission"]
     for k, v in env.items():
         cmd += ["--setenv", k, v]
-    return [*cmd, str(python), "/opt/grader/driver.py"], "/submission/submission.ipynb"
+    return [*cmd, str(python), "/opt/grader/driver.py", *driver_args], None
 
 
-def _runtime(root: Path) -> Path:
-    """A folder with the driver and a copy of the ``tts_lib`` package (nothing else of the source tree).
+def _absent_source(source: str, funcs: dict[str, list[str]], module: str) -> str:
+    """``source`` with the body of each top-level function in ``funcs`` replaced by a ``raise``."""
+    import ast
 
-    Made once per ``grade`` run, before any submission; the package is located without being
-    imported (importing it imports torch: seconds).
+    tree = ast.parse(source)
+    found = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in funcs:
+            questions = " and ".join(funcs[node.name])
+            message = (f"tts_lib.{module}.{node.name} is not available while grading: {questions} asks you "
+                       "to compute this yourself (use it to check your answers, not in them)")
+            node.body = [ast.Raise(exc=ast.Call(func=ast.Name("RuntimeError", ast.Load()),
+                                                args=[ast.Constant(message)], keywords=[]), cause=None)]
+            node.decorator_list = []
+            found.add(node.name)
+    if found != set(funcs):
+        raise SystemExit(f"tts_lib.{module} has no function {sorted(set(funcs) - found)} that a test forbids")
+    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+
+
+def _runtime(root: Path, forbidden: dict[str, list[str]] | None = None) -> Path:
+    """A folder with the driver, the value codec and a copy of the ``tts_lib`` package.
+
+    ``forbidden`` maps ``tts_lib.MODULE.FUNCTION`` to the questions that forbid it: in the copy,
+    those functions raise instead of answering, so a submission cannot call them in any way
+    (the original code is not in the sandbox). Made once per ``grade`` run, before any
+    submission; the package is located without being imported (importing it imports torch).
     """
     import importlib.util
 
@@ -315,9 +367,263 @@ def _runtime(root: Path) -> Path:
     runtime = root / "runtime"
     (runtime / "site").mkdir(parents=True)
     shutil.copyfile(DRIVER, runtime / "driver.py")
-    shutil.copytree(Path(list(spec.submodule_search_locations)[0]).resolve(), runtime / "site" / "tts_lib",
+    shutil.copyfile(HERE / "_grading_codec.py", runtime / "_grading_codec.py")
+    package = runtime / "site" / "tts_lib"
+    shutil.copytree(Path(list(spec.submodule_search_locations)[0]).resolve(), package,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    by_module: dict[str, dict[str, list[str]]] = {}
+    for qualname, questions in (forbidden or {}).items():
+        _, module, func = qualname.split(".")
+        by_module.setdefault(module, {})[func] = questions
+    for module, funcs in by_module.items():
+        path = package / f"{module}.py"
+        path.write_text(_absent_source(path.read_text(encoding="utf-8"), funcs, module), encoding="utf-8")
     return runtime
+
+
+# --------------------------------------------------------------------------- the tests, run outside
+
+
+def _doctest_source(code: str) -> str:
+    """Python source of an OK-format doctest case (``>>> `` / ``... `` lines)."""
+    return "\n".join(line[4:] for line in code.splitlines() if line.startswith((">>> ", "... ", ">>>", "...")))
+
+
+def parse_tests(tests: dict[str, str]) -> dict[str, list[dict]]:
+    """Per question, its test cases: ``name``, ``source``, ``hidden``, ``points``, ``property``.
+
+    ``tests`` are the OK-format files of an autograder bundle (our own: executed to read them).
+    A case's property is the string its code assigns to ``PROPERTY`` (the first statement).
+    """
+    out: dict[str, list[dict]] = {}
+    for fname, text in sorted(tests.items()):
+        test = _ok_test(text)
+        cases = [c for suite in test["suites"] for c in suite["cases"]]
+        points = test.get("points")
+        if not isinstance(points, list):
+            points = [float(points or len(cases)) / len(cases)] * len(cases)
+        q = Path(fname).stem
+        out[q] = []
+        for i, (case, pts) in enumerate(zip(cases, points, strict=True)):
+            source = _doctest_source(case["code"])
+            m = re.search(r"^PROPERTY\s*=\s*(['\"])(.+?)\1\s*$", source, re.M)
+            out[q].append({"name": f"{q} - {i + 1}", "source": source, "hidden": bool(case.get("hidden")),
+                           "points": float(pts), "property": m.group(2) if m else f"test {i + 1}"})
+    return out
+
+
+def student_functions(cases: dict[str, list[dict]]) -> list[str]:
+    """The names the tests use without defining them: the student's functions."""
+    import ast
+    import builtins
+
+    free: set[str] = set()
+    for case in (c for cs in cases.values() for c in cs):
+        tree = ast.parse(case["source"])
+        bound = {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+        loaded = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+        free |= loaded - bound - set(dir(builtins))
+    return sorted(free)
+
+
+def forbidden_calls(cases: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """``tts_lib.MODULE.FUNCTION`` -> questions, from the tests that disable a reference function.
+
+    A test forbids a function by swapping its code object (``tasks.hardness.__code__ = ...``)
+    for one that raises, which is how the rule works under otter and Gradescope; the local grader
+    reads the same lines and removes the function from the sandbox's copy of ``tts_lib``.
+    """
+    import ast
+
+    out: dict[str, list[str]] = {}
+    for q, cs in cases.items():
+        for case in cs:
+            tree = ast.parse(case["source"])
+            alias = {}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module == "tts_lib":
+                    alias.update({a.asname or a.name: f"tts_lib.{a.name}" for a in node.names})
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        if (isinstance(target, ast.Attribute) and target.attr == "__code__"
+                                and isinstance(target.value, ast.Attribute)
+                                and isinstance(target.value.value, ast.Name) and target.value.value.id in alias):
+                            qual = f"{alias[target.value.value.id]}.{target.value.attr}"
+                            if q not in out.setdefault(qual, []):
+                                out[qual].append(q)
+    return out
+
+
+class StudentError(Exception):
+    """An exception of a type that is not built in, raised by a student's function."""
+
+
+class SandboxError(Exception):
+    """The sandbox gave no answer (timed out, died, or answered something unreadable)."""
+
+
+class _Sandbox:
+    """The driver in its sandbox, spoken to over its stdin and stdout (JSON lines)."""
+
+    def __init__(self, command: tuple[list[str], str | None], notebook: str, timeout: float):
+        cmd, cwd = command
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.dead: str | None = None
+        self.lines: queue.Queue = queue.Queue()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=open(os.environ["GRADING_STDERR"], "ab") if os.environ.get("GRADING_STDERR") else subprocess.DEVNULL, start_new_session=True, cwd=cwd)
+        threading.Thread(target=self._read, daemon=True).start()
+        self._send({"notebook": notebook, "cell_timeout": timeout})
+
+    def _read(self) -> None:
+        while True:
+            line = self.proc.stdout.readline(MAX_LINE)
+            if not line:
+                break
+            self.lines.put(line)
+            if not line.endswith(b"\n"):  # an answer larger than MAX_LINE: stop listening
+                break
+        self.lines.put(None)
+
+    def _send(self, message: dict) -> None:
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
+            self.proc.stdin.flush()
+        except OSError:
+            pass
+
+    def _next(self, tag: str) -> dict | None:
+        prefix = f"{tag} ".encode()
+        while self.dead is None:
+            try:
+                line = self.lines.get(timeout=max(0.0, self.deadline - time.monotonic()))
+            except queue.Empty:
+                self.dead = f"timed out after {self.timeout:g} s (an endless loop?)"
+                break
+            if line is None:
+                self.dead = f"the grading process died (exit {self.proc.poll()}): did the notebook kill it?"
+                break
+            if not line.endswith(b"\n"):
+                self.dead = f"an answer larger than {MAX_LINE // 2**20} MiB"
+                break
+            if line.startswith(prefix):
+                try:
+                    reply = json.loads(line[len(prefix):])
+                except (ValueError, RecursionError):
+                    reply = None
+                if isinstance(reply, dict):
+                    return reply
+                self.dead = "an unreadable answer"
+        self.close()
+        return None
+
+    def ready(self) -> dict | None:
+        return self._next("READY")
+
+    def call(self, name: str, args: tuple, kwargs: dict) -> dict:
+        if self.dead:
+            raise SandboxError(self.dead)
+        self._send({"call": name, "args": codec.encode([list(args), kwargs]),
+                    "timeout": max(1.0, self.deadline - time.monotonic())})
+        reply = self._next("REPLY")
+        if reply is None:
+            raise SandboxError(self.dead)
+        return reply
+
+    def close(self) -> None:
+        self._send({"done": True})
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the sandbox and every process in it
+        self.proc.wait()
+
+
+def _proxy(sandbox: _Sandbox, name: str):
+    """A stand-in for the student's function ``name``: evaluates it in the sandbox, returns plain values."""
+    import builtins
+
+    def call(*args, **kwargs):
+        reply = sandbox.call(name, args, kwargs)
+        if "value" in reply:
+            try:
+                return codec.decode(json.dumps(reply["value"]))
+            except (ValueError, TypeError, RecursionError) as err:
+                raise SandboxError(f"{name} returned a value that cannot be read ({err})") from None
+        if "missing" in reply:
+            raise NameError(f"name {name!r} is not defined (the notebook does not define it)")
+        if "raised" in reply and isinstance(reply["raised"], dict):
+            r = reply["raised"]
+            message = f"{name} raised {str(r.get('name', '?'))[:100]}: {str(r.get('message', ''))[:2000]}"
+            for kind in r.get("types", []) if isinstance(r.get("types"), list) else []:
+                cls = getattr(builtins, str(kind), None)
+                if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, StopIteration):
+                    raise cls(message)
+            raise StudentError(message)
+        raise SandboxError(str(reply.get("error", "no answer"))[:500])
+
+    call.__name__ = name
+    return call
+
+
+def _head(err: BaseException) -> str:
+    """The head of a failure: the assertion's message (or the exception and its message), one line."""
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(err, AssertionError) and not isinstance(err, StudentError):
+        first = first or "an assertion failed"
+    else:
+        first = f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return first[:500]
+
+
+def run_tests(sandbox: _Sandbox, cases: dict[str, list[dict]], funcs: list[str]) -> dict:
+    """Run every test case here (trusted), the student's functions evaluated in the sandbox.
+
+    Public tests of every question first, then the hidden ones: whatever the sandbox produces
+    once it has seen a hidden test's input never reaches the student's feedback (only a hidden
+    test's pass/fail and its property name do).
+    """
+    import builtins
+
+    results: dict[str, list[dict]] = {q: [None] * len(cs) for q, cs in cases.items()}
+    order = [(q, i) for hidden in (False, True) for q, cs in cases.items()
+             for i, c in enumerate(cs) if c["hidden"] == hidden]
+    with _JUDGE_LOCK:
+        for q, i in order:
+            case = cases[q][i]
+            env = {"__builtins__": builtins, "__name__": "__grading__",
+                   **{f: _proxy(sandbox, f) for f in funcs}}
+            try:
+                exec(compile(case["source"], f"<{case['name']}>", "exec"), env)
+                passed, message = True, ""
+            except Exception as err:
+                passed, message = False, _head(err)
+            results[q][i] = {"name": case["name"], "property": case["property"], "hidden": case["hidden"],
+                             "points": case["points"], "passed": passed, "message": message}
+    return {q: {"score": float(sum(t["points"] for t in rs if t["passed"])),
+                "possible": float(sum(t["points"] for t in rs)), "tests": rs} for q, rs in results.items()}
+
+
+def _mentions(notebook: dict, forbidden: dict[str, list[str]]) -> list[str]:
+    """Notes for the forbidden ``tts_lib`` functions the notebook's code mentions (read here, outside)."""
+    code = "\n".join(_source(c) for c in notebook.get("cells", []) if isinstance(c, dict)
+                     and c.get("cell_type") == "code" and "_PUBLIC_TESTS = " not in _source(c))
+    notes = []
+    for qual, questions in sorted(forbidden.items()):
+        _, module, func = qual.split(".")
+        if re.search(rf"\b{module}\s*\.\s*{func}\b|\bimport\b[^\n]*\b{func}\b", code):
+            notes.append(f"your notebook mentions {qual}, which {' and '.join(questions)} forbid"
+                         f"{'s' if len(questions) == 1 else ''} in the answer: it is absent while grading, "
+                         "so an answer that calls it fails every test that reaches the call")
+    return notes
 
 
 def _empty_record(submission: Path, error: str | None) -> dict:
@@ -325,22 +631,26 @@ def _empty_record(submission: Path, error: str | None) -> dict:
             "cell_errors": [], "notes": []}
 
 
-def grade_one(submission: Path, tests: dict[str, str], name: str, root: Path, timeout: float,
-              sandbox: bool = True) -> dict:
-    """Grade one notebook in a fresh sandboxed kernel; return its score record.
+def grade_one(submission: Path, cases: dict[str, list[dict]], name: str, root: Path, timeout: float,
+              sandbox: bool = True, limits: dict | None = None, forbidden: dict | None = None,
+              label: str | None = None) -> dict:
+    """Grade one notebook; return its score record.
 
-    ``root`` holds the ``runtime`` folder made by :func:`_runtime`.
-
-    The submission is copied alone into a fresh folder; the driver (in the sandbox) runs its
-    cells, then receives the tests over a pipe and runs them. The whole sandbox (its own
-    process-id namespace and process group) is killed after ``timeout`` seconds.
+    ``root`` holds the ``runtime`` folder made by :func:`_runtime`. The student's cells run in a
+    fresh kernel in the sandbox (killed whole after ``timeout`` seconds, kernel start included);
+    then every test runs *here*, in this process, and only calls the student's functions in
+    the sandbox, which answers with plain values. The score is decided here.
     """
+    limits = {**LIMITS, **(limits or {})}
     record = _empty_record(submission, None)
+    if label:
+        record["submission"] = label
     try:
-        nb = json.loads(submission.read_text(encoding="utf-8"))
+        text = submission.read_text(encoding="utf-8")
+        nb = json.loads(text)
         if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
             raise ValueError("no list of cells")
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         record["error"] = f"not a readable notebook ({type(err).__name__}: {err})"
         return record
     meta = (nb.get("metadata") or {}).get("otter") or {}
@@ -350,75 +660,59 @@ def grade_one(submission: Path, tests: dict[str, str], name: str, root: Path, ti
         return record
     if not declared:
         record["notes"].append(f"the notebook's metadata was lost: graded as assignment {name!r}")
-    work = Path(tempfile.mkdtemp(prefix="sub-", dir=root))
-    shutil.copyfile(submission, work / "submission.ipynb")
-    cmd, staged = _sandbox_command(work, root / "runtime", sandbox)
-    cmd += [staged, f"{timeout:g}"]
-    lines: queue.Queue = queue.Queue()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, start_new_session=True)
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
-    nonce = secrets.token_hex(16)
-    deadline = time.monotonic() + timeout
-    result = None
+    record["notes"] += _mentions(nb, forbidden or {})
+    box = _Sandbox(_sandbox_command(root / "runtime", sandbox, limits), text, timeout)
     try:
-        while result is None:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                record["error"] = f"timed out after {timeout:g} s (an endless loop?)"
-                break
-            if line is None:
-                record["error"] = f"the grading process died (exit {proc.poll()}): did the notebook kill it?"
-                break
-            if line.strip() == "READY":
-                try:
-                    proc.stdin.write(json.dumps({"nonce": nonce, "tests": tests}) + "\n")
-                    proc.stdin.flush()
-                except OSError:
-                    pass
-            elif line.startswith(f"RESULT {nonce} "):
-                result = json.loads(line[len(f"RESULT {nonce} "):])
+        ready = box.ready()
+        if ready is None:
+            record["error"] = box.dead
+            return record
+        errors = ready.get("cell_errors") if isinstance(ready.get("cell_errors"), list) else []
+        record["cell_errors"] = [{"cell": int(e.get("cell", -1)), "ename": str(e.get("ename", ""))[:100],
+                                  "evalue": str(e.get("evalue", ""))[:500]} for e in errors if isinstance(e, dict)]
+        if ready.get("error"):
+            record["error"] = (f"{str(ready['error'])[:200]} (out of memory? each process may use "
+                               f"{limits['memory'] / 2**30:g} GiB)")
+        record["questions"] = run_tests(box, cases, student_functions(cases))
+        if box.dead and record["error"] is None:
+            record["error"] = box.dead
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the sandbox and every process in it
-        proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
-    if result is not None:
-        record["questions"] = result["questions"]
-        record["cell_errors"] = result["cell_errors"]
-        record["error"] = result["error"]
-        record["total"] = sum(q["score"] for q in result["questions"].values())
-        record["possible"] = sum(q["possible"] for q in result["questions"].values()) or None
-        if not result["questions"] and record["error"] is None:
-            record["error"] = "no test ran"
+        box.close()
+    record["total"] = sum(q["score"] for q in record["questions"].values())
+    record["possible"] = sum(q["possible"] for q in record["questions"].values()) or None
     return record
 
 
-def _short(message: str) -> list[str]:
-    """Each failing check of an otter (doctest) failure report and the error it raised, in a few lines."""
-    lines = [line.rstrip() for line in message.strip().splitlines()]
-    starts = [i for i, line in enumerate(lines) if line.strip() == "Failed example:"]
-    if not starts:
-        return lines[-6:]
-    out = []
-    for a, b in zip(starts[:3], [*starts[1:3], len(lines)], strict=True):
-        block = lines[a + 1:b]
-        out.append(f"check: {block[0].strip()}" if block else "check: ?")
-        errors = [line.strip() for line in block if re.match(r"\s*[A-Za-z_.]*(Error|Exception)\b", line)]
-        if errors:
-            out.append(f"  -> {errors[-1]}")
-    return out
+_LIMIT_HINTS = (
+    (re.compile(r"MemoryError|Unable to allocate|Cannot allocate memory|DefaultCPUAllocator"),
+     "this cell ran out of memory: the grader allows {memory} GiB per process"),
+    (re.compile(r"No space left on device|File too large|Errno 28|Errno 27"),
+     "this cell wrote more than the grader allows ({disk} MiB in /submission and in /tmp, "
+     "{file_size} MiB per file)"),
+    (re.compile(r"Resource temporarily unavailable|can't start new thread|Errno 11"),
+     "this cell started more processes or threads than the grader allows ({processes})"),
+)
 
 
-def _feedback(rec: dict, name: str, public: bool) -> str:
-    """A report the student can act on (``public``: hidden tests only counted), or the full one."""
+def _limit_hint(error: dict, limits: dict) -> str:
+    text = f"{error['ename']}: {error['evalue']}"
+    values = {"memory": f"{limits['memory'] / 2**30:g}", "disk": f"{limits['disk'] / 2**20:g}",
+              "file_size": f"{limits['file_size'] / 2**20:g}", "processes": limits["processes"]}
+    for pattern, hint in _LIMIT_HINTS:
+        if pattern.search(text):
+            return " (" + hint.format(**values) + ")"
+    return ""
+
+
+def _feedback(rec: dict, name: str, public: bool, limits: dict | None = None) -> str:
+    """The student's report (``public``: hidden tests named by property, nothing else) or the full one.
+
+    The public report is built from the scores, the public tests' results (which ran before
+    any hidden input reached the sandbox), the hidden tests' pass/fail and property names, and
+    the errors the notebook raised before any test ran: no text the sandbox produced while the
+    hidden tests ran, and no hidden input or expected value.
+    """
+    limits = {**LIMITS, **(limits or {})}
     possible = rec["possible"] if rec["possible"] is not None else "?"
     lines = [f"Assignment {name}, submission {rec['submission']}: {rec['total']:g} / {possible:g} points"
              if rec["possible"] else f"Assignment {name}, submission {rec['submission']}: 0 points"]
@@ -431,23 +725,28 @@ def _feedback(rec: dict, name: str, public: bool) -> str:
         for e in rec["cell_errors"]:
             hint = (" Python could not read this cell, so nothing in it was defined; the tests of what it "
                     "defines fail with NameError." if e["ename"] in ("SyntaxError", "IndentationError",
-                                                                    "TabError") else "")
+                                                                    "TabError") else _limit_hint(e, limits))
             lines.append(f"  cell {e['cell'] + 1} (counting from 1): {e['ename']}: {e['evalue']}{hint}")
     for q, v in sorted(rec["questions"].items()):
         lines += ["", f"{q}: {v['score']:g} / {v['possible']:g} points"]
+        shown = [t for t in v["tests"] if not t["hidden"]]
         hidden = [t for t in v["tests"] if t["hidden"]]
-        for i, t in enumerate(t for t in v["tests"] if not t["hidden"]):
-            lines.append(f"  public test {i + 1} ({t['points']:g} pt): {'passed' if t['passed'] else 'FAILED'}")
-            if not t["passed"]:
-                lines += ["    " + m for m in _short(t["message"])]
+        for i, t in enumerate(shown):
+            status = "passed" if t["passed"] else f"FAILED: {t['message']}"
+            lines.append(f"  public test {i + 1} ({t['property']}, {t['points']:g} pt): {status}")
         if hidden:
             lost = sum(t["points"] for t in hidden if not t["passed"])
-            lines.append(f"  hidden tests: {sum(t['passed'] for t in hidden)} of {len(hidden)} passed"
+            failed = [t for t in hidden if not t["passed"]]
+            lines.append(f"  hidden tests: {len(hidden) - len(failed)} of {len(hidden)} passed"
                          + (f" ({lost:g} point{'' if lost == 1 else 's'} lost)" if lost else ""))
+            if failed:
+                lines.append("    failed: " + "; ".join(t["property"] for t in failed))
             if not public:
-                for t in hidden:
-                    if not t["passed"]:
-                        lines += [f"    hidden {t['name']}:"] + ["      " + m for m in _short(t["message"])]
+                for t in failed:
+                    lines.append(f"    hidden {t['name']} ({t['property']}): {t['message']}")
+    if public and any(t["hidden"] for v in rec["questions"].values() for t in v["tests"]):
+        lines += ["", "Hidden tests are named by the property they check; they do not show their inputs. "
+                  "Test your function on such cases yourself (the question says what each means)."]
     return "\n".join(lines) + "\n"
 
 
@@ -489,6 +788,7 @@ def grade(
     timeout: float = 600.0,
     jobs: int = 1,
     sandbox: bool = True,
+    limits: dict | None = None,
 ) -> list[dict]:
     """Grade every ``*.ipynb`` in ``submissions``; write scores.csv, final_grades.csv, scores.json, feedback/.
 
@@ -505,25 +805,29 @@ def grade(
     tests, bundle_name = _bundle_tests(bundle)
     if bundle_name and bundle_name != name:
         raise SystemExit(f"{bundle} is the autograder of {bundle_name!r}, not {name!r}")
-    files = sorted(p.resolve() for p in submissions.glob("*.ipynb") if p.is_file())
+    cases = parse_tests(tests)
+    forbidden = forbidden_calls(cases)
+    # the name the user gave (a symlink is reported as itself, not as its target)
+    files = sorted(p for p in submissions.glob("*.ipynb") if p.is_file())
     if not files:
         raise SystemExit(f"no .ipynb files in {submissions}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(exist_ok=True)
-    questions = sorted(Path(t).stem for t in tests)
+    questions = sorted(cases)
     done: list[dict] = []
     lock = threading.Lock()
 
     with tempfile.TemporaryDirectory(prefix="grading-") as tmp:
-        _runtime(Path(tmp))
+        _runtime(Path(tmp), forbidden)
 
         def one(path: Path) -> dict:
             t0 = time.perf_counter()
-            rec = grade_one(path, tests, name, Path(tmp), timeout, sandbox)
+            rec = grade_one(path, cases, name, Path(tmp), timeout, sandbox, limits, forbidden, label=path.name)
             rec["seconds"] = round(time.perf_counter() - t0, 2)
             with lock:
-                (out / "feedback" / f"{path.stem}.txt").write_text(_feedback(rec, name, False), encoding="utf-8")
-                (out / "feedback" / f"{path.stem}.public.txt").write_text(_feedback(rec, name, True),
+                (out / "feedback" / f"{path.stem}.txt").write_text(_feedback(rec, name, False, limits),
+                                                                   encoding="utf-8")
+                (out / "feedback" / f"{path.stem}.public.txt").write_text(_feedback(rec, name, True, limits),
                                                                           encoding="utf-8")
                 done.append(rec)
                 _write_outputs(out, name, done, questions)
