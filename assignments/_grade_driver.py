@@ -15,6 +15,10 @@ not inherit):
    ``NAME(*args, **kwargs)`` in the kernel and print ``REPLY {...}`` with what it returned or
    raised (``_grading_codec``); stop at ``{"done": true}`` or end of input.
 
+While a cell runs, the sandbox's ``tts_lib`` stubs of forbidden reference functions
+(``_grading_client``) connect to this process's socket; it forwards each request to the grader
+as ``ASK {...}`` and hands back the grader's ``{"answer": {...}}``.
+
 Usage: ``python _grade_driver.py LIMITS_JSON``.
 """
 
@@ -24,7 +28,10 @@ import json
 import os
 import re
 import resource
+import socket
 import sys
+import tempfile
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MIME = "text/x-tts-grading"
@@ -98,6 +105,49 @@ def main() -> None:
         tx.write(f"{tag} {json.dumps(obj)}\n")
         tx.flush()
 
+    io = threading.Lock()  # one conversation with the grader at a time
+    state = {"busy": True}  # a cell is running: the grader is listening for ASK
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(600)
+            data = b""
+            while not data.endswith(b"\n") and len(data) < MAX_REPLY:
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+            try:
+                request = json.loads(data)
+                ok = isinstance(request, dict) and isinstance(request.get("ref"), str) \
+                    and isinstance(request.get("args"), str)
+            except ValueError:
+                ok = False
+            with io:
+                if not ok:
+                    reply = {"refused": "a malformed request"}
+                elif not state["busy"]:
+                    reply = {"refused": "no cell is running"}
+                else:
+                    send("ASK", {"ref": request["ref"], "args": request["args"]})
+                    try:
+                        reply = json.loads(rx.readline()).get("answer", {})
+                    except (ValueError, AttributeError):
+                        reply = {"refused": "no answer from the grader"}
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+
+    def serve(server: socket.socket) -> None:
+        while True:
+            conn, _ = server.accept()
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    folder = tempfile.mkdtemp(prefix="tts-grading-")
+    os.environ["TTS_GRADING_SOCKET"] = os.path.join(folder, "socket")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(os.environ["TTS_GRADING_SOCKET"])
+    server.listen(16)
+    threading.Thread(target=serve, args=(server,), daemon=True).start()
+
     _limits(json.loads(sys.argv[1]))
     import nbformat
     from nbclient import NotebookClient
@@ -130,13 +180,20 @@ def main() -> None:
             except Exception as err:  # a cell timed out and could not be interrupted, ...
                 error = f"{type(err).__name__} while running the notebook"
                 break
-        send("READY", {"cell_errors": _errors(cells), "error": error})
-        for line in rx:
-            request = json.loads(line)
+        with io:
+            state["busy"] = False
+            send("READY", {"cell_errors": _errors(cells), "error": error})
+        while True:
+            with io:
+                line = rx.readline()
+                request = json.loads(line) if line.strip() else {"done": True}
+                state["busy"] = not request.get("done")
             if request.get("done"):
                 break
             if error is not None:
-                send("REPLY", {"error": error})
+                with io:
+                    state["busy"] = False
+                    send("REPLY", {"error": error})
                 continue
             call = nbformat.v4.new_code_cell(f"__tts_grading_call({request['call']!r}, {request['args']!r})")
             nb.cells.append(call)
@@ -145,10 +202,12 @@ def main() -> None:
                 client.execute_cell(call, len(nb.cells) - 1)
             except DeadKernelError:
                 error = "the kernel died"
-                send("REPLY", {"error": error})
-                continue
             except Exception as err:
-                send("REPLY", {"error": f"{type(err).__name__}"})
+                error = f"{type(err).__name__}"
+            with io:
+                state["busy"] = False
+            if error is not None:
+                send("REPLY", {"error": error})
                 continue
             payload = [o["data"][MIME] for o in call.outputs
                        if o.get("output_type") == "display_data" and MIME in o.get("data", {})]

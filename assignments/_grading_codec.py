@@ -3,8 +3,8 @@
 The grader (trusted, outside the sandbox) sends a student's function its test inputs and gets
 back what it returned or raised; both directions use :func:`encode` / :func:`decode`. Only
 ``None``, ``bool``, ``int``, ``float`` (``nan`` and ``inf`` included), ``str``, lists, tuples,
-dicts with string keys, NumPy arrays and scalars of a numeric or boolean dtype and PyTorch
-tensors (as arrays) cross; anything else is refused with ``TypeError`` (on the student's side:
+dicts with string keys, NumPy arrays and scalars of a numeric or boolean dtype, PyTorch
+tensors (as arrays) and dtypes cross; anything else is refused with ``TypeError`` (on the student's side:
 "returned an object of type X"). :func:`decode` builds nothing but these types and checks
 sizes, so a reply from the sandbox can do no more than any other wrong answer.
 """
@@ -46,6 +46,8 @@ def _enc(x, depth: int):
         return {"__npscalar__": _array(np.asarray(x))}
     if type(x).__module__.startswith("torch") and type(x).__name__ in ("Tensor", "Parameter"):
         return {"__tensor__": _array(x.detach().cpu().numpy())}
+    if type(x).__module__ == "torch" and type(x).__name__ == "dtype":
+        return {"__torch_dtype__": str(x).removeprefix("torch.")}
     if isinstance(x, tuple):
         return {"__tuple__": [_enc(v, depth + 1) for v in x]}
     if isinstance(x, list):
@@ -95,6 +97,12 @@ def _dec(x, depth: int, torch_ok: bool):
         if not isinstance(arr, np.ndarray) or arr.shape != ():
             raise ValueError("bad scalar")
         return arr[()]
+    if key == "__torch_dtype__" and value in _DTYPES:
+        if not torch_ok:
+            return value
+        import torch
+
+        return getattr(torch, value)
     if key == "__tensor__":
         arr = _dec(value, depth + 1, torch_ok)
         if not isinstance(arr, np.ndarray):

@@ -280,7 +280,7 @@ LIMITS = {
     "disk": 256 * 2**20,  # bytes in /submission and in /tmp each (size-capped tmpfs, sandbox only)
 }
 MAX_LINE = 80 * 2**20  # bytes of one answer from the sandbox
-_JUDGE_LOCK = threading.Lock()  # the tests run one submission at a time (they may patch tts_lib)
+_JUDGE_LOCK = threading.RLock()  # the tests run one submission at a time (they may patch tts_lib)
 
 
 def _sandbox_command(runtime: Path, sandbox: bool, limits: dict) -> tuple[list[str], str | None]:
@@ -331,19 +331,24 @@ def _sandbox_command(runtime: Path, sandbox: bool, limits: dict) -> tuple[list[s
     return [*cmd, str(python), "/opt/grader/driver.py", *driver_args], None
 
 
-def _absent_source(source: str, funcs: dict[str, list[str]], module: str) -> str:
-    """``source`` with the body of each top-level function in ``funcs`` replaced by a ``raise``."""
+def _stub_source(source: str, funcs: list[str], module: str) -> str:
+    """``source`` with the body of each top-level function in ``funcs`` replaced by a call to the grader.
+
+    The stub keeps the signature and sends its arguments (``locals()`` at entry: the bound
+    parameters) to the grader through ``_grading_client.ask``; the reference code itself is
+    not in the sandbox.
+    """
     import ast
 
     tree = ast.parse(source)
     found = set()
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in funcs:
-            questions = " and ".join(funcs[node.name])
-            message = (f"tts_lib.{module}.{node.name} is not available while grading: {questions} asks you "
-                       "to compute this yourself (use it to check your answers, not in them)")
-            node.body = [ast.Raise(exc=ast.Call(func=ast.Name("RuntimeError", ast.Load()),
-                                                args=[ast.Constant(message)], keywords=[]), cause=None)]
+        if isinstance(node, ast.FunctionDef) and node.name in funcs:
+            if node.args.vararg or node.args.kwarg or node.args.posonlyargs:
+                raise SystemExit(f"tts_lib.{module}.{node.name}: a forbidden function needs named parameters")
+            call = ast.parse(f"return __import__('_grading_client').ask('tts_lib.{module}.{node.name}', "
+                             "dict(locals()))").body
+            node.body = call
             node.decorator_list = []
             found.add(node.name)
     if found != set(funcs):
@@ -355,8 +360,9 @@ def _runtime(root: Path, forbidden: dict[str, list[str]] | None = None) -> Path:
     """A folder with the driver, the value codec and a copy of the ``tts_lib`` package.
 
     ``forbidden`` maps ``tts_lib.MODULE.FUNCTION`` to the questions that forbid it: in the copy,
-    those functions raise instead of answering, so a submission cannot call them in any way
-    (the original code is not in the sandbox). Made once per ``grade`` run, before any
+    those functions are stubs that ask the grader (:func:`_stub_source`), which answers only
+    where the question being tested allows it; the reference code is not in the sandbox, so no
+    submission can call it behind the grader's back. Made once per ``grade`` run, before any
     submission; the package is located without being imported (importing it imports torch).
     """
     import importlib.util
@@ -367,17 +373,18 @@ def _runtime(root: Path, forbidden: dict[str, list[str]] | None = None) -> Path:
     runtime = root / "runtime"
     (runtime / "site").mkdir(parents=True)
     shutil.copyfile(DRIVER, runtime / "driver.py")
-    shutil.copyfile(HERE / "_grading_codec.py", runtime / "_grading_codec.py")
+    for helper in ("_grading_codec.py", "_grading_client.py"):
+        shutil.copyfile(HERE / helper, runtime / "site" / helper)
     package = runtime / "site" / "tts_lib"
     shutil.copytree(Path(list(spec.submodule_search_locations)[0]).resolve(), package,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    by_module: dict[str, dict[str, list[str]]] = {}
-    for qualname, questions in (forbidden or {}).items():
+    by_module: dict[str, list[str]] = {}
+    for qualname in forbidden or {}:
         _, module, func = qualname.split(".")
-        by_module.setdefault(module, {})[func] = questions
+        by_module.setdefault(module, []).append(func)
     for module, funcs in by_module.items():
         path = package / f"{module}.py"
-        path.write_text(_absent_source(path.read_text(encoding="utf-8"), funcs, module), encoding="utf-8")
+        path.write_text(_stub_source(path.read_text(encoding="utf-8"), funcs, module), encoding="utf-8")
     return runtime
 
 
@@ -473,16 +480,28 @@ class SandboxError(Exception):
 class _Sandbox:
     """The driver in its sandbox, spoken to over its stdin and stdout (JSON lines)."""
 
-    def __init__(self, command: tuple[list[str], str | None], notebook: str, timeout: float):
+    MAX_ASKS = 20_000
+
+    def __init__(self, command: tuple[list[str], str | None], notebook: str, timeout: float,
+                 forbidden: dict[str, list[str]] | None = None):
         cmd, cwd = command
+        self.forbidden = forbidden or {}
+        self.question: str | None = None  # the question whose test is running (None: the notebook's cells)
+        self.asks = 0
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self.dead: str | None = None
         self.lines: queue.Queue = queue.Queue()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=open(os.environ["GRADING_STDERR"], "ab") if os.environ.get("GRADING_STDERR") else subprocess.DEVNULL, start_new_session=True, cwd=cwd)
+                                     stderr=self._stderr(), start_new_session=True, cwd=cwd)
         threading.Thread(target=self._read, daemon=True).start()
         self._send({"notebook": notebook, "cell_timeout": timeout})
+
+    @staticmethod
+    def _stderr():
+        """Where the sandbox's stderr goes: nowhere, or the file ``$TTS_GRADING_STDERR`` (debugging)."""
+        path = os.environ.get("TTS_GRADING_STDERR")
+        return open(path, "ab") if path else subprocess.DEVNULL  # noqa: SIM115 (the child owns it)
 
     def _read(self) -> None:
         while True:
@@ -515,6 +534,9 @@ class _Sandbox:
             if not line.endswith(b"\n"):
                 self.dead = f"an answer larger than {MAX_LINE // 2**20} MiB"
                 break
+            if line.startswith(b"ASK "):
+                self._send({"answer": self._reference(line[4:])})
+                continue
             if line.startswith(prefix):
                 try:
                     reply = json.loads(line[len(prefix):])
@@ -525,6 +547,29 @@ class _Sandbox:
                 self.dead = "an unreadable answer"
         self.close()
         return None
+
+    def _reference(self, text: bytes) -> dict:
+        """The grader's answer to a stub's request: the reference value, or a refusal."""
+        import importlib
+
+        self.asks += 1
+        try:
+            request = json.loads(text)
+            ref = request["ref"]
+            if ref not in self.forbidden:
+                return {"refused": f"{str(ref)[:100]} is not a reference function of this assignment"}
+            if self.asks > self.MAX_ASKS:
+                return {"refused": f"more than {self.MAX_ASKS} calls of reference functions"}
+            if self.question in self.forbidden[ref]:
+                return {"refused": f"{ref} is not available in the answer to {self.question}: the question "
+                                   "asks you to compute this yourself (use it to check your answers, not in them)"}
+            kwargs = codec.decode(request["args"])
+            module, func = ref.rsplit(".", 1)
+            with _JUDGE_LOCK:
+                value = getattr(importlib.import_module(module), func)(**kwargs)
+            return {"value": codec.encode(value)}
+        except Exception as err:  # bad arguments: the reference's own error, as text
+            return {"refused": f"{type(err).__name__}: {str(err)[:500]}"}
 
     def ready(self) -> dict | None:
         return self._next("READY")
@@ -562,11 +607,14 @@ def _proxy(sandbox: _Sandbox, name: str):
         if "raised" in reply and isinstance(reply["raised"], dict):
             r = reply["raised"]
             message = f"{name} raised {str(r.get('name', '?'))[:100]}: {str(r.get('message', ''))[:2000]}"
+            err: Exception = StudentError(message)
             for kind in r.get("types", []) if isinstance(r.get("types"), list) else []:
                 cls = getattr(builtins, str(kind), None)
                 if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, StopIteration):
-                    raise cls(message)
-            raise StudentError(message)
+                    err = cls(message)
+                    break
+            err.raised_by_student = True  # its message already says who raised what
+            raise err
         raise SandboxError(str(reply.get("error", "no answer"))[:500])
 
     call.__name__ = name
@@ -577,7 +625,9 @@ def _head(err: BaseException) -> str:
     """The head of a failure: the assertion's message (or the exception and its message), one line."""
     text = str(err).strip()
     first = text.splitlines()[0] if text else ""
-    if isinstance(err, AssertionError) and not isinstance(err, StudentError):
+    if getattr(err, "raised_by_student", False):
+        pass
+    elif isinstance(err, AssertionError):
         first = first or "an assertion failed"
     else:
         first = f"{type(err).__name__}: {first}" if first else type(err).__name__
@@ -599,6 +649,7 @@ def run_tests(sandbox: _Sandbox, cases: dict[str, list[dict]], funcs: list[str])
     with _JUDGE_LOCK:
         for q, i in order:
             case = cases[q][i]
+            sandbox.question = q
             env = {"__builtins__": builtins, "__name__": "__grading__",
                    **{f: _proxy(sandbox, f) for f in funcs}}
             try:
@@ -614,14 +665,17 @@ def run_tests(sandbox: _Sandbox, cases: dict[str, list[dict]], funcs: list[str])
 
 def _mentions(notebook: dict, forbidden: dict[str, list[str]]) -> list[str]:
     """Notes for the forbidden ``tts_lib`` functions the notebook's code mentions (read here, outside)."""
-    code = "\n".join(_source(c) for c in notebook.get("cells", []) if isinstance(c, dict)
-                     and c.get("cell_type") == "code" and "_PUBLIC_TESTS = " not in _source(c))
+    cells = [c for c in notebook.get("cells", []) if isinstance(c, dict) and c.get("cell_type") == "code"
+             and "_PUBLIC_TESTS = " not in _source(c)]
+    answers = [c for c in cells if "otter_answer_cell" in ((c.get("metadata") or {}).get("tags") or [])]
+    code = "\n".join(_source(c) for c in answers or cells)  # the answer cells where they are marked
     notes = []
     for qual, questions in sorted(forbidden.items()):
         _, module, func = qual.split(".")
         if re.search(rf"\b{module}\s*\.\s*{func}\b|\bimport\b[^\n]*\b{func}\b", code):
             notes.append(f"your notebook mentions {qual}, which {' and '.join(questions)} forbid"
-                         f"{'s' if len(questions) == 1 else ''} in the answer: it is absent while grading, "
+                         f"{'s' if len(questions) == 1 else ''} in the answer: fine in a cell that checks "
+                         "your answers, but while the tests of those questions run the grader refuses it, "
                          "so an answer that calls it fails every test that reaches the call")
     return notes
 
@@ -661,7 +715,7 @@ def grade_one(submission: Path, cases: dict[str, list[dict]], name: str, root: P
     if not declared:
         record["notes"].append(f"the notebook's metadata was lost: graded as assignment {name!r}")
     record["notes"] += _mentions(nb, forbidden or {})
-    box = _Sandbox(_sandbox_command(root / "runtime", sandbox, limits), text, timeout)
+    box = _Sandbox(_sandbox_command(root / "runtime", sandbox, limits), text, timeout, forbidden)
     try:
         ready = box.ready()
         if ready is None:
