@@ -32,6 +32,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import queue
 import re
@@ -143,13 +144,44 @@ for _name, _source in _PUBLIC_TESTS.items():
 """
 
 
-def embed_public_tests(student_path: Path) -> None:
+def public_test_message(public: list[str], hidden: list[str]) -> str:
+    """What ``grader.check`` adds when the public tests pass: they are not the grade."""
+    text = f"These are the public tests only ({'; '.join(public)})."
+    if hidden:
+        text += f" Your grade also counts hidden tests of: {'; '.join(hidden)}."
+    return text
+
+
+def _with_messages(source: str, hidden: list[str]) -> str:
+    """An OK-format public test file whose last case says what the hidden tests also check.
+
+    otter prints "All test cases passed!" when the public tests pass, which students read as
+    a grade (otter-grader#138); the case's ``success_message`` follows that line.
+    """
+    import pprint
+
+    test = _ok_test(source)
+    cases = [c for suite in test["suites"] for c in suite["cases"]]
+    public = []
+    for c in cases:
+        m = re.search(r"^>>> PROPERTY\s*=\s*(['\"])(.+?)\1\s*$", c["code"], re.M)
+        public.append(m.group(2) if m else "a first check")
+    cases[-1]["success_message"] = public_test_message(public, hidden)
+    return "OK_FORMAT = True\n\ntest = " + pprint.pformat(test, width=100, sort_dicts=False) + "\n"
+
+
+def embed_public_tests(student_path: Path, hidden: dict[str, list[str]] | None = None) -> None:
     """Insert a cell that writes ``student/tests/*.py`` before the cell creating ``otter.Notebook``.
 
     otter's Colab route keeps the tests in files (``runs_on: colab``, ``tests: files: true``), so
     a notebook opened alone would find no ``tests/`` folder; the cell carries them along.
+    ``hidden`` (question -> the properties its hidden tests check) goes into the message that
+    ``grader.check`` shows when the public tests pass.
     """
     nb = json.loads(student_path.read_text(encoding="utf-8"))
+    for path in sorted((student_path.parent / "tests").glob("*.py")):
+        text = _with_messages(path.read_text(encoding="utf-8"), (hidden or {}).get(path.stem, []))
+        path.write_text(text, encoding="utf-8")
     tests = {p.name: p.read_text(encoding="utf-8") for p in sorted((student_path.parent / "tests").glob("*.py"))}
     if not tests:
         raise RuntimeError(f"no public tests in {student_path.parent / 'tests'}: is `tests: files: true` set?")
@@ -199,6 +231,41 @@ def pin_bundle(bundle: Path, ref: str) -> str:
 
 # --------------------------------------------------------------------------- build
 
+MARKER = ".made-by-build-py"  # in each dist/NAME folder build.py made: the only ones it deletes
+
+
+class UsageError(SystemExit):
+    """A bad argument: one line on stderr, exit status 2."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+
+def check_ref(ref: str) -> str:
+    """A git commit or tag name that can be pinned in ``environment.yml`` as it is."""
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._/-]{0,99}", ref) or ".." in ref or ref.endswith((".", "/")):
+        raise UsageError(f"--tts-lib-ref {ref!r} is not a git commit or tag name (letters, digits, . _ / -)")
+    return ref
+
+
+def check_dist(dist: Path) -> Path:
+    """``dist`` made absolute (relative to the current folder) and refused inside the repository.
+
+    Inside the repository, only ``assignments/dist`` (git-ignored) may hold the built files: the
+    solutions must never land beside tracked files, where a ``git add`` would publish them.
+    """
+    dist = Path(os.path.abspath(dist))
+    repo = HERE.parent.resolve()
+    real = dist.resolve()
+    if real.is_relative_to(repo) and not real.is_relative_to(DEFAULT_DIST.resolve()):
+        raise UsageError(f"--dist {dist} is inside the repository {repo}: use assignments/dist (git-ignored) "
+                         "or a folder outside the repository (the built files contain the solutions)")
+    if dist.exists() and not dist.is_dir():
+        raise UsageError(f"--dist {dist} is a file, not a folder")
+    return dist
+
+
 
 def build(names: list[str], dist: Path, run_tests: bool = True, tts_lib_ref: str | None = None
           ) -> dict[str, dict[str, Path]]:
@@ -208,17 +275,23 @@ def build(names: list[str], dist: Path, run_tests: bool = True, tts_lib_ref: str
     """
     unknown = [n for n in names if n not in ASSIGNMENTS]
     if unknown:
-        raise SystemExit(f"unknown assignment(s) {unknown}; known: {', '.join(ASSIGNMENTS)}")
+        raise UsageError(f"unknown assignment(s) {unknown}; known: {', '.join(ASSIGNMENTS)}")
     if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", _repository_url()):
         raise SystemExit(f"_config.yml repository.url {_repository_url()!r} is not a GitHub repository")
+    if tts_lib_ref is not None:
+        check_ref(tts_lib_ref)
     tts_lib_ref = tts_lib_ref or _head_commit()
+    dist = check_dist(dist)
     out: dict[str, dict[str, Path]] = {}
     for name in names:
         src = HERE / f"{name}.ipynb"
         if not src.is_file():
             raise SystemExit(f"no source notebook {src}; known assignments: {', '.join(ASSIGNMENTS)}")
         target = dist / name
-        if target.exists():
+        if target.exists() or target.is_symlink():
+            if target.is_symlink() or not target.is_dir() or not (target / MARKER).is_file():
+                raise UsageError(f"{target} exists and was not made by build.py (no {MARKER} in it): "
+                                 "remove it yourself or choose another --dist")
             shutil.rmtree(target)
         cmd = [sys.executable, "-m", "otter", "assign", str(src), str(target)]
         if not run_tests:
@@ -228,13 +301,17 @@ def build(names: list[str], dist: Path, run_tests: bool = True, tts_lib_ref: str
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout + proc.stderr)
             raise SystemExit(f"otter assign failed for {name} (exit {proc.returncode}); see the output above")
+        (target / MARKER).write_text("made by assignments/build.py; it deletes and rebuilds this folder\n",
+                                     encoding="utf-8")
         zips = sorted((target / "autograder").glob(f"{name}-autograder_*.zip"))
         if len(zips) != 1:
             raise SystemExit(f"expected one autograder zip in {target / 'autograder'}, found {len(zips)}")
         bundle = target / f"{name}-autograder.zip"
         shutil.move(str(zips[0]), bundle)
         student = target / "student" / f"{name}.ipynb"
-        embed_public_tests(student)
+        hidden = {q: [c["property"] for c in cs if c["hidden"]]
+                  for q, cs in parse_tests(_bundle_tests(bundle)[0]).items()}
+        embed_public_tests(student, hidden)
         pin_bundle(bundle, tts_lib_ref)
         check_student_notebook(src, student)
         out[name] = {"student": student, "autograder": bundle, "solution": target / "autograder" / f"{name}.ipynb"}
@@ -899,12 +976,58 @@ def grade(
 # --------------------------------------------------------------------------- CLI
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (exit 2), without the usage block."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _check_grade_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output folder that cannot be written or a bundle that is not a zip."""
+    if not args.submissions.is_dir():
+        raise UsageError(f"--submissions {args.submissions} is not a folder")
+    if args.autograder is not None:
+        if not args.autograder.is_file():
+            raise UsageError(f"--autograder {args.autograder} is not a file")
+        if not zipfile.is_zipfile(args.autograder):
+            raise UsageError(f"--autograder {args.autograder} is not an autograder zip (build one with build.py)")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        probe = args.out / f".write-test-{os.getpid()}"
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"--out {args.out} cannot be written ({err.strerror or err})") from None
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command")
+    parser = _Parser(prog="build.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     b = sub.add_parser("build", help="generate student notebooks and autograder zips (the default)")
     b.add_argument("names", nargs="*", metavar="NAME", help=f"assignments (default: all of {', '.join(ASSIGNMENTS)})")
-    b.add_argument("--dist", type=Path, default=DEFAULT_DIST, help="output folder (default: assignments/dist)")
+    b.add_argument("--dist", type=Path, default=DEFAULT_DIST,
+                   help="output folder (default: assignments/dist; relative to the current folder)")
     b.add_argument("--no-run-tests", action="store_true", help="skip the check of the reference solutions")
     b.add_argument("--tts-lib-ref", default=None,
                    help="commit or tag of tts_lib the Gradescope bundle installs (default: git HEAD)")
@@ -914,20 +1037,25 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--out", required=True, type=Path, help="folder for scores.csv, scores.json, feedback/")
     g.add_argument("--autograder", type=Path, default=None,
                    help="autograder zip (default: assignments/dist/<name>/<name>-autograder.zip)")
-    g.add_argument("--timeout", type=float, default=600.0, help="seconds per submission (default 600)")
-    g.add_argument("--jobs", type=int, default=1, help="submissions graded at a time (default 1)")
+    g.add_argument("--timeout", type=_positive_seconds, default=600.0, help="seconds per submission (default 600)")
+    g.add_argument("--jobs", type=_positive_int, default=1, help="submissions graded at a time (default 1)")
     g.add_argument("--no-sandbox", action="store_true",
                    help="grade without bubblewrap (trusted submissions only: student code runs with your rights)")
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in ("build", "grade", "-h", "--help"):
         argv = ["build", *argv]  # `build` is the default command
-    args = parser.parse_args(argv)
-    if args.command == "grade":
-        grade(args.assignment, args.submissions, args.out, args.autograder, args.timeout, args.jobs,
-              sandbox=not args.no_sandbox)
-    else:
-        build(list(args.names) or list(ASSIGNMENTS), args.dist, run_tests=not args.no_run_tests,
-              tts_lib_ref=args.tts_lib_ref)
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "grade":
+            _check_grade_paths(args)
+            grade(args.assignment, args.submissions, args.out, args.autograder, args.timeout, args.jobs,
+                  sandbox=not args.no_sandbox)
+        else:
+            build(list(args.names) or list(ASSIGNMENTS), args.dist, run_tests=not args.no_run_tests,
+                  tts_lib_ref=args.tts_lib_ref)
+    except UsageError as err:
+        print(err.message, file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
