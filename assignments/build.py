@@ -267,11 +267,42 @@ def check_dist(dist: Path) -> Path:
 
 
 
-def build(names: list[str], dist: Path, run_tests: bool = True, tts_lib_ref: str | None = None
-          ) -> dict[str, dict[str, Path]]:
+_SEEDED = re.compile(r"\b(seed\s*=\s*|default_rng\()(\d+)")
+
+
+def variant_source(source_nb: dict, variant: int) -> dict:
+    """A copy of an assignment's source notebook whose hidden tests draw new random inputs.
+
+    Every ``seed=N`` and ``default_rng(N)`` in a hidden test cell becomes a number derived from
+    ``variant`` (and the cell and ``N``), so the random rotations and random spectra of the
+    hidden tests change with the variant; the public tests, the crafted edge cases (a missing
+    skill, σ = 2γ, the ``ValueError`` cases, ...) and the points stay as they are.
+    """
+    import copy
+    import hashlib
+
+    nb = copy.deepcopy(source_nb)
+    for i, cell in enumerate(nb["cells"]):
+        src = _source(cell)
+        if cell["cell_type"] != "code" or not src.startswith("# HIDDEN"):
+            continue
+
+        def reseed(m: re.Match, i: int = i) -> str:
+            digest = hashlib.sha256(f"{variant}:{i}:{m.group(2)}".encode()).digest()
+            return f"{m.group(1)}{int.from_bytes(digest[:4], 'big') % 1_000_000}"
+
+        cell["source"] = _SEEDED.sub(reseed, src)
+    return nb
+
+
+def build(names: list[str], dist: Path, run_tests: bool = True, tts_lib_ref: str | None = None,
+          variant: int | None = None) -> dict[str, dict[str, Path]]:
     """``otter assign`` each named assignment into ``dist/<name>``; return the output paths.
 
     The bundles pin ``tts_lib`` to ``tts_lib_ref`` (default: the source tree's git commit).
+    With ``variant`` (an integer seed), the hidden tests' random inputs are drawn from it
+    (:func:`variant_source`): a private variant whose hidden inputs are not in the public
+    sources; the student notebook is the same as without it.
     """
     unknown = [n for n in names if n not in ASSIGNMENTS]
     if unknown:
@@ -293,16 +324,25 @@ def build(names: list[str], dist: Path, run_tests: bool = True, tts_lib_ref: str
                 raise UsageError(f"{target} exists and was not made by build.py (no {MARKER} in it): "
                                  "remove it yourself or choose another --dist")
             shutil.rmtree(target)
-        cmd = [sys.executable, "-m", "otter", "assign", str(src), str(target)]
-        if not run_tests:
-            cmd.append("--no-run-tests")
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE)
+        with tempfile.TemporaryDirectory(prefix=f"{name}-source-") as tmp:
+            source = src
+            if variant is not None:  # otter assign reads requirements.txt beside the notebook
+                source = Path(tmp) / src.name
+                source.write_text(json.dumps(variant_source(json.loads(src.read_text(encoding="utf-8")),
+                                                            variant), indent=1, ensure_ascii=False) + "\n",
+                                  encoding="utf-8")
+                shutil.copyfile(HERE / "requirements.txt", Path(tmp) / "requirements.txt")
+            cmd = [sys.executable, "-m", "otter", "assign", str(source), str(target)]
+            if not run_tests:
+                cmd.append("--no-run-tests")
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=source.parent)
+        if target.is_dir():
+            (target / MARKER).write_text("made by assignments/build.py; it deletes and rebuilds this folder\n",
+                                         encoding="utf-8")
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout + proc.stderr)
             raise SystemExit(f"otter assign failed for {name} (exit {proc.returncode}); see the output above")
-        (target / MARKER).write_text("made by assignments/build.py; it deletes and rebuilds this folder\n",
-                                     encoding="utf-8")
         zips = sorted((target / "autograder").glob(f"{name}-autograder_*.zip"))
         if len(zips) != 1:
             raise SystemExit(f"expected one autograder zip in {target / 'autograder'}, found {len(zips)}")
@@ -316,7 +356,8 @@ def build(names: list[str], dist: Path, run_tests: bool = True, tts_lib_ref: str
         check_student_notebook(src, student)
         out[name] = {"student": student, "autograder": bundle, "solution": target / "autograder" / f"{name}.ipynb"}
         print(f"{name}: {student.relative_to(dist.parent)}  {bundle.relative_to(dist.parent)}"
-              f"  ({time.perf_counter() - t0:.1f} s)")
+              + (f"  (variant {variant})" if variant is not None else "")
+              + f"  ({time.perf_counter() - t0:.1f} s)")
     return out
 
 
@@ -1003,6 +1044,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _variant_seed(text: str) -> int:
+    if not re.fullmatch(r"\d{1,18}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer seed")
+    return int(text)
+
+
 def _check_grade_paths(args: argparse.Namespace) -> None:
     """Refuse, before any work, an output folder that cannot be written or a bundle that is not a zip."""
     if not args.submissions.is_dir():
@@ -1031,6 +1078,8 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--no-run-tests", action="store_true", help="skip the check of the reference solutions")
     b.add_argument("--tts-lib-ref", default=None,
                    help="commit or tag of tts_lib the Gradescope bundle installs (default: git HEAD)")
+    b.add_argument("--variant", type=_variant_seed, default=None, metavar="SEED",
+                   help="a private variant: the hidden tests' random inputs drawn from SEED (an integer)")
     g = sub.add_parser("grade", help="grade a folder of submitted notebooks locally")
     g.add_argument("--assignment", required=True, choices=ASSIGNMENTS)
     g.add_argument("--submissions", required=True, type=Path, help="folder of submitted .ipynb files")
@@ -1052,7 +1101,7 @@ def main(argv: list[str] | None = None) -> None:
                   sandbox=not args.no_sandbox)
         else:
             build(list(args.names) or list(ASSIGNMENTS), args.dist, run_tests=not args.no_run_tests,
-                  tts_lib_ref=args.tts_lib_ref)
+                  tts_lib_ref=args.tts_lib_ref, variant=args.variant)
     except UsageError as err:
         print(err.message, file=sys.stderr)
         raise SystemExit(2) from None

@@ -927,3 +927,110 @@ def test_documented_classic_mistakes_score_what_grading_gives():
         assert WRONG[name][1][q] == int(got), f"README says {name} {q}: {got} of {possible}"
     lossy = {(name, q) for name in NAMES for q, v in WRONG[name][1].items() if v < POINTS[name][q]}
     assert lossy <= documented, f"classic mistakes graded but not documented: {sorted(lossy - documented)}"
+
+
+# --------------------------------------------------------------------------- private variants
+
+
+def _load_build():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("assignments_build", BUILD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _LocalFunctions:
+    """The grader's view of a notebook's functions, evaluated in this process (no sandbox, no kernel).
+
+    Answers as the sandbox's driver does: arguments and values through the same JSON codec.
+    """
+
+    def __init__(self, namespace: dict, codec):
+        self.namespace, self.codec, self.question, self.dead = namespace, codec, None, None
+
+    def call(self, name: str, args: tuple, kwargs: dict) -> dict:
+        import builtins
+
+        args, kwargs = self.codec.decode(self.codec.encode([list(args), kwargs]))
+        try:
+            value = self.namespace[name](*args, **kwargs)
+        except Exception as err:
+            kinds = [k.__name__ for k in type(err).__mro__ if getattr(builtins, k.__name__, None) is k]
+            return {"raised": {"types": kinds, "name": type(err).__name__, "message": str(err)}}
+        return {"value": json.loads(self.codec.encode(value))}
+
+
+def _answers(name: str, replacements: dict[str, str]) -> dict:
+    """The namespace a student notebook would make: the set-up imports and the (replaced) solutions."""
+    ns: dict = {}
+    exec("import math\nimport numpy as np\nimport torch\nfrom tts_lib import noise, overthinking, tasks, theory", ns)
+    nb = json.loads((SRC / f"{name}.ipynb").read_text())
+    for cell in nb["cells"]:
+        src = _src(cell)
+        if cell["cell_type"] == "code" and src.startswith("def "):
+            key = next((k for k in replacements if src.startswith(k)), None)
+            exec(replacements[key] if key else src, ns)
+    return ns
+
+
+def _variant_cases(nb: dict) -> dict[str, list[dict]]:
+    """Test cases of a source notebook, in the grader's format (one point each)."""
+    out, question, in_tests = {}, None, False
+    for cell in nb["cells"]:
+        src = _src(cell)
+        if cell["cell_type"] == "raw" and src.startswith("# BEGIN QUESTION"):
+            question = re.search(r"name:\s*(\w+)", src).group(1)
+            out[question] = []
+        elif cell["cell_type"] == "raw" and src.strip() in ("# BEGIN TESTS", "# END TESTS"):
+            in_tests = src.strip() == "# BEGIN TESTS"
+        elif in_tests and cell["cell_type"] == "code":
+            out[question].append({"name": f"{question} - {len(out[question]) + 1}", "source": src,
+                                  "hidden": src.startswith("# HIDDEN"), "points": 1.0,
+                                  "property": re.search(r'^PROPERTY = "(.+)"$', src, re.M).group(1)})
+    return out
+
+
+VARIANT_SEEDS = (1, 2, 3, 4, 5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_private_variants_keep_full_marks_and_each_mistake_its_points(name):
+    """For 5 seeds: new hidden random inputs, the same public tests; the reference scores full marks
+    and the classic mistake loses exactly its points (the tests run as the grader runs them)."""
+    build = _load_build()
+    source = json.loads((SRC / f"{name}.ipynb").read_text())
+    base = _variant_cases(source)
+    reference, wrong = _answers(name, {}), _answers(name, WRONG[name][0])
+    for seed in VARIANT_SEEDS:
+        cases = build.variant_source(source, seed)
+        cases = _variant_cases(cases)
+        assert [[c["source"] for c in cs if not c["hidden"]] for cs in cases.values()] == \
+               [[c["source"] for c in cs if not c["hidden"]] for cs in base.values()], "public tests unchanged"
+        assert any(c["source"] != b["source"] for q in cases for c, b in zip(cases[q], base[q], strict=True))
+        funcs = build.student_functions(cases)
+        for ns, expected in ((reference, POINTS[name]), (wrong, WRONG[name][1])):
+            result = build.run_tests(_LocalFunctions(ns, build.codec), cases, funcs)
+            got = {q: v["score"] for q, v in result.items()}
+            failed = {q: [t["message"] for t in v["tests"] if not t["passed"]] for q, v in result.items()}
+            assert got == expected, f"variant {seed}: {got} != {expected}; {failed}"
+
+
+def test_build_variant_changes_only_the_hidden_tests(dist, tmp_path):
+    """`build.py NAME --variant SEED`: the same student notebook, other hidden inputs in the bundle."""
+    proc = _cli(["hardness", "--no-run-tests", "--variant", "3", "--dist", str(tmp_path)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "(variant 3)" in proc.stdout
+    build = _load_build()
+    base = build.parse_tests(build._bundle_tests(dist / "hardness" / "hardness-autograder.zip")[0])
+    variant = build.parse_tests(build._bundle_tests(tmp_path / "hardness" / "hardness-autograder.zip")[0])
+    for q in base:
+        for b, v in zip(base[q], variant[q], strict=True):
+            assert (b["property"], b["points"], b["hidden"]) == (v["property"], v["points"], v["hidden"])
+            if not b["hidden"]:
+                assert b["source"] == v["source"]
+    assert sum(b["source"] != v["source"] for q in base for b, v in zip(base[q], variant[q], strict=True)) == 5
+    student = lambda d: json.loads((d / "hardness" / "student" / "hardness.ipynb").read_text())["cells"]  # noqa: E731
+    assert [_src(c) for c in student(dist)] == [_src(c) for c in student(tmp_path)]
+    assert _cli(["hardness", "--variant", "-1", "--dist", str(tmp_path)], tmp_path).returncode == 2
