@@ -17,12 +17,17 @@ pass; this script then embeds the public tests in the student notebook (so that 
 on Colab, under any name), pins ``tts_lib`` in the bundle to a commit, and checks that no
 solution line and no hidden test reached the student notebook.
 
-``grade`` grades every ``*.ipynb`` in a folder, each in a bubblewrap sandbox (fresh folder with
-only the notebook, no network, own process namespace killed whole at the timeout) and a fresh
-kernel of the *current* Python environment, with otter's checker; it writes ``scores.csv``,
-``final_grades.csv`` (otter grade's layout), ``scores.json`` (per-test details) and
-``feedback/<submission>.txt`` / ``.public.txt`` (hidden tests' messages / counts only), rewritten
-as each submission finishes.
+``grade`` grades every ``*.ipynb`` in a folder. Each submission's cells run in a bubblewrap
+sandbox (fresh size-capped folders, no network, resource limits, own process namespace killed
+whole at the timeout) in a fresh kernel of the *current* Python environment; then every test
+runs *here*, outside the sandbox, and only calls the student's functions in the sandbox, which
+answers with plain values (``_grading_codec``): the score depends only on those values. It
+writes ``scores.csv``, ``final_grades.csv`` (otter grade's layout), ``scores.json`` (per-test
+details) and ``feedback/<submission>.txt`` / ``.public.txt`` (hidden tests' messages / their
+property names only), rewritten as each submission finishes.
+
+``build NAME --variant SEED`` builds a private variant: the hidden tests' random inputs are
+drawn from the seed (the student notebook does not change).
 """
 
 from __future__ import annotations
@@ -398,6 +403,7 @@ LIMITS = {
     "disk": 256 * 2**20,  # bytes in /submission and in /tmp each (size-capped tmpfs, sandbox only)
 }
 MAX_LINE = 80 * 2**20  # bytes of one answer from the sandbox
+MAX_REFERENCE_ELEMENTS = 10**6  # numbers in the arguments of one reference call computed for the sandbox
 _JUDGE_LOCK = threading.RLock()  # the tests run one submission at a time (they may patch tts_lib)
 
 
@@ -682,6 +688,11 @@ class _Sandbox:
                 return {"refused": f"{ref} is not available in the answer to {self.question}: the question "
                                    "asks you to compute this yourself (use it to check your answers, not in them)"}
             kwargs = codec.decode(request["args"])
+            sizes = [getattr(v, "size", 0) if not callable(getattr(v, "numel", None)) else v.numel()
+                     for v in kwargs.values()]
+            if sum(sizes) > MAX_REFERENCE_ELEMENTS:
+                return {"refused": f"{ref}: arguments of more than {MAX_REFERENCE_ELEMENTS} numbers in all "
+                                   "are too large to check while grading"}
             module, func = ref.rsplit(".", 1)
             with _JUDGE_LOCK:
                 value = getattr(importlib.import_module(module), func)(**kwargs)
