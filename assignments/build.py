@@ -763,6 +763,17 @@ def _head(err: BaseException) -> str:
     return first[:500]
 
 
+def _failing_line(err: BaseException, filename: str, source: str) -> str:
+    """The test's statement that failed (its first line), from the traceback."""
+    tb, line = err.__traceback__, 0
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    lines = source.splitlines()
+    return lines[line - 1].strip()[:300] if 0 < line <= len(lines) else ""
+
+
 def run_tests(sandbox: _Sandbox, cases: dict[str, list[dict]], funcs: list[str]) -> dict:
     """Run every test case here (trusted), the student's functions evaluated in the sandbox.
 
@@ -781,13 +792,14 @@ def run_tests(sandbox: _Sandbox, cases: dict[str, list[dict]], funcs: list[str])
             sandbox.question = q
             env = {"__builtins__": builtins, "__name__": "__grading__",
                    **{f: _proxy(sandbox, f) for f in funcs}}
+            filename = f"<{case['name']}>"
             try:
-                exec(compile(case["source"], f"<{case['name']}>", "exec"), env)
-                passed, message = True, ""
+                exec(compile(case["source"], filename, "exec"), env)
+                passed, message, check = True, "", ""
             except Exception as err:
-                passed, message = False, _head(err)
+                passed, message, check = False, _head(err), _failing_line(err, filename, case["source"])
             results[q][i] = {"name": case["name"], "property": case["property"], "hidden": case["hidden"],
-                             "points": case["points"], "passed": passed, "message": message}
+                             "points": case["points"], "passed": passed, "message": message, "check": check}
     return {q: {"score": float(sum(t["points"] for t in rs if t["passed"])),
                 "possible": float(sum(t["points"] for t in rs)), "tests": rs} for q, rs in results.items()}
 
@@ -917,6 +929,8 @@ def _feedback(rec: dict, name: str, public: bool, limits: dict | None = None) ->
         for i, t in enumerate(shown):
             status = "passed" if t["passed"] else f"FAILED: {t['message']}"
             lines.append(f"  public test {i + 1} ({t['property']}, {t['points']:g} pt): {status}")
+            if not t["passed"] and t.get("check"):  # the public test's code is in the student's notebook
+                lines.append(f"    check: {t['check']}")
         if hidden:
             lost = sum(t["points"] for t in hidden if not t["passed"])
             failed = [t for t in hidden if not t["passed"]]
@@ -927,6 +941,8 @@ def _feedback(rec: dict, name: str, public: bool, limits: dict | None = None) ->
             if not public:
                 for t in failed:
                     lines.append(f"    hidden {t['name']} ({t['property']}): {t['message']}")
+                    if t.get("check"):
+                        lines.append(f"      check: {t['check']}")
     if public and any(t["hidden"] for v in rec["questions"].values() for t in v["tests"]):
         lines += ["", "Hidden tests are named by the property they check; they do not show their inputs. "
                   "Test your function on such cases yourself (the question says what each means)."]
