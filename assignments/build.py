@@ -607,7 +607,7 @@ class _Sandbox:
     MAX_ASKS = 20_000
 
     def __init__(self, command: tuple[list[str], str | None], notebook: str, timeout: float,
-                 forbidden: dict[str, list[str]] | None = None):
+                 forbidden: dict[str, list[str]] | None = None, limits: dict | None = None):
         cmd, cwd = command
         self.forbidden = forbidden or {}
         self.question: str | None = None  # the question whose test is running (None: the notebook's cells)
@@ -619,6 +619,8 @@ class _Sandbox:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._stderr(), start_new_session=True, cwd=cwd)
         threading.Thread(target=self._read, daemon=True).start()
+        self.max_tasks = int((limits or LIMITS)["processes"])
+        threading.Thread(target=self._watch, daemon=True).start()
         self._send({"notebook": notebook, "cell_timeout": timeout})
 
     @staticmethod
@@ -637,6 +639,38 @@ class _Sandbox:
                 break
         self.lines.put(None)
 
+    def _tasks(self) -> int:
+        """Processes and threads of the sandbox: the driver's process tree, read from the host's /proc."""
+        children: dict[int, list[int]] = {}
+        threads: dict[int, int] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            pid = int(entry.name)
+            children.setdefault(int(fields[1]), []).append(pid)  # fields[1]: the parent
+            threads[pid] = int(fields[17])  # num_threads
+        total, todo = 0, [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            total += threads.get(pid, 0)
+            todo += children.get(pid, [])
+        return total
+
+    def _watch(self) -> None:
+        """Stop the sandbox once it runs more than ``processes`` tasks (RLIMIT_NPROC spares root)."""
+        while self.proc.poll() is None and self.dead is None:
+            if os.path.isdir("/proc/self") and self._tasks() > self.max_tasks:
+                self.dead = f"started more than {self.max_tasks} processes and threads: stopped"
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.5)
+
     def _send(self, message: dict) -> None:
         try:
             self.proc.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
@@ -650,10 +684,12 @@ class _Sandbox:
             try:
                 line = self.lines.get(timeout=max(0.0, self.deadline - time.monotonic()))
             except queue.Empty:
-                self.dead = f"timed out after {self.timeout:g} s (an endless loop?)"
+                self.dead = self.dead or f"timed out after {self.timeout:g} s (an endless loop?)"
                 break
             if line is None:
-                self.dead = f"the grading process died (exit {self.proc.poll()}): did the notebook kill it?"
+                time.sleep(0.1)  # the watcher may have stopped it: its reason first
+                self.dead = self.dead or (f"the grading process died (exit {self.proc.poll()}): "
+                                          "did the notebook kill it?")
                 break
             if not line.endswith(b"\n"):
                 self.dead = f"an answer larger than {MAX_LINE // 2**20} MiB"
@@ -856,7 +892,7 @@ def grade_one(submission: Path, cases: dict[str, list[dict]], name: str, root: P
     if not declared:
         record["notes"].append(f"the notebook's metadata was lost: graded as assignment {name!r}")
     record["notes"] += _mentions(nb, forbidden or {})
-    box = _Sandbox(_sandbox_command(root / "runtime", sandbox, limits), text, timeout, forbidden)
+    box = _Sandbox(_sandbox_command(root / "runtime", sandbox, limits), text, timeout, forbidden, limits)
     try:
         ready = box.ready()
         if ready is None:

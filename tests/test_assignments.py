@@ -309,6 +309,11 @@ with open("/submission/hog.bin", "wb") as f:  # 2 GiB, 1 MiB at a time
         f.write(bytes(2**20))
 """
 MEMORY_HOG = "hog = np.ones(2**31)  # 16 GiB"
+THREADS = """\
+import threading, time
+for _ in range(600):  # more than the 512 processes and threads a sandbox may run
+    threading.Thread(target=time.sleep, args=(120,), daemon=True).start()
+"""
 
 PROBE = """\
 import sys
@@ -388,6 +393,9 @@ def graded(dist, tmp_path_factory) -> dict:
     nb = nbformat.read(dist / "hardness" / "autograder" / "hardness.ipynb", as_version=4)
     _replace(nb, WRONG2[0])
     nbformat.write(nb, root / "hardness" / "submissions" / "wrong2.ipynb")
+    nb = nbformat.read(dist / "overthinking" / "autograder" / "overthinking.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(THREADS))
+    nbformat.write(nb, root / "overthinking" / "submissions" / "threads.ipynb")
     nb = nbformat.read(dist / "hardness" / "autograder" / "hardness.ipynb", as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(CHECKER))
     nbformat.write(nb, root / "hardness" / "submissions" / "checker.ipynb")
@@ -667,6 +675,7 @@ def test_grade_writes_csv_final_grades_and_feedback(graded, name):
     with open(out / "scores.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     files = ["blank.ipynb", *(["checker.ipynb"] if name == "hardness" else []), "other.ipynb", "solution.ipynb",
+             *(["threads.ipynb"] if name == "overthinking" else []),
              *(["wrong.ipynb", "wrong2.ipynb"] if name in ("hardness", "noise") else ["wrong.ipynb"])]
     assert [r["submission"] for r in rows] == files
     assert list(rows[0]) == ["submission", *POINTS[name], "total", "possible", "error"]
@@ -762,6 +771,13 @@ def test_a_leaking_answer_leaks_nothing_hidden(graded):
     for text in ("(8, 8)", "(6, 6)", "(3, 3)", HIDDEN_MESSAGE["hardness"], "infinitely hard, got"):
         assert text not in public, text
     assert "failed: rotated covariance; scale-free; a missing skill; float32 input" in public
+
+
+def test_too_many_threads_stop_the_submission_with_a_clear_message(graded):
+    rec = graded["overthinking"]["by_file"]["threads.ipynb"]
+    assert rec["total"] == 0 and rec["error"] == "started more than 512 processes and threads: stopped"
+    assert "Not fully graded: started more than 512 processes and threads" in (
+        graded["overthinking"]["out"] / "feedback" / "threads.public.txt").read_text()
 
 
 def test_disk_and_memory_hogs_are_stopped_with_a_clear_message(graded):
