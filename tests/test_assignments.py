@@ -1047,6 +1047,6 @@ def test_build_variant_changes_only_the_hidden_tests(dist, tmp_path):
             if not b["hidden"]:
                 assert b["source"] == v["source"]
     assert sum(b["source"] != v["source"] for q in base for b, v in zip(base[q], variant[q], strict=True)) == 5
-    student = lambda d: json.loads((d / "hardness" / "student" / "hardness.ipynb").read_text())["cells"]  # noqa: E731
-    assert [_src(c) for c in student(dist)] == [_src(c) for c in student(tmp_path)]
+    cells = [json.loads((d / "hardness" / "student" / "hardness.ipynb").read_text())["cells"] for d in (dist, tmp_path)]
+    assert [_src(c) for c in cells[0]] == [_src(c) for c in cells[1]]
     assert _cli(["hardness", "--variant", "-1", "--dist", str(tmp_path)], tmp_path).returncode == 2
