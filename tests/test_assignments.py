@@ -1,16 +1,21 @@
-"""The autograded assignments: generation, solution stripping and local grading (otter-grader 7).
+"""The autograded assignments: generation, solution stripping, local grading, variants (otter-grader 7).
 
 Runs the two documented commands of ``assignments/README.md`` once per module (fixtures):
 ``python assignments/build.py --dist TMP`` and, per assignment,
 ``python assignments/build.py grade --assignment NAME --submissions DIR --out DIR``, on the
 reference solutions, the unanswered student notebook, notebooks with plausible wrong answers
-(each losing exactly the points of the tests that catch it) and the solutions of another
-assignment; plus hostile submissions (a GIL-holding endless loop, a snooper, a writer outside
-its folder, a killer of its grader) and a notebook whose metadata was lost, all graded in the
-bubblewrap sandbox side by side. Also: the student notebook checks alone in an empty folder
-under another name with Colab's interpreter simulated, and otter's Gradescope entry point
-``run_autograder`` in an emulated ``/autograder`` folder. About 3-5 minutes on 2 busy cores
-(measured: 2 min 56 s at load average 4-6).
+(each losing exactly the points of the tests that catch them, as the README's table of classic
+mistakes says), a forbidden reference call, a check cell that uses the reference functions, a
+symlinked submission and the solutions of another assignment; plus hostile submissions (a
+GIL-holding endless loop, a snooper, a writer outside its folder, a killer of its grader, two
+forgeries that the former in-kernel grader scored 9 / 9, a leaking answer, disk and memory
+hogs, 600 threads) and a notebook whose metadata was lost, all graded in the bubblewrap
+sandbox side by side. Also: the command line's refusals, private variants for 5 seeds (every
+test run as the grader runs it), the student notebook checked alone in an empty folder under
+another name with Colab's interpreter simulated, and otter's Gradescope entry point
+``run_autograder`` in an emulated ``/autograder`` folder. About 10 minutes on 2 cores shared
+with other jobs at load average 20 (measured: 9 min 37 s; the former version of this file took
+10 min 33 s at load average 25-35, and 2 min 56 s at load average 4-6).
 """
 
 from __future__ import annotations
@@ -233,8 +238,19 @@ assert abs(hardness(cov.numpy()) - tasks.hardness(cov)) < 1e-9
 # thread that rewrites every result-like file it can reach and writes fake protocol lines to its
 # standard streams. Neither changes a score: no check runs in the sandbox and no file decides one.
 FORGE_CHECKER = """\
-import otter.test_files.abstract_test as _abstract
 from otter.execute import Checker
+
+_check = Checker.check.__func__
+
+
+def _forged(cls, *args, **kwargs):  # every test case passes (scored 9 / 9 by the former grader)
+    out = _check(cls, *args, **kwargs)
+    for r in out.test_case_results:
+        r.passed = True
+    return out
+
+
+Checker.check = classmethod(_forged)
 
 
 class Anything:  # equal to everything, 5.0 as a float
@@ -245,12 +261,6 @@ class Anything:  # equal to everything, 5.0 as a float
         return 5.0
 
 
-_abstract.TestFile.passed_all = property(lambda self: True)
-_abstract.TestFile.score = property(lambda self: self.possible)
-Checker.check = classmethod(lambda cls, *args, **kwargs: None)
-Checker.check_if_not_already_checked = classmethod(lambda cls, *args, **kwargs: None)
-
-
 def hardness(cov):
     return Anything()
 """
@@ -258,22 +268,34 @@ FORGE_THREAD = """\
 import glob, json, os, pickle, threading, time
 
 
-def _forge():
+def _forge():  # rewrites otter's results pickle (scored 9 / 9 by the former grader), fakes protocol lines
     fake = json.dumps({"value": 5.0})
     while True:
-        for path in glob.glob("/tmp/**/*", recursive=True) + glob.glob("/submission/**/*", recursive=True):
-            if path.endswith((".pkl", ".json", ".csv", ".txt")):
-                try:
-                    with open(path, "wb") as f:
-                        pickle.dump({"q1": 5, "q2": 2, "q3": 3}, f)
-                except OSError:
-                    pass
+        for path in glob.glob("/tmp/**/*.pkl", recursive=True):
+            try:
+                with open(path, "rb") as f:
+                    res = pickle.load(f)
+                for tf in res.results.values():
+                    for r in tf.test_case_results:
+                        r.passed = True
+                    tf._score = tf.possible
+                with open(path + ".x", "wb") as f:
+                    pickle.dump(res, f)
+                os.replace(path + ".x", path)
+            except Exception:
+                pass
+        for path in glob.glob("/tmp/**/*.json", recursive=True) + glob.glob("/submission/**/*.json", recursive=True):
+            try:
+                with open(path, "w") as f:
+                    json.dump({"q1": 5, "q2": 2, "q3": 3}, f)
+            except OSError:
+                pass
         for fd in (1, 2):
             try:
                 os.write(fd, f"READY {{}}\\nREPLY {fake}\\nRESULT 0 {{}}\\n".encode())
             except OSError:
                 pass
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 threading.Thread(target=_forge, daemon=True).start()
