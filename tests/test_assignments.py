@@ -424,16 +424,17 @@ def graded(dist, tmp_path_factory) -> dict:
     nb = nbformat.read(dist / "noise" / "autograder" / "noise.ipynb", as_version=4)
     _replace(nb, WRONG2_NOISE[0])
     nbformat.write(nb, root / "noise" / "submissions" / "wrong2.ipynb")
-    # hostile submissions and lost metadata, graded in one run with a shorter time limit
+    # hostile submissions and lost metadata, graded in one run; the endless loop alone, with 60 s
     hostile = root / "hostile" / "submissions"
     hostile.mkdir(parents=True)
+    (root / "gil" / "submissions").mkdir(parents=True)
     outside = root / "outside" / "escaped.txt"
     outside.parent.mkdir()
     solution = dist / "hardness" / "autograder" / "hardness.ipynb"
     for key, cell in {"gil": GIL_LOOP, "writer": WRITE.format(outside=str(outside)), "killer": KILL}.items():
         nb = nbformat.read(solution, as_version=4)
         nb.cells.append(nbformat.v4.new_code_cell(cell))
-        nbformat.write(nb, hostile / f"{key}.ipynb")
+        nbformat.write(nb, (root / "gil" / "submissions" if key == "gil" else hostile) / f"{key}.ipynb")
     nb = nbformat.read(dist / "hardness" / "student" / "hardness.ipynb", as_version=4)
     sol = nbformat.read(solution, as_version=4)
     answer_q2 = next(c.source for c in sol.cells
@@ -457,6 +458,7 @@ def graded(dist, tmp_path_factory) -> dict:
     nb.cells += [nbformat.v4.new_code_cell(DISK_HOG), nbformat.v4.new_code_cell(MEMORY_HOG)]
     nbformat.write(nb, hostile / "hog.ipynb")
     runs["hostile"] = ("hardness", ["--timeout", "150", "--jobs", "2"])  # kernels start slowly on a busy machine
+    runs["gil"] = ("hardness", ["--timeout", "60"])
     tts_init = Path(__import__("tts_lib").__file__)
     before = hashlib.sha256(tts_init.read_bytes()).hexdigest()
     procs = {
@@ -739,9 +741,9 @@ def test_grade_writes_csv_final_grades_and_feedback(graded, name):
 def test_hostile_submissions_are_contained_and_the_others_graded(graded):
     by = graded["hostile"]["by_file"]
     full = sum(POINTS["hardness"].values())
-    gil = by["gil.ipynb"]
-    assert gil["total"] == 0 and "timed out after 150 s" in gil["error"]
-    assert gil["seconds"] < 240
+    gil = graded["gil"]["by_file"]["gil.ipynb"]
+    assert gil["total"] == 0 and "timed out after 60 s" in gil["error"]
+    assert gil["seconds"] < 120
     killer = by["killer.ipynb"]
     assert killer["total"] == 0 and "grading process died" in killer["error"]
     snoop = by["snoop.ipynb"]  # found no tests, no solutions: only its own answer to q2 counts
@@ -764,10 +766,10 @@ def test_lost_metadata_is_graded_as_the_assignment_and_kernel_is_this_python(gra
 def test_scores_are_written_as_each_submission_finishes(graded):
     """Each finished submission rewrites scores.csv at once (the log says how many rows it holds)."""
     log = graded["hostile"]["log"]
-    counts = [int(m) for m in re.findall(r"^\w+\.ipynb: .*; (\d+) of 9 in scores\.csv\)$", log, re.M)]
-    assert counts == list(range(1, 10)), log
+    counts = [int(m) for m in re.findall(r"^\w+\.ipynb: .*; (\d+) of 8 in scores\.csv\)$", log, re.M)]
+    assert counts == list(range(1, 9)), log
     with open(graded["hostile"]["out"] / "scores.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 9
+        assert len(list(csv.DictReader(f))) == 8
 
 
 def test_forging_submissions_score_zero(graded):
