@@ -1,16 +1,21 @@
-"""The autograded assignments: generation, solution stripping and local grading (otter-grader 7).
+"""The autograded assignments: generation, solution stripping, local grading, variants (otter-grader 7).
 
 Runs the two documented commands of ``assignments/README.md`` once per module (fixtures):
 ``python assignments/build.py --dist TMP`` and, per assignment,
 ``python assignments/build.py grade --assignment NAME --submissions DIR --out DIR``, on the
 reference solutions, the unanswered student notebook, notebooks with plausible wrong answers
-(each losing exactly the points of the tests that catch it) and the solutions of another
-assignment; plus hostile submissions (a GIL-holding endless loop, a snooper, a writer outside
-its folder, a killer of its grader) and a notebook whose metadata was lost, all graded in the
-bubblewrap sandbox side by side. Also: the student notebook checks alone in an empty folder
-under another name with Colab's interpreter simulated, and otter's Gradescope entry point
-``run_autograder`` in an emulated ``/autograder`` folder. About 3-5 minutes on 2 busy cores
-(measured: 2 min 56 s at load average 4-6).
+(each losing exactly the points of the tests that catch them, as the README's table of classic
+mistakes says), a forbidden reference call, a check cell that uses the reference functions, a
+symlinked submission and the solutions of another assignment; plus hostile submissions (a
+GIL-holding endless loop, a snooper, a writer outside its folder, a killer of its grader, two
+forgeries that the former in-kernel grader scored 9 / 9, a leaking answer, disk and memory
+hogs, 600 threads) and a notebook whose metadata was lost, all graded in the bubblewrap
+sandbox side by side. Also: the command line's refusals, private variants for 5 seeds (every
+test run as the grader runs it), the student notebook checked alone in an empty folder under
+another name with Colab's interpreter simulated, and otter's Gradescope entry point
+``run_autograder`` in an emulated ``/autograder`` folder. Measured on 2 cores shared with
+other jobs: 5 min 59 s at load average 10-14 and 8-10 min at load average 15-22 (the former
+version of this file: 10 min 33 s at load average 25-35, 2 min 56 s at load average 4-6).
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ TIMEOUT = 900
 
 # Points per question, as the source notebooks declare them.
 POINTS = {
-    "hardness": {"q1": 5, "q2": 2, "q3": 2},
-    "scaling": {"q1": 3, "q2": 4, "q3": 3, "q4": 3},
-    "overthinking": {"q1": 3, "q2": 4, "q3": 3, "q4": 3},
+    "hardness": {"q1": 5, "q2": 2, "q3": 3},
+    "scaling": {"q1": 3, "q2": 5, "q3": 3, "q4": 4},
+    "overthinking": {"q1": 4, "q2": 4, "q3": 3, "q4": 3},
     "noise": {"q1": 5, "q2": 4, "q3": 3},
 }
 
@@ -55,12 +60,13 @@ WRONG = {
                 "    return float(strengths.sum() / strengths.max())\n"
             ),
         },
-        {"q1": 2, "q2": 2, "q3": 2},
+        {"q1": 2, "q2": 2, "q3": 3},
     ),
     # Γ without the tr(Λ)/n ridge: only the n → ∞ limit (public test) survives: 1 of 3.
     # n*(k) from Corollary 3.5's bound instead of the exact error: exact for isotropic tasks
     # (public test), too large on power laws (two hidden tests): 1 of 3.
-    # min_steps that starts at k = 1 and returns max_steps instead of raising: 2 of 3.
+    # min_steps that starts at k = 1 and returns max_steps instead of raising: loses "no step
+    # needed (k = 0)" and "eps out of reach: ValueError": 2 of 4.
     "scaling": (
         {
             "def gamma(": (
@@ -84,11 +90,11 @@ WRONG = {
                 "    return max_steps\n"
             ),
         },
-        {"q1": 1, "q2": 4, "q3": 1, "q4": 2},
+        {"q1": 1, "q2": 5, "q3": 1, "q4": 2},
     ),
     # overthinking iff σ_i > γ_i (instead of 2γ_i): passes the clear-cut public cases, fails the
     # borderline σ ∈ (γ, 2γ], σ = 2γ and random spectra: 1 of 4. γ_i of a *sorted* spectrum:
-    # right on sorted inputs, loses the unsorted one: 2 of 3.
+    # right on sorted inputs, loses "the order of the input": 3 of 4.
     "overthinking": (
         {
             "def overthinking_skills(": (
@@ -102,7 +108,7 @@ WRONG = {
                 "    return (1 + 1 / n) * lam + lam.sum() / n\n"
             ),
         },
-        {"q1": 2, "q2": 1, "q3": 3, "q4": 3},
+        {"q1": 3, "q2": 1, "q3": 3, "q4": 3},
     ),
     # noise term in the inputs' dtype and without the σ_i <= 0 ValueError: right on float64
     # inputs (public and random hidden tests), loses the float32 and ValueError tests: 3 of 5.
@@ -136,18 +142,19 @@ WRONG = {
     ),
 }
 
-# A second wrong hardness notebook: q1 calls the reference function the question forbids (caught
-# by the guarded hidden test only: 4 of 5), q2's cell has a syntax error (0 of 2).
+# A second wrong hardness notebook: q1 calls the reference function the question forbids (the
+# grader refuses it while q1's tests run, so every test of q1 fails: 0 of 5), q2's cell has a
+# syntax error (0 of 2).
 WRONG2 = (
     {
         "def hardness(": "def hardness(cov):\n    return float(tasks.hardness(cov))\n",
         "def power_law_hardness(": "def power_law_hardness(d, alpha)\n    return d ** alpha\n",
     },
-    {"q1": 4, "q2": 0, "q3": 2},
+    {"q1": 0, "q2": 0, "q3": 3},
 )
 
-# A second wrong noise notebook: q1 calls the forbidden tts_lib.noise.skill_noise_curves (right
-# otherwise, so only the guarded hidden test fails: 4 of 5); q2 takes ⌊k°⌋ (fails the public
+# A second wrong noise notebook: q1 calls the forbidden tts_lib.noise.skill_noise_curves (refused
+# while q1's tests run: 0 of 5); q2 takes ⌊k°⌋ (fails the public
 # case k° ≈ 6.66, the random hidden cases and the rounding cases; keeps the ValueError test:
 # 1 of 4); q3 has the exact formula but no ValueError for m <= d + 1: 2 of 3.
 WRONG2_NOISE = (
@@ -168,7 +175,7 @@ WRONG2_NOISE = (
             "    return float(noise_std**2 * np.sum(1 / sig) / (m - sig.size - 1))\n"
         ),
     },
-    {"q1": 4, "q2": 1, "q3": 2},
+    {"q1": 0, "q2": 1, "q3": 2},
 )
 
 # Hostile submissions (hardness), graded side by side in one run: (cell inserted after the
@@ -221,6 +228,114 @@ PUBLIC_MESSAGE = {  # the message of a public test the blank notebook fails
     "overthinking": "one γ per skill",
     "noise": "k = 1, g = 1/2, σ_i = 1",
 }
+
+# The solution and a cell that checks it with the reference functions q1 and q2 forbid in answers.
+CHECKER = """\
+cov = tasks.power_law_cov(5, 1.0)
+assert abs(hardness(cov.numpy()) - tasks.hardness(cov)) < 1e-9
+"""
+# Forging submissions (blank answers): one patches otter's checker and its results, one runs a
+# thread that rewrites every result-like file it can reach and writes fake protocol lines to its
+# standard streams. Neither changes a score: no check runs in the sandbox and no file decides one.
+FORGE_CHECKER = """\
+from otter.execute import Checker
+
+_check = Checker.check.__func__
+
+
+def _forged(cls, *args, **kwargs):  # every test case passes (scored 9 / 9 by the former grader)
+    out = _check(cls, *args, **kwargs)
+    for r in out.test_case_results:
+        r.passed = True
+    return out
+
+
+Checker.check = classmethod(_forged)
+
+
+class Anything:  # equal to everything, 5.0 as a float
+    def __eq__(self, other):
+        return True
+
+    def __float__(self):
+        return 5.0
+
+
+def hardness(cov):
+    return Anything()
+"""
+FORGE_THREAD = """\
+import glob, json, os, pickle, threading, time
+
+
+def _forge():  # rewrites otter's results pickle (scored 9 / 9 by the former grader), fakes protocol lines
+    fake = json.dumps({"value": 5.0})
+    while True:
+        for path in glob.glob("/tmp/**/*.pkl", recursive=True):
+            try:
+                with open(path, "rb") as f:
+                    res = pickle.load(f)
+                for tf in res.results.values():
+                    for r in tf.test_case_results:
+                        r.passed = True
+                    tf._score = tf.possible
+                with open(path + ".x", "wb") as f:
+                    pickle.dump(res, f)
+                os.replace(path + ".x", path)
+            except Exception:
+                pass
+        for path in glob.glob("/tmp/**/*.json", recursive=True) + glob.glob("/submission/**/*.json", recursive=True):
+            try:
+                with open(path, "w") as f:
+                    json.dump({"q1": 5, "q2": 2, "q3": 3}, f)
+            except OSError:
+                pass
+        for fd in (1, 2):
+            try:
+                os.write(fd, f"READY {{}}\\nREPLY {fake}\\nRESULT 0 {{}}\\n".encode())
+            except OSError:
+                pass
+        time.sleep(0.02)
+
+
+threading.Thread(target=_forge, daemon=True).start()
+"""
+# A leaking answer to q1: it keeps what it was called with and whatever hidden-test text it can
+# find in memory or on disk, and raises it all, hoping that a public test's report echoes it.
+LEAK = """\
+import gc
+import glob
+
+_seen = []
+
+
+def hardness(cov):
+    _seen.append(str(np.asarray(cov).shape))
+    keys = ("rot" + "ated power law, al" + "pha", "a float" + "32 covariance: ex" + "pected",
+            "infinitely hard, g" + "ot")
+    found = []
+    for obj in gc.get_objects():
+        if isinstance(obj, dict):
+            found += [v for v in obj.values() if isinstance(v, str) and any(k in v for k in keys)]
+    for path in glob.glob("/tmp/**/*", recursive=True) + glob.glob("/opt/**/*.py", recursive=True):
+        try:
+            text = open(path, encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError):
+            continue
+        found += [path for k in keys if k in text]
+    raise ValueError(f"LEAK seen={_seen} found={found[:20]}")
+"""
+DISK_HOG = """\
+with open("/submission/hog.bin", "wb") as f:  # 2 GiB, 1 MiB at a time
+    for _ in range(2048):
+        f.write(bytes(2**20))
+"""
+MEMORY_HOG = "hog = np.ones(2**31)  # 16 GiB"
+THREADS = """\
+import threading, time
+for _ in range(600):  # more than the 512 processes and threads a sandbox may run
+    threading.Thread(target=time.sleep, args=(120,), daemon=True).start()
+"""
 
 PROBE = """\
 import sys
@@ -284,7 +399,12 @@ def graded(dist, tmp_path_factory) -> dict:
         subs = root / name / "submissions"
         subs.mkdir(parents=True)
         solution = dist / name / "autograder" / f"{name}.ipynb"
-        (subs / "solution.ipynb").write_bytes(solution.read_bytes())
+        if name == "scaling":  # a symlinked submission is reported under the name it has in the folder
+            (root / name / "elsewhere").mkdir(parents=True)
+            (root / name / "elsewhere" / "link-target.ipynb").write_bytes(solution.read_bytes())
+            (subs / "solution.ipynb").symlink_to(root / name / "elsewhere" / "link-target.ipynb")
+        else:
+            (subs / "solution.ipynb").write_bytes(solution.read_bytes())
         (subs / "blank.ipynb").write_bytes((dist / name / "student" / f"{name}.ipynb").read_bytes())
         nb = nbformat.read(solution, as_version=4)
         _replace(nb, WRONG[name][0])
@@ -295,19 +415,26 @@ def graded(dist, tmp_path_factory) -> dict:
     nb = nbformat.read(dist / "hardness" / "autograder" / "hardness.ipynb", as_version=4)
     _replace(nb, WRONG2[0])
     nbformat.write(nb, root / "hardness" / "submissions" / "wrong2.ipynb")
+    nb = nbformat.read(dist / "overthinking" / "autograder" / "overthinking.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(THREADS))
+    nbformat.write(nb, root / "overthinking" / "submissions" / "threads.ipynb")
+    nb = nbformat.read(dist / "hardness" / "autograder" / "hardness.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(CHECKER))
+    nbformat.write(nb, root / "hardness" / "submissions" / "checker.ipynb")
     nb = nbformat.read(dist / "noise" / "autograder" / "noise.ipynb", as_version=4)
     _replace(nb, WRONG2_NOISE[0])
     nbformat.write(nb, root / "noise" / "submissions" / "wrong2.ipynb")
-    # hostile submissions and lost metadata, graded in one run with a shorter time limit
+    # hostile submissions and lost metadata, graded in one run; the endless loop alone, with 60 s
     hostile = root / "hostile" / "submissions"
     hostile.mkdir(parents=True)
+    (root / "gil" / "submissions").mkdir(parents=True)
     outside = root / "outside" / "escaped.txt"
     outside.parent.mkdir()
     solution = dist / "hardness" / "autograder" / "hardness.ipynb"
     for key, cell in {"gil": GIL_LOOP, "writer": WRITE.format(outside=str(outside)), "killer": KILL}.items():
         nb = nbformat.read(solution, as_version=4)
         nb.cells.append(nbformat.v4.new_code_cell(cell))
-        nbformat.write(nb, hostile / f"{key}.ipynb")
+        nbformat.write(nb, (root / "gil" / "submissions" if key == "gil" else hostile) / f"{key}.ipynb")
     nb = nbformat.read(dist / "hardness" / "student" / "hardness.ipynb", as_version=4)
     sol = nbformat.read(solution, as_version=4)
     answer_q2 = next(c.source for c in sol.cells
@@ -319,7 +446,19 @@ def graded(dist, tmp_path_factory) -> dict:
     nb.metadata.pop("otter")
     nb.cells.append(nbformat.v4.new_code_cell(PROBE.format(prefix=sys.prefix)))
     nbformat.write(nb, hostile / "nometa.ipynb")
-    runs["hostile"] = ("hardness", ["--timeout", "60", "--jobs", "2"])
+    blank = dist / "hardness" / "student" / "hardness.ipynb"
+    for key, cell in {"forge_checker": FORGE_CHECKER, "forge_thread": FORGE_THREAD}.items():
+        nb = nbformat.read(blank, as_version=4)  # blank answers, then the forgery
+        nb.cells.append(nbformat.v4.new_code_cell(cell))
+        nbformat.write(nb, hostile / f"{key}.ipynb")
+    nb = nbformat.read(solution, as_version=4)
+    _replace(nb, {"def hardness(": LEAK})
+    nbformat.write(nb, hostile / "leak.ipynb")
+    nb = nbformat.read(solution, as_version=4)
+    nb.cells += [nbformat.v4.new_code_cell(DISK_HOG), nbformat.v4.new_code_cell(MEMORY_HOG)]
+    nbformat.write(nb, hostile / "hog.ipynb")
+    runs["hostile"] = ("hardness", ["--timeout", "150", "--jobs", "2"])  # kernels start slowly on a busy machine
+    runs["gil"] = ("hardness", ["--timeout", "60"])
     tts_init = Path(__import__("tts_lib").__file__)
     before = hashlib.sha256(tts_init.read_bytes()).hexdigest()
     procs = {
@@ -489,19 +628,29 @@ def test_wrong_answers_lose_exactly_their_points(graded, name):
 
 
 def test_forbidden_call_and_syntax_error(graded):
-    """Calling tts_lib.tasks.hardness loses the guarded hidden test; a syntax error is reported as one."""
+    """Calling tts_lib.tasks.hardness in q1's answer is refused while q1's tests run; a syntax error is reported."""
     rec = graded["hardness"]["by_file"]["wrong2.ipynb"]
     assert rec["error"] is None
     assert _scores(rec) == WRONG2[1]
-    q1_failed = [t for t in rec["questions"]["q1"]["tests"] if not t["passed"]]
-    assert len(q1_failed) == 1 and "forbids" in q1_failed[0]["message"]
+    q1 = rec["questions"]["q1"]["tests"]
+    assert not any(t["passed"] for t in q1)
+    assert all("not available in the answer to q1" in t["message"] for t in q1)
     assert [e["ename"] for e in rec["cell_errors"]] == ["SyntaxError"]
     public = (graded["hardness"]["out"] / "feedback" / "wrong2.public.txt").read_text()
     assert "SyntaxError" in public and "Python could not read this cell" in public
-    assert "q2: 0 / 2 points" in public and "q1: 4 / 5 points" in public
-    assert "hidden tests: 3 of 4 passed (1 point lost)" in public
-    assert "forbids" not in public, "a hidden test's message stays hidden"
-    assert "forbids" in (graded["hardness"]["out"] / "feedback" / "wrong2.txt").read_text()
+    assert "q2: 0 / 2 points" in public and "q1: 0 / 5 points" in public
+    # the public test's own message says why; the note names the rule; hidden tests: properties only
+    assert "public test 1 (the isotropic task, 1 pt): FAILED: hardness raised RuntimeError: " \
+           "tts_lib.tasks.hardness is not available in the answer to q1" in public
+    assert "Note: your notebook mentions tts_lib.tasks.hardness, which q1 and q2 forbid" in public
+    assert "hidden tests: 0 of 4 passed (4 points lost)" in public
+    assert "failed: rotated covariance; scale-free; a missing skill; float32 input" in public
+
+
+def test_reference_functions_are_allowed_in_check_cells(graded):
+    """The solution with a cell that checks it against tts_lib.tasks.hardness: full marks, no error."""
+    rec = graded["hardness"]["by_file"]["checker.ipynb"]
+    assert rec["error"] is None and rec["cell_errors"] == [] and rec["total"] == sum(POINTS["hardness"].values())
 
 
 def test_noise_forbidden_call_floor_and_missing_value_error(graded):
@@ -510,19 +659,32 @@ def test_noise_forbidden_call_floor_and_missing_value_error(graded):
     assert rec["error"] is None and rec["cell_errors"] == []
     assert _scores(rec) == WRONG2_NOISE[1]
     failed = {q: [t for t in v["tests"] if not t["passed"]] for q, v in rec["questions"].items()}
-    assert len(failed["q1"]) == 1 and failed["q1"][0]["hidden"] and "forbids" in failed["q1"][0]["message"]
+    # every test of q1 that calls noise_term reaches the forbidden call
+    assert [t["passed"] for t in rec["questions"]["q1"]["tests"]] == [False] * 5
+    assert "not available in the answer to q1" in failed["q1"][0]["message"]
     assert [t["hidden"] for t in failed["q2"]] == [False, True, True]
     assert len(failed["q3"]) == 1 and "must raise ValueError" in failed["q3"][0]["message"]
+    assert failed["q3"][0]["property"] == "m ≤ d + 1: ValueError"
     public = (graded["noise"]["out"] / "feedback" / "wrong2.public.txt").read_text()
-    assert "7 / 12 points" in public.splitlines()[0] and "q1: 4 / 5 points" in public
-    assert "hidden tests: 2 of 3 passed (1 point lost)" in public and "forbids" not in public
-    assert "forbids" in (graded["noise"]["out"] / "feedback" / "wrong2.txt").read_text()
+    assert "3 / 12 points" in public.splitlines()[0] and "q1: 0 / 5 points" in public
+    assert "failed: several ρ and τ; which neighbour of k° is best" in public
+    assert "must raise ValueError" not in public, "a hidden test's message stays hidden"
+    assert "must raise ValueError" in (graded["noise"]["out"] / "feedback" / "wrong2.txt").read_text()
     wrong = graded["noise"]["by_file"]["wrong.ipynb"]  # which tests the first wrong notebook fails
     messages = {q: " ".join(t["message"] for t in v["tests"] if not t["passed"])
                 for q, v in wrong["questions"].items()}
     assert "float32 spectra: compute in float64" in messages["q1"] and "must raise ValueError" in messages["q1"]
     assert "k° rounds to the worse neighbour" in messages["q2"]
     assert "5/10" in messages["q3"] and "m = 8" in messages["q3"]
+
+
+def test_failure_reports_keep_the_head_of_the_message(graded):
+    """The instructor's report starts with the assertion's message (the failing check), not a traceback tail."""
+    rec = graded["hardness"]["by_file"]["wrong.ipynb"]
+    failed = {t["property"]: t["message"] for t in rec["questions"]["q1"]["tests"] if not t["passed"]}
+    assert failed["rotated covariance"].startswith("rotated power law, alpha=0.5: expected ")
+    assert failed["a missing skill"].startswith("a missing skill makes the task infinitely hard")
+    assert all("Traceback" not in m and "\n" not in m for m in failed.values())
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -536,9 +698,9 @@ def test_grade_writes_csv_final_grades_and_feedback(graded, name):
     out = graded[name]["out"]
     with open(out / "scores.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    files = ["blank.ipynb", "other.ipynb", "solution.ipynb", *(["wrong.ipynb", "wrong2.ipynb"]
-                                                                if name in ("hardness", "noise")
-                                                                else ["wrong.ipynb"])]
+    files = ["blank.ipynb", *(["checker.ipynb"] if name == "hardness" else []), "other.ipynb", "solution.ipynb",
+             *(["threads.ipynb"] if name == "overthinking" else []),
+             *(["wrong.ipynb", "wrong2.ipynb"] if name in ("hardness", "noise") else ["wrong.ipynb"])]
     assert [r["submission"] for r in rows] == files
     assert list(rows[0]) == ["submission", *POINTS[name], "total", "possible", "error"]
     by = {r["submission"]: r for r in rows}
@@ -564,8 +726,13 @@ def test_grade_writes_csv_final_grades_and_feedback(graded, name):
     assert f"{sum(expected.values()):g} / {total:g} points" in public.splitlines()[0]
     for q, score in expected.items():
         assert f"{q}: {score:g} / {POINTS[name][q]:g} points" in public
+    # each failed hidden test is named by its property, in the public report too
+    for q, v in graded[name]["by_file"]["wrong.ipynb"]["questions"].items():
+        failed = [t["property"] for t in v["tests"] if t["hidden"] and not t["passed"]]
+        if failed:
+            assert "    failed: " + "; ".join(failed) in public.split(f"\n{q}: ")[1].split("\n\n")[0]
     blank = (out / "feedback" / "blank.public.txt").read_text()
-    assert "public test 1 (1 pt): FAILED" in blank and PUBLIC_MESSAGE[name] in blank
+    assert re.search(r"public test 1 \([^)]+, 1 pt\): FAILED", blank) and PUBLIC_MESSAGE[name] in blank
 
 
 # --------------------------------------------------------------------------- safety
@@ -574,7 +741,7 @@ def test_grade_writes_csv_final_grades_and_feedback(graded, name):
 def test_hostile_submissions_are_contained_and_the_others_graded(graded):
     by = graded["hostile"]["by_file"]
     full = sum(POINTS["hardness"].values())
-    gil = by["gil.ipynb"]
+    gil = graded["gil"]["by_file"]["gil.ipynb"]
     assert gil["total"] == 0 and "timed out after 60 s" in gil["error"]
     assert gil["seconds"] < 120
     killer = by["killer.ipynb"]
@@ -599,10 +766,52 @@ def test_lost_metadata_is_graded_as_the_assignment_and_kernel_is_this_python(gra
 def test_scores_are_written_as_each_submission_finishes(graded):
     """Each finished submission rewrites scores.csv at once (the log says how many rows it holds)."""
     log = graded["hostile"]["log"]
-    counts = [int(m) for m in re.findall(r"^\w+\.ipynb: .*; (\d) of 5 in scores\.csv\)$", log, re.M)]
-    assert counts == [1, 2, 3, 4, 5], log
+    counts = [int(m) for m in re.findall(r"^\w+\.ipynb: .*; (\d+) of 8 in scores\.csv\)$", log, re.M)]
+    assert counts == list(range(1, 9)), log
     with open(graded["hostile"]["out"] / "scores.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 5
+        assert len(list(csv.DictReader(f))) == 8
+
+
+def test_forging_submissions_score_zero(graded):
+    """Blank answers with otter's checker patched, or a thread rewriting files and faking protocol lines: 0."""
+    by = graded["hostile"]["by_file"]
+    for key in ("forge_checker.ipynb", "forge_thread.ipynb"):
+        rec = by[key]
+        assert rec["total"] == 0 and rec["possible"] == sum(POINTS["hardness"].values()), (key, rec)
+        assert not any(t["passed"] for v in rec["questions"].values() for t in v["tests"]), key
+    # the object equal to everything never reaches a comparison: the grader reads plain values only
+    q1 = by["forge_checker.ipynb"]["questions"]["q1"]["tests"]
+    assert all("returned an object of type Anything" in t["message"] for t in q1)
+
+
+def test_a_leaking_answer_leaks_nothing_hidden(graded):
+    """An answer that raises what it saw: the public report shows only what it saw in public tests."""
+    rec = graded["hostile"]["by_file"]["leak.ipynb"]
+    assert rec["error"] is None and _scores(rec) == {"q1": 0, "q2": 2, "q3": 3}
+    public = (graded["hostile"]["out"] / "feedback" / "leak.public.txt").read_text()
+    full = (graded["hostile"]["out"] / "feedback" / "leak.txt").read_text()
+    assert "LEAK seen=['(5, 5)'] found=[]" in public  # the public test ran first, on I_5
+    assert "(8, 8)" in full, "the leaking answer did see the hidden inputs (the attack was live)"
+    for text in ("(8, 8)", "(6, 6)", "(3, 3)", HIDDEN_MESSAGE["hardness"], "infinitely hard, got"):
+        assert text not in public, text
+    assert "failed: rotated covariance; scale-free; a missing skill; float32 input" in public
+
+
+def test_too_many_threads_stop_the_submission_with_a_clear_message(graded):
+    rec = graded["overthinking"]["by_file"]["threads.ipynb"]
+    assert rec["total"] == 0 and rec["error"] == "started more than 512 processes and threads: stopped"
+    assert "Not fully graded: started more than 512 processes and threads" in (
+        graded["overthinking"]["out"] / "feedback" / "threads.public.txt").read_text()
+
+
+def test_disk_and_memory_hogs_are_stopped_with_a_clear_message(graded):
+    """2 GiB written and 16 GiB allocated: both refused by the caps; the answers are graded as usual."""
+    rec = graded["hostile"]["by_file"]["hog.ipynb"]
+    assert rec["error"] is None and rec["total"] == sum(POINTS["hardness"].values())
+    assert [e["ename"] for e in rec["cell_errors"]] == ["OSError", "MemoryError"], rec["cell_errors"]
+    public = (graded["hostile"]["out"] / "feedback" / "hog.public.txt").read_text()
+    assert "this cell wrote more than the grader allows (256 MiB in /submission and in /tmp" in public
+    assert "this cell ran out of memory: the grader allows 6 GiB per process" in public
 
 
 # --------------------------------------------------------------------------- Colab and Gradescope
@@ -652,6 +861,9 @@ def test_student_notebook_checks_alone_under_another_name_on_colab(dist, tmp_pat
     assert not [o for o in nb.cells[-1].outputs if o.output_type == "error"], "otter did not see Colab"
     assert sorted(outputs) == ["q1", "q2", "q3"]
     assert "passed" in outputs["q2"] and "passed" in outputs["q3"]
+    # passing the public tests says that they are not the grade, and what the hidden tests check
+    assert "These are the public tests only" in outputs["q3"]
+    assert "Your grade also counts hidden tests of: strongest skill first" in outputs["q3"]
     assert "failed" in outputs["q1"].lower() and "hardness d = 5" in outputs["q1"]
     assert sorted(p.name for p in (folder / "public_tests").iterdir()) == ["q1.py", "q2.py", "q3.py"]
 
@@ -688,3 +900,177 @@ def test_gradescope_run_autograder_in_an_emulated_autograder_folder(dist, tmp_pa
     assert by_name == POINTS["hardness"], results
     assert {t["name"]: t["max_score"] for t in results["tests"] if "score" in t} == POINTS["hardness"]
     assert sum(by_name.values()) == sum(POINTS["hardness"].values())
+
+
+# --------------------------------------------------------------------------- command line
+
+BAD_GRADE_ARGS = {
+    "timeout 0": ["--timeout", "0"],
+    "timeout -5": ["--timeout", "-5"],
+    "timeout nan": ["--timeout", "nan"],
+    "timeout inf": ["--timeout", "inf"],
+    "jobs 0": ["--jobs", "0"],
+    "out /proc/x": ["--out", "/proc/x"],
+    "autograder /etc/passwd": ["--autograder", "/etc/passwd"],
+    "unknown argument": ["--bogus"],
+}
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BUILD), *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GRADE_ARGS))
+def test_grade_rejects_bad_arguments_in_one_line(case, tmp_path):
+    (tmp_path / "subs").mkdir()
+    args = ["grade", "--assignment", "hardness", "--submissions", str(tmp_path / "subs"), "--out", str(tmp_path / "o")]
+    extra = BAD_GRADE_ARGS[case]
+    if extra[0] == "--out":
+        args = args[:-2]
+    proc = _cli([*args, *extra], tmp_path)
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["hardness", "--tts-lib-ref", "x y"], ["nosuch"],
+                                  ["hardness", "--tts-lib-ref", "--upgrade"]])
+def test_build_rejects_bad_arguments_in_one_line(args, tmp_path):
+    proc = _cli([*args, "--dist", str(tmp_path / "d")], tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc
+    assert not (tmp_path / "d").exists()
+
+
+def test_build_never_deletes_a_folder_it_did_not_make(dist, tmp_path):
+    """dist/NAME without build.py's marker is refused (and kept); --dist is relative to the current folder."""
+    mine = tmp_path / "d" / "hardness"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    (tmp_path / "cwd").mkdir()
+    proc = _cli(["hardness", "--no-run-tests", "--dist", "../d"], tmp_path / "cwd")  # relative to cwd
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc
+    assert f"{mine} exists and was not made by build.py" in proc.stderr
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert all((dist / name / ".made-by-build-py").is_file() for name in NAMES)  # what it made, it marks
+    # inside the repository, only assignments/dist may receive the solutions
+    proc = _cli(["hardness", "--no-run-tests", "--dist", "built"], ROOT)
+    assert proc.returncode == 2 and "inside the repository" in proc.stderr and not (ROOT / "built").exists()
+
+
+def test_documented_classic_mistakes_score_what_grading_gives():
+    """The README's table of classic mistakes: each row is a wrong notebook above, with its measured score."""
+    text = (SRC / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| .+? \| (q\d): (\d+) of (\d+) \|$", text, re.M)
+    assert len(rows) >= 8, rows
+    documented = {(name, q) for name, q, _, _ in rows}
+    for name, q, got, possible in rows:
+        assert int(possible) == POINTS[name][q], (name, q)
+        assert WRONG[name][1][q] == int(got), f"README says {name} {q}: {got} of {possible}"
+    lossy = {(name, q) for name in NAMES for q, v in WRONG[name][1].items() if v < POINTS[name][q]}
+    assert lossy <= documented, f"classic mistakes graded but not documented: {sorted(lossy - documented)}"
+
+
+# --------------------------------------------------------------------------- private variants
+
+
+def _load_build():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("assignments_build", BUILD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _LocalFunctions:
+    """The grader's view of a notebook's functions, evaluated in this process (no sandbox, no kernel).
+
+    Answers as the sandbox's driver does: arguments and values through the same JSON codec.
+    """
+
+    def __init__(self, namespace: dict, codec):
+        self.namespace, self.codec, self.question, self.dead = namespace, codec, None, None
+
+    def call(self, name: str, args: tuple, kwargs: dict) -> dict:
+        import builtins
+
+        args, kwargs = self.codec.decode(self.codec.encode([list(args), kwargs]))
+        try:
+            value = self.namespace[name](*args, **kwargs)
+        except Exception as err:
+            kinds = [k.__name__ for k in type(err).__mro__ if getattr(builtins, k.__name__, None) is k]
+            return {"raised": {"types": kinds, "name": type(err).__name__, "message": str(err)}}
+        return {"value": json.loads(self.codec.encode(value))}
+
+
+def _answers(name: str, replacements: dict[str, str]) -> dict:
+    """The namespace a student notebook would make: the set-up imports and the (replaced) solutions."""
+    ns: dict = {}
+    exec("import math\nimport numpy as np\nimport torch\nfrom tts_lib import noise, overthinking, tasks, theory", ns)
+    nb = json.loads((SRC / f"{name}.ipynb").read_text())
+    for cell in nb["cells"]:
+        src = _src(cell)
+        if cell["cell_type"] == "code" and src.startswith("def "):
+            key = next((k for k in replacements if src.startswith(k)), None)
+            exec(replacements[key] if key else src, ns)
+    return ns
+
+
+def _variant_cases(nb: dict) -> dict[str, list[dict]]:
+    """Test cases of a source notebook, in the grader's format (one point each)."""
+    out, question, in_tests = {}, None, False
+    for cell in nb["cells"]:
+        src = _src(cell)
+        if cell["cell_type"] == "raw" and src.startswith("# BEGIN QUESTION"):
+            question = re.search(r"name:\s*(\w+)", src).group(1)
+            out[question] = []
+        elif cell["cell_type"] == "raw" and src.strip() in ("# BEGIN TESTS", "# END TESTS"):
+            in_tests = src.strip() == "# BEGIN TESTS"
+        elif in_tests and cell["cell_type"] == "code":
+            out[question].append({"name": f"{question} - {len(out[question]) + 1}", "source": src,
+                                  "hidden": src.startswith("# HIDDEN"), "points": 1.0,
+                                  "property": re.search(r'^PROPERTY = "(.+)"$', src, re.M).group(1)})
+    return out
+
+
+VARIANT_SEEDS = (1, 2, 3, 4, 5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_private_variants_keep_full_marks_and_each_mistake_its_points(name):
+    """For 5 seeds: new hidden random inputs, the same public tests; the reference scores full marks
+    and the classic mistake loses exactly its points (the tests run as the grader runs them)."""
+    build = _load_build()
+    source = json.loads((SRC / f"{name}.ipynb").read_text())
+    base = _variant_cases(source)
+    reference, wrong = _answers(name, {}), _answers(name, WRONG[name][0])
+    for seed in VARIANT_SEEDS:
+        cases = build.variant_source(source, seed)
+        cases = _variant_cases(cases)
+        assert [[c["source"] for c in cs if not c["hidden"]] for cs in cases.values()] == \
+               [[c["source"] for c in cs if not c["hidden"]] for cs in base.values()], "public tests unchanged"
+        assert any(c["source"] != b["source"] for q in cases for c, b in zip(cases[q], base[q], strict=True))
+        funcs = build.student_functions(cases)
+        for ns, expected in ((reference, POINTS[name]), (wrong, WRONG[name][1])):
+            result = build.run_tests(_LocalFunctions(ns, build.codec), cases, funcs)
+            got = {q: v["score"] for q, v in result.items()}
+            failed = {q: [t["message"] for t in v["tests"] if not t["passed"]] for q, v in result.items()}
+            assert got == expected, f"variant {seed}: {got} != {expected}; {failed}"
+
+
+def test_build_variant_changes_only_the_hidden_tests(dist, tmp_path):
+    """`build.py NAME --variant SEED`: the same student notebook, other hidden inputs in the bundle."""
+    proc = _cli(["hardness", "--no-run-tests", "--variant", "3", "--dist", str(tmp_path)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "(variant 3)" in proc.stdout
+    build = _load_build()
+    base = build.parse_tests(build._bundle_tests(dist / "hardness" / "hardness-autograder.zip")[0])
+    variant = build.parse_tests(build._bundle_tests(tmp_path / "hardness" / "hardness-autograder.zip")[0])
+    for q in base:
+        for b, v in zip(base[q], variant[q], strict=True):
+            assert (b["property"], b["points"], b["hidden"]) == (v["property"], v["points"], v["hidden"])
+            if not b["hidden"]:
+                assert b["source"] == v["source"]
+    assert sum(b["source"] != v["source"] for q in base for b, v in zip(base[q], variant[q], strict=True)) == 5
+    cells = [json.loads((d / "hardness" / "student" / "hardness.ipynb").read_text())["cells"] for d in (dist, tmp_path)]
+    assert [_src(c) for c in cells[0]] == [_src(c) for c in cells[1]]
+    assert _cli(["hardness", "--variant", "-1", "--dist", str(tmp_path)], tmp_path).returncode == 2
