@@ -44,12 +44,13 @@ from tts_lib import (
     tasks,
     theory,
     train,
+    trainer,
 )
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-MODULES = [tasks, prompts, theory, lsa, train, baselines, overthinking, selection, plotting, bench,
+MODULES = [tasks, prompts, theory, lsa, train, trainer, baselines, overthinking, selection, plotting, bench,
            noise, finite_data, cot_training, fetch, metrics]
 NAN, INF = float("nan"), float("inf")
 D = 3
@@ -227,10 +228,10 @@ def _cfg(**changes: Any) -> train.TrainConfig:
     return cfg
 
 
-def _train(model=None, tasks=TASK, config=None, track=None, **fields):  # noqa: ANN001, ANN202
+def _train(model=None, tasks=TASK, config=None, track=None, seed=None, **fields):  # noqa: ANN001, ANN202
     model = lsa.StructuredLSA(D) if model is None else model
     cfg = _cfg(**fields) if config is None else config
-    return train.train_lsa(model, tasks, cfg, track=track)
+    return train.train_lsa(model, tasks, cfg, track=track, seed=seed)
 
 
 _CONFIG_FIELDS = {f"config.{k}": v for k, v in {"train_steps": "int>=1", "batch_size": "int>=1", "lr": ">0",
@@ -240,20 +241,31 @@ _CONFIG_FIELDS = {f"config.{k}": v for k, v in {"train_steps": "int>=1", "batch_
 
 def _train_field(field: str) -> Callable[..., Any]:
     def call(value: Any) -> Any:
-        return _train(**{field.removeprefix("config."): value})
+        return _train(config=_cfg(**{field.removeprefix("config."): value}))
 
     return call
 
 
-def _train_cot(model=None, task=TASK, num_steps=2, config=None, start_noise=0.0, **fields):  # noqa: ANN001, ANN202
+def _train_cot(model=None, task=TASK, num_steps=2, config=None, start_noise=0.0, seed=None,  # noqa: ANN001, ANN202
+               **fields):
     model = lsa.StructuredLSA(D) if model is None else model
     cfg = _cfg(**fields) if config is None else config
-    return cot_training.train_lsa_cot(model, task, num_steps, cfg, start_noise=start_noise).losses
+    return cot_training.train_lsa_cot(model, task, num_steps, cfg, start_noise=start_noise, seed=seed).losses
+
+
+def _opt_step(params=None, lr=0.1, train_steps=3, optimizer="sgd", lr_schedule="cosine", warmup=0,  # noqa: ANN001, ANN202
+              final_lr_frac=0.0, grad_clip=None, what="training", advice="lower lr"):
+    model = lsa.StructuredLSA(D)
+    step = trainer.OptimizerStep(model.parameters() if params is None else params, lr=lr, train_steps=train_steps,
+                                 optimizer=optimizer, lr_schedule=lr_schedule, warmup=warmup,
+                                 final_lr_frac=final_lr_frac, grad_clip=grad_clip, what=what, advice=advice)
+    pr = prompts.sample_prompts(C, 6, 4, seed=0)
+    return step(0, 0.5 * ((model.predict(pr) - pr.w) ** 2).sum())
 
 
 def _train_cot_field(field: str) -> Callable[..., Any]:
     def call(value: Any) -> Any:
-        return _train_cot(**{field.removeprefix("config."): value})
+        return _train_cot(config=_cfg(**{field.removeprefix("config."): value}))
 
     return call
 
@@ -292,6 +304,13 @@ SPECS: dict[str, Spec] = {
     "prompts.Prompts.to": Spec(lambda device=None, dtype=None: PR.to(device, dtype), {},
                                dict(device="device", dtype="dtype")),
     "prompts.cov_sqrt": Spec(prompts.cov_sqrt, dict(cov=C), dict(cov="cov")),
+    "prompts.PromptSampler": Spec(lambda cov, seed=None, device=None, dtype=None: prompts.PromptSampler(
+        cov, seed=seed, device=device, dtype=dtype).draw(4, 2), dict(cov=C),
+        dict(cov="cov", seed="seed", device="device", dtype="dtype")),
+    "prompts.PromptSampler.draw": Spec(lambda context_len, batch, noise_std=0.0, dim=None: prompts.PromptSampler(
+        C, seed=0).draw(context_len, batch, noise_std=noise_std, dim=dim), dict(context_len=4, batch=2),
+        dict(context_len="int>=1", batch="int>=1", noise_std=">=0", dim="int>=1")),
+    "prompts.PromptSampler.root": Spec(lambda dim=None: prompts.PromptSampler(C).root(dim), {}, dict(dim="int>=1")),
     "prompts.sample_prompts": Spec(prompts.sample_prompts, dict(cov=C, context_len=4, batch=2),
                                    dict(cov="cov", context_len="int>=1", batch="int>=1", seed="seed",
                                         device="device", dtype="dtype", noise_std=">=0", w="vector")),
@@ -341,6 +360,8 @@ SPECS: dict[str, Spec] = {
                                                                      num_samples=200),
                                      dict(train_cov="cov", context_len="int>=1", batch_size="int>=1", c="nonzero",
                                           num_samples="int>=1", seed="seed")),
+    "theory.first_order_correction": Spec(theory.first_order_correction, dict(precond=G, test_cov=C, max_steps=5),
+                                          dict(precond="matrix", test_cov="cov", max_steps="int>=0")),
     "theory.first_order_valid_steps": Spec(theory.first_order_valid_steps, dict(precond=G, test_cov=C, test_len=20,
                                                                                 max_steps=5),
                                            dict(precond="matrix", test_cov="cov", test_len="int>=1",
@@ -374,7 +395,29 @@ SPECS: dict[str, Spec] = {
     "lsa.FullLSA": Spec(lsa.FullLSA, dict(dim=D), dict(dim="int>=1", init_std=">=0", seed="seed", device="device",
                                                        dtype="dtype")),
     # train
-    "train.train_lsa": Spec(_train, {}, dict(model="model", tasks="task_list", config="config", track="callable")),
+    "train.train_lsa": Spec(_train, {}, dict(model="model", tasks="task_list", config="config", track="callable",
+                                             seed="seed")),
+    "train.check_tasks": Spec(lambda tasks, dim=D: len(train.check_tasks(tasks, dim)), dict(tasks=TASK),
+                              dict(tasks="task_list", dim="int>=1")),
+    "train.check_run": Spec(lambda model, config=None, seed=None: train.check_run(model, config, seed)[0].lr,
+                            dict(model=S_LSA), dict(model="model", config="config", seed="seed")),
+    "train.optimizer_step": Spec(lambda model, cfg: train.optimizer_step(model, cfg, what="t", advice="a").lr,
+                                 dict(model=S_LSA, cfg=train.TrainConfig()), {}),
+    # trainer (the core of every training loop)
+    "trainer.lr_factor": Spec(trainer.lr_factor, dict(step=3, train_steps=10, lr_schedule="cosine"),
+                              dict(step="int>=0", train_steps="int>=1", lr_schedule="str_choice", warmup="int>=0",
+                                   final_lr_frac="frac")),
+    "trainer.check_schedule": Spec(trainer.check_schedule, dict(lr_schedule="cosine"),
+                                   dict(lr_schedule="str_choice")),
+    "trainer.check_optimizer": Spec(trainer.check_optimizer, dict(optimizer="adam"), dict(optimizer="str_choice")),
+    "trainer.diverged": Spec(lambda loss, first_loss: float(trainer.diverged(loss, first_loss)),
+                             dict(loss=1.0, first_loss=1.0), {}),
+    "trainer.OptimizerStep": Spec(_opt_step, {}, dict(params="callable", lr=">0", train_steps="int>=1",
+                                                      optimizer="str_choice", lr_schedule="str_choice",
+                                                      warmup="int>=0", final_lr_frac="frac", grad_clip=">0",
+                                                      what="text", advice="text")),
+    "trainer.OptimizerStep.factor": Spec(lambda step=2: trainer.OptimizerStep(S_LSA.parameters(), lr=0.1,
+                                                                               train_steps=4).factor(step), {}, {}),
     **{f"train.TrainConfig[{k}]": Spec(_train_field(k), {}, {"value": kind}) for k, kind in _CONFIG_FIELDS.items()},
     # baselines
     "baselines.least_squares": Spec(baselines.least_squares, dict(prompts=PR), dict(prompts="prompts", ridge=">=0")),
@@ -497,7 +540,7 @@ SPECS: dict[str, Spec] = {
                                                           dict(num_train="int>=1")),
     # cot_training (chapter 9)
     "cot_training.train_lsa_cot": Spec(_train_cot, {}, dict(model="model", task="task", num_steps="int>=1",
-                                                            config="config", start_noise=">=0")),
+                                                            config="config", start_noise=">=0", seed="seed")),
     **{f"cot_training.train_lsa_cot[{k}]": Spec(_train_cot_field(k), {}, {"value": kind})
        for k, kind in _CONFIG_FIELDS.items()},
     "cot_training.kstep_loss": Spec(cot_training.kstep_loss, dict(precond=G, S=PR.emp_cov(), num_steps=2),
@@ -562,6 +605,7 @@ SPECS: dict[str, Spec] = {
 #: public callables that take no user data to validate, with the reason
 NOT_AN_INPUT_BOUNDARY = {
     "train.TrainingDivergedError": "an exception class",
+    "trainer.TrainingDivergedError": "an exception class",
     "train.TrainTask": "plain record, validated by train_lsa (train.train_lsa[tasks])",
     "train.TrainConfig": "plain record, every field validated by train_lsa (train.TrainConfig[...])",
     "train.History": "plain record returned by train_lsa",

@@ -10,7 +10,7 @@ import pytest
 
 MODULES = ["tasks", "prompts", "lsa", "baselines", "theory", "train", "overthinking", "selection",
            "noise", "finite_data", "cot_training", "metrics", "plotting", "gpt2", "gpt2_train",
-           "gpt2_checkpoint", "fetch"]
+           "gpt2_checkpoint", "gpt2_config", "trainer", "fetch"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -13,17 +13,16 @@ import torch
 
 from tts_lib.gpt2 import GPT2RegressorConfig, build_model, cot_errors, cot_rollout
 from tts_lib.gpt2_checkpoint import checkpoint_stem, load_checkpoint, save_checkpoint
-from tts_lib.gpt2_cli import OVERRIDES, _parser, main
+from tts_lib.gpt2_cli import OVERRIDES, main, parser
 from tts_lib.gpt2_train import (
     GPT2TrainConfig,
     TrainingDivergedError,
     preset,
     sample_starts,
-    train_cov_matrix,
     train_gpt2,
 )
 from tts_lib.prompts import sample_prompts
-from tts_lib.tasks import isotropic_cov
+from tts_lib.tasks import isotropic_cov, named_cov
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -283,7 +282,7 @@ def test_committed_checkpoint_loads_and_verifies(path: Path) -> None:
     manifest = json.loads(path.read_text())
     # the stored command, parsed again, names this configuration and this file
     argv = shlex.split(manifest["command"])[3:]
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     cfg, train_cfg = preset(args.preset, **overrides)
     assert checkpoint_stem(args.preset, cfg, train_cfg, args.train_cov, args.seed) == path.stem
@@ -293,7 +292,7 @@ def test_committed_checkpoint_loads_and_verifies(path: Path) -> None:
     # output w) or ten (one trained on one pseudo-Newton step) is far better than ŵ0 = 0
     m = max(train_cfg.context_len, 2 * cfg.dim)
     k, factor = (1, 0.2) if train_cfg.target == "w" else (10, 0.5)
-    err = cot_errors(model, train_cov_matrix(args.train_cov, cfg.dim), m, k, num_prompts=200, seed=3)
+    err = cot_errors(model, named_cov(args.train_cov, cfg.dim), m, k, num_prompts=200, seed=3)
     assert err[:, k].mean() < factor * err[:, 0].mean()
 
 

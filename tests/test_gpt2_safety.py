@@ -39,8 +39,11 @@ def prompts(m: int = 8, batch: int = 4):
 # --------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("lr", [10.0, 100.0])
+@pytest.mark.parametrize("lr", [100.0, 1000.0])
 def test_large_lr_stops_with_divergence_error(lr: float) -> None:
+    """The library's one divergence rule (NaN/inf or 1e6× the first loss, trainer.DIVERGENCE_FACTOR)
+    stops these runs; at lr = 10 the tiny model's loss peaks near 2.5e5× its start and is not
+    stopped (the earlier GPT-2-only rule of 1e3× did stop it)."""
     model, cfg, tcfg = tiny()
     with pytest.raises(TrainingDivergedError, match=r"diverged at step \d+.*lower `lr`"):
         train_gpt2(model, isotropic_cov(3), preset("tiny", lr=lr, train_steps=100)[1], progress=False)

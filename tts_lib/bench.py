@@ -271,10 +271,10 @@ def _train_step(model: Any, cov: torch.Tensor, cfg: Any, seed: int = 0) -> Calla
     """One training step of :func:`~tts_lib.gpt2_train.train_gpt2` (its own step object:
     fresh prompts and starts, forward, loss, backward, clipping, Adam) as a closure, for
     interleaved timing."""
-    from .gpt2_train import _Step
+    from .gpt2_train import TrainStep
 
     model.train()
-    one = _Step(model, cov.detach().to("cpu", torch.float64), cfg, seed)
+    one = TrainStep(model, cov.detach().to("cpu", torch.float64), cfg, seed)
     counter = itertools.count()
 
     def step() -> None:
@@ -437,12 +437,12 @@ def bench_theory_sweep(device: str, quick: bool) -> list[Record]:
     n = 1..30 batched (d = 20; the README's sweep, 57× faster than the O(K²d³) version
     it replaced, measured 2.37 s → 41 ms under load);
     ``theory_first_order_d100_k200_ms``: the same term at d = 100, K = 200.
-    These two time the expansion itself (``theory._first_order_correction``); its values
+    These two time the expansion itself (``theory.first_order_correction``); its values
     are only returned by ``error_curve`` inside the validity region
     (``theory.first_order_valid_steps``), which these settings mostly are not.
     """
     from .tasks import isotropic_cov, power_law_cov
-    from .theory import _first_order_correction, error_curve, lsa_precond
+    from .theory import error_curve, first_order_correction, lsa_precond
 
     d = 20
     lam = power_law_cov(d, 1.0, trace=float(d), device=device)
@@ -456,8 +456,8 @@ def bench_theory_sweep(device: str, quick: bool) -> list[Record]:
     lam100 = power_law_cov(100, 1.0, trace=100.0, device=device)
     G100, sig100 = lsa_precond(lam100, 50), isotropic_cov(100, device=device)
     t_pop = timeit(lambda: sweep(range(1, 201), 100), device, repeats)
-    t_fin = timeit(lambda: _first_order_correction(G30, sig, 20), device, repeats)
-    t_big = timeit(lambda: _first_order_correction(G100, sig100, 200), device, 1 if quick else 3)
+    t_fin = timeit(lambda: first_order_correction(G30, sig, 20), device, repeats)
+    t_big = timeit(lambda: first_order_correction(G100, sig100, 200), device, 1 if quick else 3)
     return [
         record("theory_error_curve_sweep_ms", device, 1000 * t_pop, "ms"),
         record("theory_first_order_sweep_ms", device, 1000 * t_fin, "ms"),

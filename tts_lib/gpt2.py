@@ -54,9 +54,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import as_tensor, check_cov, check_pos_int, make_generator
-from .metrics import squared_errors
-from .prompts import Prompts, sample_prompts
+from ._checks import (
+    InputTypeError,
+    as_tensor,
+    check_cov,
+    check_device,
+    check_dtype,
+    check_memory,
+    check_pos_int,
+)
+from .metrics import cot_squared_errors
+from .prompts import Prompts, PromptSampler
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 #: most CoT steps one call runs (bounded work: the cost is linear in k)
@@ -206,10 +214,15 @@ class GPT2RegressorConfig:
                 raise ValueError(f"`{name}` must be <= {most} (bounded model size), got {getattr(self, name)}")
         if self.width % self.heads:
             raise ValueError(f"`heads` must divide `width`; got width={self.width}, heads={self.heads}")
-        if self.layout not in TOKEN_LAYOUTS:
+        if not isinstance(self.layout, str) or self.layout not in TOKEN_LAYOUTS:
             raise ValueError(f"`layout` must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.activation not in ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
             raise ValueError(f"`activation` must be one of {ACTIVATIONS}, got {self.activation!r}")
+        # bounded memory before any allocation: the weights in float64 (Adam keeps two more copies)
+        w = self.width
+        params = self.layers * (12 * w * w + 13 * w) + (self.n_positions + self.token_dim + self.dim + 3) * w
+        check_memory(params, "width" if w * w >= self.layers else "layers",
+                     what=f"a model of about {params:,} parameters (width {w}, {self.layers} layers)")
 
     @property
     def token_dim(self) -> int:
@@ -421,7 +434,7 @@ class GPT2Regressor(nn.Module):
     def __init__(self, config: GPT2RegressorConfig) -> None:
         super().__init__()
         if not isinstance(config, GPT2RegressorConfig):
-            raise TypeError(f"`config` must be a GPT2RegressorConfig, got {type(config).__name__}")
+            raise InputTypeError(f"`config` must be a GPT2RegressorConfig, got {type(config).__name__}")
         self.config = config
         self.layout = config.token_layout
         self.read_in = nn.Linear(config.token_dim, config.width)
@@ -514,16 +527,6 @@ class GPT2Regressor(nn.Module):
         zeros = w_hat.new_zeros(*w_hat.shape[:2], self.config.dim + 1)
         return torch.cat([zeros, w_hat, torch.ones_like(zeros[..., :1])], dim=-1)
 
-    def _position_ids(self, prompt_len: int, n_query: int, query_pos: int, device: Any) -> torch.Tensor:
-        """Position ids (prompt_len + n_query,) given the data-token count (the earlier
-        signature, used by chapter 7; ``query_pos`` must be the layout's)."""
-        m = prompt_len // self.layout.num_data_tokens(1)
-        if self.layout.num_data_tokens(m) != prompt_len or self.layout.query_position(m) != query_pos:
-            raise ValueError(
-                f"`prompt_len`={prompt_len} and `query_pos`={query_pos} do not fit the {self.layout.name} layout"
-            )
-        return self.layout.positions(m, n_query, torch.device(device))
-
     # -- the one forward path ---------------------------------------------------------
 
     def hidden_states(
@@ -591,7 +594,7 @@ class GPT2Regressor(nn.Module):
             it to keep history out).
         """
         if not isinstance(cache, KVCache):
-            raise TypeError(f"`cache` must be a KVCache from encode_prompt, got {type(cache).__name__}")
+            raise InputTypeError(f"`cache` must be a KVCache from encode_prompt, got {type(cache).__name__}")
         want = (cache.batch, self.config.dim)
         w_hat = _as_model_tensor(w_hat, "w_hat", self._ref)
         if tuple(w_hat.shape) != want:
@@ -612,7 +615,7 @@ class GPT2Regressor(nn.Module):
         and device (the prompts are moved there first); see :func:`cot_rollout` for the
         options."""
         if not isinstance(prompts, Prompts):
-            raise TypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
+            raise InputTypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
         ref = self._ref
         pr = prompts.to(device=ref.device, dtype=ref.dtype)
         return cot_rollout(self, pr.X, pr.y, num_steps, w0=w0, use_cache=use_cache, keep_history=keep_history)
@@ -626,16 +629,7 @@ class GPT2Regressor(nn.Module):
 
 
 def _as_model_tensor(value: Any, name: str, ref: torch.Tensor) -> torch.Tensor:
-    """``value`` as a finite tensor on the model's device and dtype (a clear error otherwise)."""
-    if value is None:
-        raise TypeError(f"`{name}` must be a tensor, got None")
-    if isinstance(value, torch.Tensor):
-        if value.is_complex():
-            raise TypeError(f"`{name}` must be real, got dtype {value.dtype}")
-        if value.device.type == "meta":
-            raise ValueError(f"`{name}` is a meta tensor (no data); pass a tensor on {ref.device}")
-        if not value.is_floating_point():
-            value = value.to(torch.float64)
+    """``value`` as a finite tensor on the model's device and dtype (``_checks.as_tensor``)."""
     return as_tensor(value, name, device=ref.device, dtype=ref.dtype)
 
 
@@ -651,9 +645,11 @@ def build_model(
 
     Defined in Chapter 7.
     """
+    if not isinstance(config, GPT2RegressorConfig):
+        raise InputTypeError(f"`config` must be a GPT2RegressorConfig, got {type(config).__name__}")
     seed = check_pos_int(seed, "seed", minimum=0)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"`dtype` must be a floating torch.dtype (torch.float32 or torch.float64), got {dtype!r}")
+    dtype = check_dtype(dtype)
+    device = check_device(device)
     with torch.random.fork_rng(devices=[]):
         model = GPT2Regressor(config)
         torch.manual_seed(seed)
@@ -673,11 +669,7 @@ def num_parameters(model: nn.Module) -> int:
 
 
 def _check_steps(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"`num_steps` must be an integer >= 0 (number of CoT steps k), got {k!r}")
-    if k > MAX_COT_STEPS:
-        raise ValueError(f"`num_steps` must be <= {MAX_COT_STEPS} (bounded work, linear in k), got {k}")
-    return k
+    return check_pos_int(k, "num_steps", minimum=0, maximum=MAX_COT_STEPS)
 
 
 @torch.no_grad()
@@ -712,10 +704,10 @@ def cot_rollout(
     """
     k = _check_steps(num_steps)
     if not isinstance(model, GPT2Regressor):
-        raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+        raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
     for name, flag in (("use_cache", use_cache), ("keep_history", keep_history)):
         if not isinstance(flag, bool):
-            raise TypeError(f"`{name}` must be True or False, got {flag!r}")
+            raise InputTypeError(f"`{name}` must be True or False, got {flag!r}")
     if keep_history and k > MAX_COT_STEPS_HISTORY:
         raise ValueError(
             f"`num_steps` must be <= {MAX_COT_STEPS_HISTORY} with keep_history=True (work O(k²)), got {k}"
@@ -758,7 +750,11 @@ def cot_errors(
     noise_std: float = 0.0,
     **rollout_kwargs: Any,
 ) -> torch.Tensor:
-    """Squared errors ``‖ŵ_i − w‖²`` on fresh test prompts, shape (num_prompts, k + 1), float64.
+    """Squared errors ``‖ŵ_i − w‖²`` on fresh test prompts, shape (num_prompts, k + 1), float64:
+    prompts from a :class:`~tts_lib.prompts.PromptSampler` (in chunks), errors from
+    :func:`tts_lib.metrics.cot_squared_errors` (the library's one evaluation door), so
+    ``cot_errors(model, cov, m, k, num_prompts=P, seed=s)`` equals
+    ``metrics.cot_squared_errors(model, sample_prompts(cov, m, P, seed=s), k)`` for ``P <= chunk``.
 
     Args:
         model: trained :class:`GPT2Regressor`.
@@ -775,26 +771,19 @@ def cot_errors(
     Defined in Chapter 7.
     """
     if not isinstance(model, GPT2Regressor):
-        raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+        raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
     k = _check_steps(num_steps)
     ref = model.read_in.weight
-    device = ref.device if device is None else torch.device(device)
-    cov_t = check_cov(cov, "cov", dim=model.config.dim)
-    num_prompts = check_pos_int(num_prompts, "num_prompts")
-    if num_prompts > MAX_TEST_PROMPTS:
-        raise ValueError(
-            f"`num_prompts` must be <= {MAX_TEST_PROMPTS} test prompts (bounded work), got {num_prompts}"
-        )
-    chunk = check_pos_int(chunk, "chunk")
-    if chunk > MAX_CHUNK:
-        raise ValueError(f"`chunk` must be <= {MAX_CHUNK} prompts per forward pass (bounded memory), got {chunk}")
+    device = ref.device if device is None else check_device(device)
     test_len = check_pos_int(test_len, "test_len")
-    g = make_generator(seed)
+    num_prompts = check_pos_int(num_prompts, "num_prompts", maximum=MAX_TEST_PROMPTS)
+    chunk = check_pos_int(chunk, "chunk", maximum=MAX_CHUNK)
+    check_memory(min(chunk, num_prompts) * test_len * model.config.dim, "test_len",
+                 what=f"{min(chunk, num_prompts)} test prompts of {test_len} examples")
+    sampler = PromptSampler(check_cov(cov, "cov", dim=model.config.dim), seed=seed, device=device,
+                            dtype=ref.dtype)
     out = []
     for start in range(0, num_prompts, chunk):
-        b = min(chunk, num_prompts - start)
-        pr = sample_prompts(cov_t.to("cpu", torch.float64), test_len, b, seed=g, noise_std=noise_std)
-        pr = pr.to(device=device, dtype=ref.dtype)
-        it = cot_rollout(model, pr.X, pr.y, k, **rollout_kwargs)
-        out.append(squared_errors(it, pr.w).cpu())
+        pr = sampler.draw(test_len, min(chunk, num_prompts - start), noise_std=noise_std)
+        out.append(cot_squared_errors(model, pr, k, **rollout_kwargs).cpu())
     return torch.cat(out)

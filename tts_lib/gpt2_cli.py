@@ -37,9 +37,13 @@ from typing import Any
 
 import torch
 
+from ._checks import check_device
 from .gpt2 import LAYOUTS, build_model, num_parameters
 from .gpt2_checkpoint import check_stem, checkpoint_stem, save_checkpoint
-from .gpt2_train import PRESETS, TRAIN_COVS, TrainingDivergedError, preset, train_cov_matrix, train_gpt2
+from .gpt2_config import PRESETS, TRAIN_COVS, preset
+from .gpt2_train import train_gpt2
+from .tasks import named_cov
+from .trainer import TrainingDivergedError
 
 PROG = "python -m tts_lib.gpt2_train"
 OVERRIDES = (
@@ -53,7 +57,7 @@ class UsageError(ValueError):
     """A user error of the command line (printed as one line, exit status 2)."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=PROG, description="Train a GPT-2 regressor and save a verified checkpoint.")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda = one GPU per process)")
@@ -94,16 +98,12 @@ def _sweep_parser() -> argparse.ArgumentParser:
 
 
 def _check_device(name: str) -> torch.device:
+    """``--device`` through the library's one device check (:func:`tts_lib._checks.check_device`)."""
     try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError) as err:
-        raise UsageError(f"--device {name!r} is not a device ({err}); use cpu, cuda or cuda:N") from err
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda requested but no CUDA device is available; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type != "cpu":
+        dev = check_device(name, "--device")
+    except ValueError as err:
+        raise UsageError(f"--device {name!r} is not usable ({err}); use cpu, cuda or cuda:N") from err
+    if dev.type not in ("cpu", "cuda"):
         raise UsageError(f"--device {name!r}: only cpu and cuda are supported")
     return dev
 
@@ -138,7 +138,7 @@ def _setup_distributed(dev: torch.device) -> tuple[int, int, torch.device]:
 
 def run(argv: list[str]) -> int:
     """One training run (raises UsageError / TrainingDivergedError / ValueError on user errors)."""
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     dev = _check_device(args.device)
     if args.threads is not None:
         if args.threads < 1:
@@ -159,7 +159,7 @@ def run(argv: list[str]) -> int:
     rank, world, dev = _setup_distributed(dev)
     if train_cfg.batch_size % world:
         raise UsageError(f"--batch-size {train_cfg.batch_size} must be divisible by the {world} processes")
-    cov = train_cov_matrix(args.train_cov, model_cfg.dim)
+    cov = named_cov(args.train_cov, model_cfg.dim)
     model = build_model(model_cfg, seed=args.seed, device=dev)
     if rank == 0:
         print(f"{args.preset}: {num_parameters(model):,} parameters, {world} process(es), {model_cfg}, {train_cfg}")
@@ -200,7 +200,7 @@ def sweep(argv: list[str]) -> int:
     bad = [a for a in rest if a.split("=")[0] in ("--context-len", "--seed", "--train-cov", "--stem", "--losses")]
     if bad:
         raise UsageError(f"sweep: {bad[0]} cannot be passed on to the single runs")
-    base = _parser().parse_args(rest)  # validates the passed-on options once
+    base = parser().parse_args(rest)  # validates the passed-on options once
     for cov, n, seed in itertools.product(sargs.train_cov, sargs.context_len, sargs.seed):
         one = [*rest, "--train-cov", cov, "--context-len", str(n), "--seed", str(seed)]
         if sargs.dry_run:

@@ -1,5 +1,5 @@
-"""Training of the GPT-2 regressor: configs, curriculum, presets, the loop (single process or
-DistributedDataParallel under ``torchrun``).
+"""Training of the GPT-2 regressor: the loop (single process or DistributedDataParallel under
+``torchrun``). Its configurations and presets live in :mod:`tts_lib.gpt2_config` (re-exported here).
 
 Command line (the entry point stays ``python -m tts_lib.gpt2_train``; the CLI itself is
 :mod:`tts_lib.gpt2_cli`)::
@@ -35,317 +35,33 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import as_tensor, check_cov, check_pos_int, make_generator
-from .gpt2 import GPT2Regressor, GPT2RegressorConfig
-from .prompts import _cov_sqrt, _draw_prompts
-from .tasks import NAMED_COVS, named_cov
+from ._checks import InputTypeError, as_tensor, check_cov, check_device, check_pos_int, make_generator
+from .gpt2 import GPT2Regressor
+from .gpt2_config import PRESETS as PRESETS  # re-exported: `gpt2_train.preset(...)` and friends keep working
+from .gpt2_config import TRAIN_COVS as TRAIN_COVS
+from .gpt2_config import Curriculum as Curriculum
+from .gpt2_config import GPT2TrainConfig, TrainResult
+from .gpt2_config import config_from_dict as config_from_dict
+from .gpt2_config import preset as preset
+from .prompts import PromptSampler
 from .theory import lsa_precond
-from .train import TrainingDivergedError, _lr_factor  # one error class for every trainer of the library
+from .trainer import OptimizerStep, TrainingDivergedError
 
-__all__ = [
-    "Curriculum",
-    "GPT2TrainConfig",
-    "PRESETS",
-    "TRAIN_COVS",
-    "TrainResult",
+__all__ = [  # its own names (the configs and presets above are importable here too)
+    "TrainStep",
     "TrainingDivergedError",
-    "config_from_dict",
-    "config_to_dict",
-    "preset",
     "newton_targets",
     "sample_starts",
-    "train_cov_matrix",
     "train_gpt2",
 ]
 
-TRAIN_COVS = tuple(NAMED_COVS)  # the names of tasks.NAMED_COVS
-#: training targets of one pass (see GPT2TrainConfig.target)
-TARGETS = ("w", "newton")
-#: bounded work: most optimiser steps / prompts per step one configuration may ask for
-MAX_TRAIN_STEPS = 100_000_000
-MAX_BATCH = 1 << 20
-#: largest accepted learning rate (Adam moves every weight by about lr per step: beyond
-#: this a float32 model is garbage after one step, and lr·grad may overflow)
-MAX_LR = 1e3
-#: divergence rule: stop when the loss exceeds this multiple of the first step's loss
-DIVERGENCE_FACTOR = 1e3
-
-def _real(value: Any, name: str, *, low: float, high: float = math.inf, low_open: bool = False) -> float:
-    """``value`` as a finite float in [low, high] (``(low, high]`` if ``low_open``); bools refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-        raise TypeError(f"`{name}` must be a real number, got {value!r}")
-    if isinstance(value, complex):
-        raise TypeError(f"`{name}` must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < low or (low_open and v == low) or v > high:
-        left = "(" if low_open else "["
-        raise ValueError(f"`{name}` must be a finite number in {left}{low:g}, {high:g}], got {value!r}")
-    return v
-
-
-def _int(value: Any, name: str, *, minimum: int = 1, maximum: int = MAX_TRAIN_STEPS) -> int:
-    v = check_pos_int(value, name, minimum=minimum)
-    if v > maximum:
-        raise ValueError(f"`{name}` must be <= {maximum} (bounded work), got {v}")
-    return v
-
-
-# --------------------------------------------------------------------------- configs
-
-
-@dataclass(frozen=True)
-class Curriculum:
-    """Garg et al.'s curriculum: active dimension and context length grow every ``every`` steps.
-
-    At step ``t`` the prompts use ``min(dim, dim_start + (t // every) * dim_step)`` active
-    coordinates (the others of ``x`` and ``w`` are zero; the covariance is the leading block)
-    and ``min(context_len, n_start + (t // every) * n_step)`` examples.
-
-    Defined in Chapter 7.
-    """
-
-    dim_start: int = 5
-    dim_step: int = 1
-    n_start: int = 11
-    n_step: int = 2
-    every: int = 2000
-
-    def __post_init__(self) -> None:
-        for name in ("dim_start", "n_start", "every"):
-            _int(getattr(self, name), name)
-        for name in ("dim_step", "n_step"):
-            _int(getattr(self, name), name, minimum=0)
-
-    def at(self, step: int, dim: int, context_len: int) -> tuple[int, int]:
-        """Active ``(dim, context_len)`` at ``step``."""
-        stage = step // self.every
-        return (
-            min(dim, self.dim_start + stage * self.dim_step),
-            min(context_len, self.n_start + stage * self.n_step),
-        )
-
-
-@dataclass(frozen=True)
-class GPT2TrainConfig:
-    """Training protocol of :func:`train_gpt2`.
-
-    Attributes:
-        context_len: examples per training prompt ``n`` (final value under a curriculum).
-        train_steps: optimiser steps (fixed; no early stopping; at most ``MAX_TRAIN_STEPS``).
-        batch_size: prompts per step (the global batch under DDP; at most ``MAX_BATCH``).
-        lr: Adam learning rate (peak value when a schedule is used; in ``(0, MAX_LR]``).
-        lr_schedule: ``"constant"`` or ``"cosine"`` (decay to ``final_lr_frac · lr``), both
-            after ``warmup`` linear warm-up steps (the schedule of :class:`tts_lib.train.TrainConfig`).
-        warmup: warm-up steps.
-        final_lr_frac: where the cosine ends, as a fraction of ``lr`` (10 %: our choice).
-        grad_clip: clip the gradient norm to this value (None: no clipping).
-        start_zero_prob: probability that a prompt starts from ``ŵ0 = 0``.
-        start_noise_min, start_noise_max: range of the log-uniform noise level ``σ`` of
-            the other starts ``ŵ0 = w + σ ε``.
-        curriculum: optional :class:`Curriculum` on ``d`` and ``n``.
-        label_noise: standard deviation of Gaussian label noise in the training prompts,
-            ``y_i = <w, x_i> + label_noise · ξ_i`` (0: noiseless, as in the paper).
-        target: what one pass is trained to output from ``ŵ0``: ``"w"`` (the task vector:
-            refinement training) or ``"newton"`` (one step of the trained LSA's
-            pseudo-Newton iteration, ``ŵ0 + Γ⁻¹ Xᵀ(y − X ŵ0)/n`` with Γ of the training
-            covariance and ``n``; see :func:`newton_targets`).
-        unroll: CoT steps unrolled in training (``target="w"`` only): the loss is the mean
-            of ``‖ŵ_j − w‖²/d`` over ``j = 1..unroll``, back-propagated through the chain.
-
-    Defined in Chapter 7.
-    """
-
-    context_len: int = 20
-    train_steps: int = 6000
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_schedule: str = "cosine"
-    warmup: int = 200
-    final_lr_frac: float = 0.1
-    grad_clip: float | None = 1.0
-    start_zero_prob: float = 0.25
-    start_noise_min: float = 0.01
-    start_noise_max: float = 1.5
-    curriculum: Curriculum | None = None
-    label_noise: float = 0.0
-    target: str = "w"
-    unroll: int = 1
-
-    def __post_init__(self) -> None:
-        _int(self.context_len, "context_len", maximum=1_000_000)
-        _int(self.train_steps, "train_steps")
-        _int(self.batch_size, "batch_size", maximum=MAX_BATCH)
-        _int(self.warmup, "warmup", minimum=0)
-        _real(self.lr, "lr", low=0.0, high=MAX_LR, low_open=True)
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"`lr_schedule` must be 'constant' or 'cosine', got {self.lr_schedule!r}")
-        _real(self.final_lr_frac, "final_lr_frac", low=0.0, high=1.0)
-        if self.grad_clip is not None:
-            _real(self.grad_clip, "grad_clip", low=0.0, low_open=True)
-        _real(self.start_zero_prob, "start_zero_prob", low=0.0, high=1.0)
-        lo = _real(self.start_noise_min, "start_noise_min", low=0.0, low_open=True)
-        hi = _real(self.start_noise_max, "start_noise_max", low=0.0, low_open=True)
-        if lo > hi:
-            raise ValueError(f"`start_noise_min` ({lo}) must be <= `start_noise_max` ({hi})")
-        if self.curriculum is not None and not isinstance(self.curriculum, Curriculum):
-            raise TypeError(f"`curriculum` must be a Curriculum or None, got {type(self.curriculum).__name__}")
-        _real(self.label_noise, "label_noise", low=0.0)
-        if self.target not in TARGETS:
-            raise ValueError(f"`target` must be one of {TARGETS}, got {self.target!r}")
-        _int(self.unroll, "unroll", maximum=64)
-        if self.unroll > 1 and self.target != "w":
-            raise ValueError(f"`unroll`={self.unroll} needs target='w' (a Newton target is one step)")
-
-
-def config_to_dict(model_cfg: GPT2RegressorConfig, train_cfg: GPT2TrainConfig | None = None) -> dict[str, Any]:
-    """Plain-JSON view of the configs (for manifests).
-
-    Defined in Chapter 7.
-    """
-    out: dict[str, Any] = {"model": asdict(model_cfg)}
-    if train_cfg is not None:
-        out["train"] = asdict(train_cfg)
-    return out
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"`{where}` must be a dict of {cls.__name__} fields, got {type(data).__name__}")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"`{where}` has unknown field(s) {unknown}; valid: {sorted(names)}")
-    try:
-        return cls(**data)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"`{where}`: {err}") from err
-
-
-def config_from_dict(data: Any) -> tuple[GPT2RegressorConfig, GPT2TrainConfig | None]:
-    """Inverse of :func:`config_to_dict`; a missing ``model`` or a bad field is a ValueError.
-
-    Defined in Chapter 7.
-    """
-    if not isinstance(data, dict):
-        raise ValueError(f"`data` must be a dict with keys 'model' (and 'train'), got {type(data).__name__}")
-    if "model" not in data:
-        raise ValueError("`data` lacks the field 'model' (the architecture); expected {'model': {...}, 'train': {...}}")
-    unknown = sorted(set(data) - {"model", "train"})
-    if unknown:
-        raise ValueError(f"`data` has unknown field(s) {unknown}; expected 'model' and 'train'")
-    model_cfg = _build(GPT2RegressorConfig, data["model"], "model")
-    train_cfg = None
-    if data.get("train") is not None:
-        t = dict(data["train"]) if isinstance(data["train"], dict) else data["train"]
-        if isinstance(t, dict) and t.get("curriculum") is not None:
-            t["curriculum"] = _build(Curriculum, t["curriculum"], "train.curriculum")
-        train_cfg = _build(GPT2TrainConfig, t, "train")
-    return model_cfg, train_cfg
-
-
-PRESETS: dict[str, tuple[GPT2RegressorConfig, GPT2TrainConfig]] = {
-    # for tests: trains in a few seconds
-    "tiny": (
-        GPT2RegressorConfig(dim=3, width=32, layers=2, heads=2, max_context=16),
-        GPT2TrainConfig(context_len=8, train_steps=150, batch_size=32, lr=3e-3, warmup=10),
-    ),
-    # for the chapter on a CPU: about two minutes
-    "cpu": (
-        GPT2RegressorConfig(dim=5, width=64, layers=3, heads=2, max_context=64),
-        GPT2TrainConfig(context_len=20, train_steps=5000, batch_size=64, lr=1e-3, warmup=200),
-    ),
-    # chapter 7 at the paper's d = 20 on a CPU: width 64, 3 layers (about 150k parameters,
-    # ~50 ms per step on one thread), trained on one pseudo-Newton step (target "newton"):
-    # our choices of scale and protocol (see scripts/gpt2_protocols.py and chapter 7)
-    "cpu20": (
-        GPT2RegressorConfig(dim=20, width=64, layers=3, heads=2, max_context=64),
-        GPT2TrainConfig(context_len=20, train_steps=3000, batch_size=64, lr=1e-3, warmup=200, target="newton"),
-    ),
-    # the paper's model (Garg et al. scale, ~9.5M parameters), Adam 1e-4, batch 64, Garg's
-    # curriculum on d and n: GPU only. The step count (Garg's 500k) and the refinement starts
-    # (the defaults above) are our choices; the paper does not state them.
-    "paper": (
-        GPT2RegressorConfig(dim=20, width=256, layers=12, heads=8, layout="interleaved", max_context=64),
-        GPT2TrainConfig(
-            context_len=40,
-            train_steps=500_000,
-            batch_size=64,
-            lr=1e-4,
-            lr_schedule="constant",
-            warmup=0,
-            curriculum=Curriculum(dim_start=5, dim_step=1, n_start=11, n_step=2, every=2000),
-        ),
-    ),
-}
-
-
-def preset(name: str, **overrides: Any) -> tuple[GPT2RegressorConfig, GPT2TrainConfig]:
-    """The ``(model, train)`` configs of a preset (``tiny``, ``cpu``, ``paper``).
-
-    Keyword overrides go to whichever config has the field, e.g.
-    ``preset("cpu", layout="interleaved", context_len=30, train_steps=100)``.
-
-    Defined in Chapter 7.
-    """
-    if not isinstance(name, str) or name not in PRESETS:
-        raise ValueError(f"`name` must be one of {sorted(PRESETS)}, got {name!r}")
-    model_cfg, train_cfg = PRESETS[name]
-    model_fields = set(GPT2RegressorConfig.__dataclass_fields__)
-    train_fields = set(GPT2TrainConfig.__dataclass_fields__)
-    unknown = set(overrides) - model_fields - train_fields
-    if unknown:
-        raise ValueError(f"unknown override(s) {sorted(unknown)}; valid: {sorted(model_fields | train_fields)}")
-    model_cfg = replace(model_cfg, **{k: v for k, v in overrides.items() if k in model_fields})
-    train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if k in train_fields})
-    return model_cfg, train_cfg
-
-
-def train_cov_matrix(name: str, dim: int) -> torch.Tensor:
-    """The named training covariance (float64, (dim, dim)) of :data:`tts_lib.tasks.NAMED_COVS`:
-    ``isotropic``, ``skewed`` (λ_i ∝ 1/i, tr = d) or ``skewed2`` (λ_i ∝ 1/i², tr = d).
-
-    Defined in Chapter 7.
-    """
-    dim = check_pos_int(dim, "dim")
-    if not isinstance(name, str) or name not in NAMED_COVS:
-        raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {name!r}")
-    return named_cov(name, dim)
-
-
 # --------------------------------------------------------------------------- the loop
-
-
-@dataclass
-class TrainResult:
-    """Output of :func:`train_gpt2`: per-step losses (‖ŵ1 − w‖²/d averaged over the global batch).
-
-    Defined in Chapter 7.
-    """
-
-    losses: list[float]
-    train_steps: int
-    wall_s: float
-    seed: int
-    device: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ms_per_step(self) -> float:
-        return 1000.0 * self.wall_s / max(self.train_steps, 1)
-
-    def final_loss(self, last: int = 100) -> float:
-        """Mean loss over the last ``last`` steps."""
-        if not self.losses:
-            raise ValueError("this TrainResult has no losses (no step was run)")
-        tail = self.losses[-check_pos_int(last, "last") :]
-        return float(sum(tail) / len(tail))
 
 
 def sample_starts(
@@ -361,8 +77,17 @@ def sample_starts(
 
     Defined in Chapter 7.
     """
+    w = as_tensor(w, "w")
+    if w.ndim != 2:
+        raise ValueError(f"`w` must have shape (batch, d), got {tuple(w.shape)}")
+    if not isinstance(cfg, GPT2TrainConfig):
+        raise InputTypeError(f"`cfg` must be a GPT2TrainConfig, got {type(cfg).__name__}")
+    return _sample_starts(w, cfg, make_generator(seed, "seed"))
+
+
+def _sample_starts(w: torch.Tensor, cfg: GPT2TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Unchecked :func:`sample_starts` (the training loop's call)."""
     b, d = w.shape
-    generator = make_generator(seed, "seed")
     w_cpu = w.detach().to("cpu", torch.float64)
     lo, hi = math.log(cfg.start_noise_min), math.log(cfg.start_noise_max)
     sigma = torch.exp(lo + (hi - lo) * torch.rand(b, 1, generator=generator, dtype=torch.float64))
@@ -419,16 +144,30 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-class _Step:
+class TrainStep:
     """One optimiser step of :func:`train_gpt2`: draw the prompts and starts (one CPU
-    generator), set the learning rate, forward (``unroll`` times), loss, divergence check,
-    backward, clipping, Adam. ``tts_lib.bench`` times this same step."""
+    generator), the targets, forward (``unroll`` times), the loss (averaged over processes
+    under DDP); the :class:`~tts_lib.trainer.OptimizerStep` does the rest (divergence rule,
+    backward, clipping, schedule, Adam). ``tts_lib.bench`` times this same step.
+
+    Defined in Chapter 7.
+    """
 
     def __init__(
-        self, model: GPT2Regressor, cov: torch.Tensor, cfg: GPT2TrainConfig, seed: int,
+        self, model: GPT2Regressor, cov: Any, cfg: GPT2TrainConfig, seed: int | torch.Generator = 0,
         rank: int = 0, world: int = 1,
     ) -> None:
-        self.model, self.cov, self.cfg, self.world = model, cov, cfg, world
+        if not isinstance(model, GPT2Regressor):
+            raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+        if not isinstance(cfg, GPT2TrainConfig):
+            raise InputTypeError(f"`cfg` must be a GPT2TrainConfig, got {type(cfg).__name__}")
+        world = check_pos_int(world, "world")
+        rank = check_pos_int(rank, "rank", minimum=0, maximum=world - 1)
+        self.model, self.cfg, self.world = model, cfg, world
+        # prompts are drawn on the CPU in float64 (the same data on every device and process)
+        self.sampler = PromptSampler(check_cov(cov, "cov", dim=model.config.dim), seed=seed,
+                                     device="cpu", dtype=torch.float64)
+        self.cov = self.sampler.cov
         share = cfg.batch_size // world
         self.rows = slice(rank * share, (rank + 1) * share)
         ref = model.read_in.weight
@@ -439,65 +178,53 @@ class _Step:
 
             ids = [self.dev.index] if self.dev.type == "cuda" else None
             self.net = DistributedDataParallel(self.net, device_ids=ids)
-        self.g = make_generator(seed)
-        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.optimizer = OptimizerStep(
+            model.parameters(), lr=cfg.lr, train_steps=cfg.train_steps, optimizer="adam",
+            lr_schedule=cfg.lr_schedule, warmup=cfg.warmup, final_lr_frac=cfg.final_lr_frac,
+            grad_clip=cfg.grad_clip, what="GPT-2 training",
+            advice=(f"lower `lr` (now {cfg.lr:g}; Adam here trains at 1e-4–3e-3), keep `grad_clip` on, "
+                    "or check the weights for NaN"),
+        )
         self.preconds: dict[tuple[int, int], torch.Tensor] = {}
-        self.roots: dict[int, torch.Tensor] = {}
-        self.first: float | None = None
         self.d_act, self.n_act = model.config.dim, cfg.context_len
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step ``step``'s global batch, on the CPU in float64: ``X`` (b, n, d), ``y`` (b, n),
+        the starts ``w0`` (b, d) and the targets (b, d); inactive coordinates are zero."""
+        cfg, d = self.cfg, self.model.config.dim
+        d_act, n_act = cfg.curriculum.at(step, d, cfg.context_len) if cfg.curriculum else (d, cfg.context_len)
+        self.d_act, self.n_act = d_act, n_act
+        pr = self.sampler.draw(n_act, cfg.batch_size, noise_std=cfg.label_noise, dim=d_act)
+        X, w = F.pad(pr.X, (0, d - d_act)), F.pad(pr.w, (0, d - d_act))
+        w0 = _sample_starts(w, cfg, self.sampler.generator)
+        if cfg.target != "newton":
+            return X, pr.y, w0, w
+        if (d_act, n_act) not in self.preconds:
+            p = lsa_precond(self.cov[:d_act, :d_act], n_act)
+            self.preconds[d_act, n_act] = F.pad(p, (0, d - d_act, 0, d - d_act))
+        return X, pr.y, w0, _newton_targets(X, pr.y, w0, self.preconds[d_act, n_act])
+
+    def loss(self, X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean of ``‖ŵ_j − target‖²/d`` over the ``unroll`` steps of this process's rows."""
+        X, y, target, w0 = (t[self.rows].to(device=self.dev, dtype=self.dtype) for t in (X, y, target, w0))
+        w_next = self.net(X, y, w0)
+        loss = F.mse_loss(w_next, target)
+        for _ in range(self.cfg.unroll - 1):  # loss on every step of the unrolled chain
+            w_next = self.net(X, y, w_next)
+            loss = loss + F.mse_loss(w_next, target)
+        return loss / self.cfg.unroll
 
     def __call__(self, step: int) -> float:
         """Run step ``step``; return its (global-batch) loss."""
-        cfg, cov, d = self.cfg, self.cov, self.model.config.dim
-        d_act, n_act = cfg.curriculum.at(step, d, cfg.context_len) if cfg.curriculum else (d, cfg.context_len)
-        self.d_act, self.n_act = d_act, n_act
-        if d_act not in self.roots:  # the covariance was checked once; its root once per d
-            self.roots[d_act] = _cov_sqrt(cov[:d_act, :d_act])
-        pr = _draw_prompts(self.roots[d_act], n_act, cfg.batch_size, self.g, None, torch.float64, cfg.label_noise)
-        X, w = pr.X, pr.w
-        if d_act < d:
-            X = F.pad(X, (0, d - d_act))
-            w = F.pad(w, (0, d - d_act))
-        w0 = sample_starts(w, cfg, self.g)
-        target = w
-        if cfg.target == "newton":
-            if (d_act, n_act) not in self.preconds:
-                p = lsa_precond(cov[:d_act, :d_act], n_act)
-                self.preconds[d_act, n_act] = F.pad(p, (0, d - d_act, 0, d - d_act))
-            target = _newton_targets(X, pr.y, w0, self.preconds[d_act, n_act])
-        X, y, target, w0 = (t[self.rows].to(device=self.dev, dtype=self.dtype) for t in (X, pr.y, target, w0))
-        for group in self.opt.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(
-                step, cfg.train_steps, cfg.lr_schedule, warmup=cfg.warmup, final_lr_frac=cfg.final_lr_frac
-            )
-        w_next = self.net(X, y, w0)
-        loss = F.mse_loss(w_next, target)
-        for _ in range(cfg.unroll - 1):  # loss on every step of the unrolled chain
-            w_next = self.net(X, y, w_next)
-            loss = loss + F.mse_loss(w_next, target)
-        loss = loss / cfg.unroll
+        loss = self.loss(*self.batch(step))
+        value = None
         if self.world > 1:
             import torch.distributed as dist
 
             total = loss.detach().clone()
             dist.all_reduce(total)
             value = total.item() / self.world
-        else:
-            value = loss.item()
-        if self.first is None:
-            self.first = value
-        if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(self.first, 1e-12):
-            raise TrainingDivergedError(
-                f"GPT-2 training diverged at step {step}: loss {value:.3g}, first loss {self.first:.3g} "
-                f"(rule: NaN/inf or > {DIVERGENCE_FACTOR:g}× the first); lower `lr` (now {cfg.lr:g}; "
-                f"Adam here trains at 1e-4–3e-3), keep `grad_clip` on, or check the weights for NaN"
-            )
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.opt.step()
-        return value
+        return self.optimizer(step, loss, value)
 
 
 def train_gpt2(
@@ -518,7 +245,7 @@ def train_gpt2(
 
     Args:
         model: a :class:`~tts_lib.gpt2.GPT2Regressor` (moved to ``device``).
-        cov: (d, d) training covariance Λ (e.g. ``train_cov_matrix("skewed2", d)``); under a
+        cov: (d, d) training covariance Λ (e.g. ``tasks.named_cov("skewed2", d)``); under a
             curriculum the leading block is used.
         cfg: :class:`GPT2TrainConfig` (steps, batch, lr, start distribution, curriculum).
         seed: seeds the prompt and start generator (a CPU generator: same data on every
@@ -531,31 +258,36 @@ def train_gpt2(
 
     Raises:
         TrainingDivergedError: if the loss becomes NaN/inf or exceeds
-            ``DIVERGENCE_FACTOR`` × its first value (lower ``lr``).
+            :data:`tts_lib.trainer.DIVERGENCE_FACTOR` (1e6) × its first value (lower ``lr``).
 
     Defined in Chapter 7.
     """
     from tqdm.auto import tqdm
 
     if not isinstance(model, GPT2Regressor):
-        raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+        raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
     if not isinstance(cfg, GPT2TrainConfig):
-        raise TypeError(f"`cfg` must be a GPT2TrainConfig, got {type(cfg).__name__}")
+        raise InputTypeError(f"`cfg` must be a GPT2TrainConfig, got {type(cfg).__name__}")
     seed = check_pos_int(seed, "seed", minimum=0)
+    device = check_device(device)
+    if not isinstance(progress, bool):
+        raise InputTypeError(f"`progress` must be True or False, got {progress!r}")
+    if not isinstance(desc, str):
+        raise InputTypeError(f"`desc` must be a string, got {type(desc).__name__}")
     d = model.config.dim
     cov_t = check_cov(cov, "cov", dim=d).detach().to("cpu", torch.float64)
     most = model.layout.max_examples(model.config.max_context)
     if most is not None and cfg.context_len > most:
         raise ValueError(f"`context_len`={cfg.context_len} exceeds the model's max_context={model.config.max_context}")
     if device is not None:
-        model.to(torch.device(device))
+        model.to(device)
     dev = model.read_in.weight.device
     rank, world = _world()
     if cfg.batch_size % world:
         raise ValueError(
             f"`batch_size`={cfg.batch_size} must be divisible by the number of processes ({world})"
         )
-    step_fn = _Step(model, cov_t, cfg, seed, rank, world)
+    step_fn = TrainStep(model, cov_t, cfg, seed, rank, world)
     model.train()
     losses: list[float] = []
     bar = tqdm(range(cfg.train_steps), desc=desc, disable=not progress or rank != 0, mininterval=1.0)
@@ -573,7 +305,7 @@ def train_gpt2(
     )
 
 
-if __name__ == "__main__":  # python -m tts_lib.gpt2_train: the CLI
-    from tts_lib.gpt2_cli import main as _main
+if __name__ == "__main__":  # python -m tts_lib.gpt2_train runs the CLI, which sits on top of this module
+    from importlib import import_module
 
-    raise SystemExit(_main())
+    raise SystemExit(import_module("tts_lib.gpt2_cli").main())

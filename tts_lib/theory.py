@@ -311,6 +311,22 @@ def _gram(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     return A.flatten(-2) @ B.flatten(-2).transpose(-1, -2)
 
 
+def first_order_correction(precond: Any, test_cov: Any, max_steps: int) -> torch.Tensor:
+    """``m`` times the O(1/m) term of the finite-m CoT error, for k = 0..K: shape (..., K + 1).
+
+    The expansion itself, with no validity check (:func:`error_curve` returns it only inside
+    the region of :func:`first_order_valid_steps`); ``tts_lib.bench`` times it.
+
+    Defined in Chapter 4.
+    """
+    G, sig = check_precond(precond, test_cov)
+    K = _k(max_steps, "max_steps")
+    d = sig.shape[0]
+    check_memory(4 * G[..., 0, 0].numel() * K * (d * d + K), "max_steps",
+                 what=f"the finite-test_len expansion at max_steps={K}, d={d}")
+    return _first_order_correction(G, sig, K)
+
+
 def _first_order_correction(G: torch.Tensor, sig: torch.Tensor, K: int) -> torch.Tensor:
     """``m`` times the O(1/m) term of ``E‖(M − G E)^k‖_F²`` for k = 0..K, shape (..., K+1).
 
