@@ -314,8 +314,10 @@ def test_format2_manifests_load_through_the_key_map(tmp_path: Path) -> None:
     raw["config"]["train"]["batch"] = 128
     (tmp_path / path.name).write_text(json.dumps(raw))
     (tmp_path / raw["checkpoint"]).write_bytes(path.with_suffix(".pt").read_bytes())
-    with pytest.raises(ValueError, match="digest"):
+    with pytest.raises(ValueError, match="pinned"):  # a committed name: the library's registry
         verify_checkpoint(tmp_path / path.name)
+    with pytest.raises(ValueError, match="digest"):  # without it: the manifest's own digest
+        verify_checkpoint(tmp_path / path.name, registry=False)
 
 
 def test_load_preset_checkpoint_names_and_verifies_the_file(tmp_path: Path) -> None:
@@ -335,3 +337,24 @@ def test_load_preset_checkpoint_names_and_verifies_the_file(tmp_path: Path) -> N
         load_preset_checkpoint(folder, "cpu20", "skewed3", 20)
     with pytest.raises(ValueError, match="no manifest"):
         load_preset_checkpoint(folder, "cpu20", "isotropic", 25)
+
+
+@pytest.mark.parametrize("layout", ["compact", "interleaved"])
+def test_gpt2_tokens_use_the_token_slots(layout):
+    """Every GPT-2 token has the four blocks of ``prompts.token_slots`` (one token layout)."""
+    from tts_lib.prompts import token_slots
+
+    cfg, _ = preset("tiny", layout=layout)
+    net = build_model(cfg, seed=0)
+    pr = sample_prompts(isotropic_cov(cfg.dim), 4, 2, seed=0, dtype=torch.float32)
+    slots = token_slots(cfg.dim)
+    data, _ = net.prompt_tokens(pr.X, pr.y)
+    query = net.query_tokens(pr.w)[:, 0]
+    assert data.shape[-1] == query.shape[-1] == slots.size
+    assert torch.equal(query[:, slots.w], pr.w) and bool((query[:, slots.flag] == 1).all())
+    assert float(query[:, slots.x].abs().sum()) == 0.0 and float(query[:, slots.y].abs().sum()) == 0.0
+    xs = data[..., slots.x].reshape(-1, cfg.dim)
+    ys = data[..., slots.y].reshape(-1)
+    assert torch.equal(xs[xs.abs().sum(-1) > 0], pr.X.reshape(-1, cfg.dim))
+    assert torch.equal(ys[ys != 0], pr.y.reshape(-1)[pr.y.reshape(-1) != 0])
+    assert float(data[..., slots.w].abs().sum()) == 0.0 and float(data[..., slots.flag].abs().sum()) == 0.0

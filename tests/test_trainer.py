@@ -71,3 +71,42 @@ def test_train_gpt2_losses_unchanged():
     curriculum = Curriculum(dim_start=2, dim_step=1, n_start=4, n_step=2, every=3)
     _assert_pinned("gpt2_curriculum", run(0, "isotropic", 0, warmup=0, unroll=2,
                                           lr_schedule="constant", curriculum=curriculum))
+
+
+def test_seed_argument_is_the_rule():
+    """``seed=`` seeds a run; ``TrainConfig.seed`` is only the fallback when it is None."""
+    cov = tasks.power_law_cov(3, 1.0)
+    cfg = _cfg(train_steps=12, batch_size=16, lr=0.05, seed=0)
+    h = train_lsa(lsa.StructuredLSA(3), TrainTask(cov, 8), cfg, seed=7)
+    _assert_pinned("lsa_sgd", h.losses)  # = TrainConfig(seed=7)
+    gen = torch.Generator().manual_seed(5)
+    h = train_lsa_cot(lsa.StructuredLSA(3), TrainTask(cov, 8, noise_std=0.05), 3,
+                      _cfg(train_steps=12, batch_size=16, lr=0.02, seed=0), start_noise=0.5, seed=gen)
+    _assert_pinned("cot", h.losses)  # a generator continues its stream
+
+
+def test_prompt_sampler_equals_sample_prompts():
+    from tts_lib.prompts import PromptSampler, sample_prompts
+
+    cov = tasks.power_law_cov(4, 1.0, trace=4.0)
+    a = PromptSampler(cov, seed=3).draw(6, 5, noise_std=0.1)
+    b = sample_prompts(cov, 6, 5, seed=3, noise_std=0.1)
+    assert all(torch.equal(x, y) for x, y in ((a.X, b.X), (a.y, b.y), (a.w, b.w)))
+    sampler = PromptSampler(cov, seed=3)
+    sampler.draw(6, 5)
+    assert not torch.equal(sampler.draw(6, 5).X, b.X)  # the next draw continues the stream
+    lead = PromptSampler(cov, seed=0).draw(6, 5, dim=2)
+    assert lead.X.shape == (5, 6, 2)  # the leading block's prompts (a curriculum's)
+
+
+def test_one_divergence_rule():
+    from tts_lib import trainer
+
+    assert trainer.diverged(float("nan"), 1.0) and trainer.diverged(float("inf"), 1.0)
+    assert trainer.diverged(1.01e6, 1.0) and not trainer.diverged(0.99e6, 1.0)
+    model = lsa.StructuredLSA(3)
+    step = trainer.OptimizerStep(model.parameters(), lr=0.1, train_steps=5, advice="lower it")
+    pr_loss = (next(model.parameters()) ** 2).sum() + 1.0
+    step(0, pr_loss)
+    with pytest.raises(trainer.TrainingDivergedError, match=r"diverged at step 1.*lower it"):
+        step(1, (next(model.parameters()) ** 2).sum() + 2e6)

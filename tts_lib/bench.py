@@ -227,36 +227,20 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
 
 
 def _garg_model_class(src: str) -> type:
-    """Garg et al.'s ``TransformerModel`` from a local checkout's ``src`` folder (their
-    ``models.py`` imports scikit-learn and xgboost for its baselines: absent ones are
-    replaced by empty modules, which the transformer never uses)."""
+    """Garg et al.'s ``TransformerModel`` from a local checkout's ``src`` folder. Their
+    ``models.py`` imports scikit-learn and xgboost (for its baselines): without them the
+    comparison is refused with the command that installs them (no stand-in modules)."""
     import importlib
-    import importlib.machinery
     import importlib.util
     import sys
-    import types
 
     path = Path(src)
     if not (path / "models.py").is_file():
         raise SystemExit(f"error: TTS_GARG_SRC={src!r} has no models.py (point it at the checkout's src/)")
-    stubs = {"sklearn": (), "sklearn.svm": ("LinearSVC",),
-             "sklearn.linear_model": ("LogisticRegression", "Lasso"), "xgboost": ()}
-    try:
-        importlib.import_module("sklearn.svm")
-        importlib.import_module("xgboost")
-    except ImportError:
-        for name, attrs in stubs.items():
-            stub = types.ModuleType(name)
-            stub.__path__ = []  # type: ignore[attr-defined]
-            stub.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
-            for attr in attrs:
-                setattr(stub, attr, None)
-            sys.modules[name] = stub
-        tree = types.ModuleType("sklearn.tree")
-        tree.__spec__ = importlib.machinery.ModuleSpec("sklearn.tree", None)
-        sys.modules["sklearn"].tree = tree  # type: ignore[attr-defined]
-        sys.modules["sklearn"].svm = sys.modules["sklearn.svm"]  # type: ignore[attr-defined]
-        sys.modules["sklearn"].linear_model = sys.modules["sklearn.linear_model"]  # type: ignore[attr-defined]
+    for name in ("sklearn", "xgboost"):
+        if importlib.util.find_spec(name) is None:
+            raise SystemExit(f"error: Garg et al.'s models.py imports {name}; install it to time their model "
+                             "(pip install scikit-learn xgboost) or unset TTS_GARG_SRC")
     sys.path.insert(0, str(path))
     try:
         spec = importlib.util.spec_from_file_location("garg_models", path / "models.py")

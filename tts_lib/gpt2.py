@@ -40,8 +40,9 @@ the appended columns have zero ``x``/``y`` blocks and are invisible to later ste
 training protocol (:mod:`tts_lib.gpt2_train`) shows the model. With ``keep_history=True``
 every query token stays in the sequence and later steps attend to earlier estimates.
 
-Training lives in :mod:`tts_lib.gpt2_train` (configs, presets, loop), checkpoints in
-:mod:`tts_lib.gpt2_checkpoint`; the training names stay importable from here.
+Training configurations and presets live in :mod:`tts_lib.gpt2_config`, the training loop in
+:mod:`tts_lib.gpt2_train`, checkpoints in :mod:`tts_lib.gpt2_checkpoint`, the command line in
+:mod:`tts_lib.gpt2_cli`; this module imports none of them.
 """
 
 from __future__ import annotations
@@ -67,8 +68,11 @@ from .metrics import cot_squared_errors
 from .prompts import Prompts, PromptSampler
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
-#: most CoT steps one call runs (bounded work: the cost is linear in k)
-MAX_COT_STEPS = 100_000
+#: most CoT steps one call runs (bounded work: linear in k, and each step is a few Python-level
+#: forward calls, about a millisecond per layer on a laptop CPU: 10,000 steps take seconds to minutes)
+MAX_COT_STEPS = 10_000
+#: most multiply-adds one :func:`cot_rollout` may ask for (about minutes on a laptop CPU)
+MAX_ROLLOUT_MACS = 10**12
 #: with ``keep_history=True`` the sequence grows by one token per step (work O(k²)): fewer steps
 MAX_COT_STEPS_HISTORY = 10_000
 #: most test prompts one :func:`cot_errors` call draws, and per forward pass (``chunk``)
@@ -79,7 +83,9 @@ MAX_CHUNK = 65_536
 
 
 class TokenLayout:
-    """How a prompt becomes tokens and position ids (one small class per layout).
+    """How a prompt becomes tokens and position ids (one small class per layout). The four
+    blocks of a token are :func:`tts_lib.prompts.token_slots`'s (``tests/test_gpt2.py``
+    checks it); the layout classes are the one place that arranges GPT-2 tokens.
 
     Defined in Chapter 7.
     """
@@ -446,13 +452,19 @@ class GPT2Regressor(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """GPT-2's initialisation, drawn from torch's global generator in exactly the order of
-        the earlier ``transformers.GPT2Model`` backbone (read-in; the backbone's construction
-        draws; its ``_init_weights`` draws; read-out), so a seed gives the same weights as
-        before: N(0, 0.02) weights and position table, the residual projections
-        N(0, 0.02/sqrt(2·layers)), zero biases, unit layer norms; read-in/read-out keep
-        torch's default ``nn.Linear`` initialisation. Hugging Face's Conv1D stores weights as
-        (in, out): they are drawn so and transposed."""
+        """GPT-2's initialisation: N(0, 0.02) weights and position table, the residual
+        projections N(0, 0.02/sqrt(2·layers)), zero biases, unit layer norms; read-in/read-out
+        keep torch's default ``nn.Linear`` initialisation.
+
+        The draws follow, from torch's global generator, the order of the earlier
+        ``transformers.GPT2Model`` backbone, including draws that are discarded (the
+        backbone's construction draws, a token table of one row, the ``attn.c_proj`` and
+        ``mlp.c_proj`` draws before their rescaled ones) and Conv1D's (in, out) storage
+        (drawn so, then transposed). They stay because every committed checkpoint in
+        ``book/checkpoints`` records its seed and command: with them, ``build_model(cfg,
+        seed=s)`` still gives those runs' initial weights, so a manifest's command retrains
+        its checkpoint. Dropping them changes every seed's weights and means retraining all
+        committed checkpoints with their manifests' commands."""
         w, std = self.config.width, 0.02
         resid = std / math.sqrt(2 * self.config.layers)
         ref = self.read_in.weight
@@ -489,10 +501,17 @@ class GPT2Regressor(nn.Module):
     def _ref(self) -> torch.Tensor:
         return self.read_in.weight
 
-    def _check_prompt(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _check_prompt(self, X: Any, y: Any, where: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        """``X``, ``y`` checked for this model (``where="prompts."`` names them ``prompts.X``, …)."""
         d, ref = self.config.dim, self._ref
-        X = _as_model_tensor(X, "X", ref)
-        y = _as_model_tensor(y, "y", ref)
+        try:
+            return self._check_prompt_tensors(_as_model_tensor(X, "X", ref), _as_model_tensor(y, "y", ref), d)
+        except ValueError as err:
+            if not where:
+                raise
+            raise type(err)(str(err).replace("`X`", f"`{where}X`").replace("`y`", f"`{where}y`")) from err
+
+    def _check_prompt_tensors(self, X: torch.Tensor, y: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
         if X.ndim != 3 or X.shape[2] != d:
             raise ValueError(f"`X` must have shape (batch, m, {d}) for this model, got {tuple(X.shape)}")
         if X.shape[0] < 1 or X.shape[1] < 1:
@@ -573,7 +592,7 @@ class GPT2Regressor(nn.Module):
         """Run the prompt once and keep every layer's keys/values (room for ``extra`` query
         tokens before the buffers grow)."""
         X, y = self._check_prompt(X, y)
-        extra = check_pos_int(extra, "extra", minimum=0)
+        extra = check_pos_int(extra, "extra", minimum=0, maximum=MAX_COT_STEPS)
         data_tok, query_pos = self.prompt_tokens(X, y)
         L = data_tok.shape[1]
         cache = KVCache.empty(X.shape[0], self.config, L + max(extra, 1), query_pos, data_tok).extend(L)
@@ -616,9 +635,8 @@ class GPT2Regressor(nn.Module):
         options."""
         if not isinstance(prompts, Prompts):
             raise InputTypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
-        ref = self._ref
-        pr = prompts.to(device=ref.device, dtype=ref.dtype)
-        return cot_rollout(self, pr.X, pr.y, num_steps, w0=w0, use_cache=use_cache, keep_history=keep_history)
+        X, y = self._check_prompt(prompts.X, prompts.y, where="prompts.")
+        return cot_rollout(self, X, y, num_steps, w0=w0, use_cache=use_cache, keep_history=keep_history)
 
     def _step(self, cache: KVCache, w_hat: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         q_tok = self.query_tokens(w_hat)
@@ -662,6 +680,8 @@ def num_parameters(model: nn.Module) -> int:
 
     Defined in Chapter 7.
     """
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -670,6 +690,22 @@ def num_parameters(model: nn.Module) -> int:
 
 def _check_steps(k: Any) -> int:
     return check_pos_int(k, "num_steps", minimum=0, maximum=MAX_COT_STEPS)
+
+
+def _check_rollout_work(model: GPT2Regressor, batch: int, m: int, k: int, use_cache: bool, history: bool) -> None:
+    """Refuse a rollout whose multiply-adds exceed :data:`MAX_ROLLOUT_MACS`, before it starts."""
+    cfg = model.config
+    L = model.layout.num_data_tokens(m)
+    per_token = cfg.layers * (12 * cfg.width**2)  # the blocks' matrix products
+    ctx = L + (k if history else 1)  # the longest sequence a step attends over
+    new_tokens = 1 if use_cache else ctx  # tokens run per step
+    macs = batch * (L * per_token + k * new_tokens * (per_token + 2 * cfg.layers * ctx * cfg.width))
+    if macs > MAX_ROLLOUT_MACS:
+        raise ValueError(
+            f"`num_steps`={k} on {batch} prompts of m={m} would take about {macs:.2g} multiply-adds "
+            f"(limit {MAX_ROLLOUT_MACS:.0e}, tts_lib.gpt2.MAX_ROLLOUT_MACS: minutes or more); lower `num_steps` "
+            "or the batch, or use use_cache=True"
+        )
 
 
 @torch.no_grad()
@@ -713,6 +749,7 @@ def cot_rollout(
             f"`num_steps` must be <= {MAX_COT_STEPS_HISTORY} with keep_history=True (work O(k²)), got {k}"
         )
     X, y = model._check_prompt(X, y)
+    _check_rollout_work(model, X.shape[0], X.shape[1], k, use_cache, keep_history)
     if w0 is None:
         w0 = X.new_zeros(X.shape[0], model.config.dim)
     w0 = model._check_estimate(w0, X.shape[0], "w0")
@@ -780,6 +817,8 @@ def cot_errors(
     chunk = check_pos_int(chunk, "chunk", maximum=MAX_CHUNK)
     check_memory(min(chunk, num_prompts) * test_len * model.config.dim, "test_len",
                  what=f"{min(chunk, num_prompts)} test prompts of {test_len} examples")
+    _check_rollout_work(model, num_prompts, test_len, k, rollout_kwargs.get("use_cache", True) is not False,
+                        rollout_kwargs.get("keep_history", False) is True)
     sampler = PromptSampler(check_cov(cov, "cov", dim=model.config.dim), seed=seed, device=device,
                             dtype=ref.dtype)
     out = []

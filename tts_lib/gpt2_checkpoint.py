@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from ._checkpoint_registry import MANIFEST_SHA256
 from ._checks import InputTypeError, check_device, check_pos_int
 from .gpt2 import GPT2Regressor, GPT2RegressorConfig, num_parameters
 from .gpt2_config import PRESETS, TRAIN_COVS, GPT2TrainConfig, TrainResult, config_from_dict, preset
@@ -48,6 +49,11 @@ from .gpt2_config import PRESETS, TRAIN_COVS, GPT2TrainConfig, TrainResult, conf
 MANIFEST_FORMAT = "tts_lib.gpt2/3"
 V2_FORMAT = "tts_lib.gpt2/2"
 V1_FORMAT = "tts_lib.gpt2/1"
+#: largest weight a checkpoint may hold (trained weights are of order 1; 1e38 predicts NaN)
+MAX_WEIGHT = 1e4
+#: largest manifest file and JSON nesting read (a manifest is a few kB, nested 4 deep)
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_JSON_DEPTH = 32
 REQUIRED_FIELDS = ("format", "checkpoint", "sha256", "digest", "config", "train_cov", "seed", "train_steps")
 #: format 2 name -> format 3 name, for the training configuration and the manifest itself
 V2_KEY_MAP = {"steps": "train_steps", "batch": "batch_size", "schedule": "lr_schedule"}
@@ -253,13 +259,48 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [f"{k}: checkpoint {a.get(k)!r} vs requested {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
 
-def _read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
+def _check_json_depth(raw: bytes, where: Path) -> None:
+    """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` before parsing it (brackets
+    outside strings; a 100,000-deep file would otherwise end in RecursionError)."""
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH}: not a manifest")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+
+
+def _read_manifest(path: str | Path, registry: bool = True) -> tuple[Path, dict[str, Any]]:
     p = _as_path(path, "path")
     manifest_path = p.with_suffix(".json")
     if not manifest_path.is_file():
         raise ValueError(f"`path`: no manifest {manifest_path}; pass the .json written by tts_lib.gpt2_train")
+    size = manifest_path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{manifest_path}: {size} bytes, beyond {MAX_MANIFEST_BYTES} for a manifest: not one")
+    raw = manifest_path.read_bytes()
+    pinned = MANIFEST_SHA256.get(manifest_path.name)
+    if registry and pinned is not None and hashlib.sha256(raw).hexdigest() != pinned:
+        raise ValueError(
+            f"{manifest_path}: this is the name of a committed course checkpoint, but the manifest differs from "
+            "the one pinned in tts_lib (tts_lib._checkpoint_registry): it was edited. Restore it (git checkout, "
+            "or tts_lib.fetch), or, for a checkpoint you trained yourself, save it under another stem or pass "
+            "registry=False (then it is checksummed, not signed)"
+        )
+    _check_json_depth(raw, manifest_path)
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{manifest_path}: not a JSON manifest ({err})") from err
     if not isinstance(manifest, dict):
@@ -279,13 +320,21 @@ def _read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return manifest_path, manifest
 
 
-def verify_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
+def verify_checkpoint(path: str | Path, *, registry: bool = True) -> tuple[dict[str, Any], Path]:
     """Check a manifest and its weights file without loading the weights; returns
     ``(manifest, weights_path)``. Raises ValueError naming the file and the field.
 
+    ``registry``: a manifest named like a committed course checkpoint must be byte-identical to
+    the one whose sha256 the library pins (``tts_lib._checkpoint_registry``), so an edited
+    configuration is refused even when its ``digest`` was recomputed. Other checkpoints (or
+    ``registry=False``) are checked against their own ``digest`` and ``sha256``: checksummed,
+    not signed.
+
     Defined in Chapter 7.
     """
-    manifest_path, manifest = _read_manifest(path)
+    if not isinstance(registry, bool):
+        raise InputTypeError(f"`registry` must be True or False, got {registry!r}")
+    manifest_path, manifest = _read_manifest(path, registry)
     try:
         digest = manifest_digest(manifest)
     except ValueError as err:  # NaN in the manifest
@@ -333,6 +382,10 @@ def _check_state(state: Any, model: GPT2Regressor, where: Path) -> dict[str, tor
             raise ValueError(f"{where}: key `{key}` has shape {tuple(v.shape)}, the configuration needs {need}")
         if not torch.isfinite(v).all():
             raise ValueError(f"{where}: key `{key}` holds NaN or inf weights")
+        top = float(v.abs().max()) if v.numel() else 0.0
+        if top > MAX_WEIGHT:
+            raise ValueError(f"{where}: key `{key}` holds a weight of size {top:.3g}, beyond {MAX_WEIGHT:g} "
+                             "(a trained GPT-2 regressor's weights are of order 1): not a trained model")
     return state
 
 
@@ -343,6 +396,7 @@ def load_checkpoint(
     expected_train: GPT2TrainConfig | None = None,
     train_cov: str | None = None,
     device: torch.device | str | None = None,
+    registry: bool = True,
 ) -> tuple[GPT2Regressor, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint` (eval mode), verified (module doc).
 
@@ -352,6 +406,8 @@ def load_checkpoint(
         expected_train: likewise for the training configuration (``train_steps`` included).
         train_cov: likewise for the training covariance name.
         device: where to put the model.
+        registry: check a committed checkpoint against the library's pinned manifest hashes
+            (see :func:`verify_checkpoint`).
 
     Returns:
         ``(model, manifest)``.
@@ -363,7 +419,7 @@ def load_checkpoint(
     Defined in Chapter 7.
     """
     device = check_device(device)
-    manifest, pt = verify_checkpoint(path)
+    manifest, pt = verify_checkpoint(path, registry=registry)
     where = pt.with_suffix(".json")
     try:
         cfg, train_cfg = config_from_dict(manifest["config"])
@@ -382,7 +438,10 @@ def load_checkpoint(
             + "; ".join(problems)
             + f"); retrain with: {manifest.get('command')} adjusted, or request its configuration"
         )
-    model = GPT2Regressor(cfg)
+    model = GPT2Regressor(cfg)  # its size was bounded by the configuration's check
+    most = 8 * num_parameters(model) + (1 << 20)  # float64 weights plus the pickle's overhead
+    if pt.stat().st_size > most:
+        raise ValueError(f"{pt}: {pt.stat().st_size} bytes, more than the {most} this configuration's weights need")
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file with a matching hash

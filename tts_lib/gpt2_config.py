@@ -77,6 +77,9 @@ class Curriculum:
 
     def at(self, step: int, dim: int, context_len: int) -> tuple[int, int]:
         """Active ``(dim, context_len)`` at ``step``."""
+        step = check_pos_int(step, "step", minimum=0)
+        dim = check_pos_int(dim, "dim")
+        context_len = check_pos_int(context_len, "context_len")
         stage = step // self.every
         return (
             min(dim, self.dim_start + stage * self.dim_step),

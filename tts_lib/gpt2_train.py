@@ -41,7 +41,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import InputTypeError, as_tensor, check_cov, check_device, check_pos_int, make_generator
+from ._checks import (
+    InputTypeError,
+    as_tensor,
+    check_cov,
+    check_device,
+    check_memory,
+    check_pos_int,
+    make_generator,
+)
 from .gpt2 import GPT2Regressor
 from .gpt2_config import PRESETS as PRESETS  # re-exported: `gpt2_train.preset(...)` and friends keep working
 from .gpt2_config import TRAIN_COVS as TRAIN_COVS
@@ -163,6 +171,10 @@ class TrainStep:
             raise InputTypeError(f"`cfg` must be a GPT2TrainConfig, got {type(cfg).__name__}")
         world = check_pos_int(world, "world")
         rank = check_pos_int(rank, "rank", minimum=0, maximum=world - 1)
+        if cfg.batch_size % world:
+            raise ValueError(
+                f"`batch_size`={cfg.batch_size} must be divisible by the number of processes (`world`={world})"
+            )
         self.model, self.cfg, self.world = model, cfg, world
         # prompts are drawn on the CPU in float64 (the same data on every device and process)
         self.sampler = PromptSampler(check_cov(cov, "cov", dim=model.config.dim), seed=seed,
@@ -227,6 +239,35 @@ class TrainStep:
         return self.optimizer(step, loss, value)
 
 
+def _check_train_args(
+    model: Any, cov: Any, cfg: Any, seed: Any, device: Any, progress: Any, desc: Any
+) -> tuple[int, torch.device | None, torch.Tensor]:
+    """:func:`train_gpt2`'s checks, before anything moves or allocates: the checked seed, device
+    and CPU float64 covariance."""
+    if not isinstance(model, GPT2Regressor):
+        raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+    if not isinstance(cfg, GPT2TrainConfig):
+        raise InputTypeError(f"`cfg` must be a GPT2TrainConfig, got {type(cfg).__name__}")
+    seed = check_pos_int(seed, "seed", minimum=0)
+    device = check_device(device)
+    if not isinstance(progress, bool):
+        raise InputTypeError(f"`progress` must be True or False, got {progress!r}")
+    if not isinstance(desc, str):
+        raise InputTypeError(f"`desc` must be a string, got {type(desc).__name__}")
+    cov_t = check_cov(cov, "cov", dim=model.config.dim).detach().to("cpu", torch.float64)
+    tokens = model.layout.num_data_tokens(cfg.context_len) + 1
+    mc = model.config
+    check_memory(  # activations kept for backward: ~16 numbers per token, width and layer, plus attention
+        cfg.unroll * cfg.batch_size * mc.layers * tokens * (16 * mc.width + 2 * mc.heads * tokens),
+        "batch_size", what=f"the activations of one training step ({cfg.batch_size} prompts of {tokens} tokens)",
+        itemsize=model.read_in.weight.element_size(),
+    )
+    most = model.layout.max_examples(model.config.max_context)
+    if most is not None and cfg.context_len > most:
+        raise ValueError(f"`context_len`={cfg.context_len} exceeds the model's max_context={model.config.max_context}")
+    return seed, device, cov_t
+
+
 def train_gpt2(
     model: GPT2Regressor,
     cov: Any,
@@ -264,21 +305,7 @@ def train_gpt2(
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(model, GPT2Regressor):
-        raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
-    if not isinstance(cfg, GPT2TrainConfig):
-        raise InputTypeError(f"`cfg` must be a GPT2TrainConfig, got {type(cfg).__name__}")
-    seed = check_pos_int(seed, "seed", minimum=0)
-    device = check_device(device)
-    if not isinstance(progress, bool):
-        raise InputTypeError(f"`progress` must be True or False, got {progress!r}")
-    if not isinstance(desc, str):
-        raise InputTypeError(f"`desc` must be a string, got {type(desc).__name__}")
-    d = model.config.dim
-    cov_t = check_cov(cov, "cov", dim=d).detach().to("cpu", torch.float64)
-    most = model.layout.max_examples(model.config.max_context)
-    if most is not None and cfg.context_len > most:
-        raise ValueError(f"`context_len`={cfg.context_len} exceeds the model's max_context={model.config.max_context}")
+    seed, device, cov_t = _check_train_args(model, cov, cfg, seed, device, progress, desc)
     if device is not None:
         model.to(device)
     dev = model.read_in.weight.device

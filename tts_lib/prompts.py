@@ -29,7 +29,8 @@ from ._checks import (
 class TokenSlots:
     """Where the four blocks of a ``2d + 2``-row token live (Chapter 1's embedding, shared by
     the LSA and the GPT-2): ``x`` (rows ``0..d−1``), the label ``y`` (row ``d``), the estimate
-    ``w`` (rows ``d+1..2d``) and the query ``flag`` (row ``2d+1``).
+    ``w`` (rows ``d+1..2d``) and the query ``flag`` (row ``2d+1``). The GPT-2's token layouts
+    (:class:`tts_lib.gpt2.TokenLayout`) arrange tokens with these blocks.
 
     Defined in Chapter 1.
     """

@@ -13,7 +13,8 @@ This module picks ``π`` for a target covariance ``Σ``:
   projection :func:`project_simplex` (sort-based) and a backtracking line search;
   :func:`kkt_residual` certifies the answer; :func:`grid_search` evaluates a whole
   simplex grid (:func:`simplex_grid`) in one batched call.
-* :class:`TaskType` / :func:`task_type_covs` — candidate task types by spectral decay
+* :class:`TaskType` / :func:`task_type_covs` — candidate task types by spectral decay (defined in
+  :mod:`tts_lib.tasks`, the home of task families; re-exported here)
   ``α`` and number of skills ``B`` (``λ_i ∝ i^(−α)`` on the first ``B`` skills).
 """
 
@@ -43,7 +44,9 @@ from ._checks import (
     check_sequence,
     check_weights,
 )
-from .tasks import MISSING_TOL, power_law_cov
+from .tasks import MISSING_TOL
+from .tasks import TaskType as TaskType  # task families live in tasks; chapter 6 calls them from here
+from .tasks import task_type_covs as task_type_covs
 from .theory import multitask_precond
 
 # --------------------------------------------------------------------------- the simplex
@@ -397,49 +400,3 @@ def mixture_error(
     out = torch.cat(outs).reshape(*batch_shape, len(ks))
     return out[..., 0] if single else out
 
-
-# --------------------------------------------------------------------------- candidate task types
-
-
-@dataclass(frozen=True)
-class TaskType:
-    """A candidate training task: eigenvalues ``λ_i ∝ i^(−alpha)`` on ``num_skills`` skills.
-
-    Defined in Chapter 6.
-    """
-
-    name: str
-    alpha: float
-    num_skills: int
-    context_len: int
-
-
-def task_type_covs(
-    types: Sequence[TaskType],
-    dim: int,
-    trace: float | None = None,
-    rotation: Any = None,
-) -> list[torch.Tensor]:
-    """Covariances (d, d) of the task types (:func:`tts_lib.tasks.power_law_cov`), each with the given trace.
-
-    Defined in Chapter 6.
-    """
-    types = check_sequence(types, "types")
-    if len(types) == 0:
-        raise ValueError("`types` must contain at least one TaskType")
-    for i, t in enumerate(types):
-        if not isinstance(t, TaskType):
-            raise ValueError(f"`types[{i}]` must be a TaskType(name, alpha, num_skills, context_len)")
-        check_pos_int(t.context_len, f"types[{i}].context_len")
-    if trace is not None:
-        check_positive(trace, "trace")
-    dim = check_pos_int(dim, "dim")
-    covs = []
-    for i, t in enumerate(types):
-        try:
-            covs.append(power_law_cov(dim, t.alpha, t.num_skills, trace=trace, rotation=rotation))
-        except ValueError as err:
-            if "`trace`" in str(err) or "`rotation`" in str(err):
-                raise
-            raise type(err)(f"`types[{i}]` ({t.name!r}): {err}") from err
-    return covs

@@ -686,7 +686,15 @@ def max_stable_lr(train_cov: Any, context_len: int, c: float = 1.0) -> float:
     if float(lam.abs().max()) == 0:
         raise ValueError("`train_cov` is zero: every learning rate is stable, there is nothing to learn")
     lg = lam @ gamma(lam, context_len)
-    return 2.0 / (c**2 * float(torch.linalg.eigvalsh((lg + lg.T) / 2).max()))
+    top = float(torch.linalg.eigvalsh((lg + lg.T) / 2).max())
+    try:
+        curvature = c**2 * top
+    except OverflowError:  # c² beyond float64
+        curvature = math.inf
+    if not 0 < curvature < math.inf or not math.isfinite(2.0 / curvature):
+        raise ValueError(f"`c`={c:g} gives a curvature c²·λ_max of {curvature:.3g}, whose stable step 2/(c²λ) "
+                         "is not a finite float; use c of order 1 (the LSA's scale)")
+    return 2.0 / curvature
 
 
 def max_stable_lr_sgd(
