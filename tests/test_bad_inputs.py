@@ -38,7 +38,7 @@ from tts_lib import (
     gpt2,
     gpt2_checkpoint,
     gpt2_config,
-    gpt2_train,
+    gpt2_trainer,
     lsa,
     metrics,
     noise,
@@ -56,7 +56,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 MODULES = [tasks, prompts, theory, lsa, train, trainer, baselines, overthinking, selection, plotting, bench,
-           noise, finite_data, cot_training, fetch, metrics, gpt2, gpt2_config, gpt2_train, gpt2_checkpoint]
+           noise, finite_data, cot_training, fetch, metrics, gpt2, gpt2_config, gpt2_trainer, gpt2_checkpoint]
 NAN, INF = float("nan"), float("inf")
 D = 3
 
@@ -674,20 +674,20 @@ SPECS: dict[str, Spec] = {
     "gpt2_config.TrainResult.final_loss": Spec(
         lambda last=2: gpt2_config.TrainResult([1.0, 2.0], 2, 1.0, 0, "cpu").final_loss(last), {},
         dict(last="int>=1")),
-    # gpt2_train
-    "gpt2_train.sample_starts": Spec(gpt2_train.sample_starts, dict(w=GPR.w, cfg=GTCFG, seed=0),
+    # gpt2_trainer
+    "gpt2_trainer.sample_starts": Spec(gpt2_trainer.sample_starts, dict(w=GPR.w, cfg=GTCFG, seed=0),
                                      dict(w="w2d", cfg="tcfg", seed="seed")),
-    "gpt2_train.newton_targets": Spec(gpt2_train.newton_targets,
+    "gpt2_trainer.newton_targets": Spec(gpt2_trainer.newton_targets,
                                       dict(X=GPR.X.double(), y=GPR.y.double(), w0=GPR.w.double(), precond=G),
                                       dict(X="X3", y="y2", w0="vector", precond="matrix")),
-    "gpt2_train.train_gpt2": Spec(lambda model=None, cov=C, cfg=None, seed=0, device=None, progress=False,  # noqa: E731
-                                  desc="GPT-2": gpt2_train.train_gpt2(
+    "gpt2_trainer.train_gpt2": Spec(lambda model=None, cov=C, cfg=None, seed=0, device=None, progress=False,  # noqa: E731
+                                  desc="GPT-2": gpt2_trainer.train_gpt2(
                                       gpt2.build_model(GCFG) if model is None else model, cov,
                                       gpt2_config.preset("tiny", train_steps=2, batch_size=4)[1] if cfg is None
                                       else cfg, seed=seed, device=device, progress=progress, desc=desc).losses,
                                   {}, dict(model="model", cov="cov", cfg="tcfg", seed="seed", device="device",
                                            progress="flag", desc="text")),
-    "gpt2_train.TrainStep": Spec(lambda model=None, cov=C, cfg=GTCFG, seed=0, rank=0, world=1: gpt2_train.TrainStep(
+    "gpt2_trainer.TrainStep": Spec(lambda model=None, cov=C, cfg=GTCFG, seed=0, rank=0, world=1: gpt2_trainer.TrainStep(
         gpt2.build_model(GCFG) if model is None else model, cov, cfg, seed, rank, world)(0), {},
         dict(model="model", cov="cov", cfg="tcfg", seed="seed", rank="int>=0", world="int>=1")),
     # gpt2_checkpoint
@@ -754,9 +754,9 @@ NOT_AN_INPUT_BOUNDARY = {
        if m in vars(getattr(gpt2, cls))},
     "gpt2.GPT2Regressor.reset_parameters": "takes no arguments",
     "gpt2_config.TrainResult": "plain record returned by train_gpt2",
-    "gpt2_train.TrainingDivergedError": "an exception class",
-    "gpt2_train.TrainStep.batch": "the step's own data draw (step index from train_gpt2's loop)",
-    "gpt2_train.TrainStep.loss": "the step's own loss on its own batch (tensors from TrainStep.batch)",
+    "gpt2_trainer.TrainingDivergedError": "an exception class",
+    "gpt2_trainer.TrainStep.batch": "the step's own data draw (step index from train_gpt2's loop)",
+    "gpt2_trainer.TrainStep.loss": "the step's own loss on its own batch (tensors from TrainStep.batch)",
     "gpt2_checkpoint.library_versions": "takes no arguments",
     "gpt2_checkpoint.save_checkpoint": "writes files: tested with bad arguments in tests/test_gpt2_safety.py",
 }

@@ -13,10 +13,12 @@ import torch
 
 from tts_lib.gpt2 import GPT2RegressorConfig, build_model, cot_errors, cot_rollout
 from tts_lib.gpt2_checkpoint import checkpoint_stem, load_checkpoint, save_checkpoint
-from tts_lib.gpt2_cli import OVERRIDES, main, parser
 from tts_lib.gpt2_train import (
+    OVERRIDES,
     GPT2TrainConfig,
     TrainingDivergedError,
+    main,
+    parser,
     preset,
     sample_starts,
     train_gpt2,

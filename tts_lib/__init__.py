@@ -17,8 +17,9 @@ Modules, one concept each, in the order the chapters introduce them:
 * :mod:`tts_lib.selection` — task types, multi-task training, choosing mixture weights (ch. 6).
 * :mod:`tts_lib.gpt2` — the GPT-2 regressor (one forward path, key/value cache, token
   layouts); :mod:`tts_lib.gpt2_config` (training configs, presets),
-  :mod:`tts_lib.gpt2_train` (the training loop, ``python -m``), :mod:`tts_lib.gpt2_checkpoint`
-  (save, load, verify; no training code), :mod:`tts_lib.gpt2_cli` (the command line, on top) (ch. 7).
+  :mod:`tts_lib.gpt2_trainer` (the training loop), :mod:`tts_lib.gpt2_checkpoint` (save, load,
+  verify; no training code), :mod:`tts_lib.gpt2_train` (``python -m``, on top; the training
+  names in one import) (ch. 7).
 * :mod:`tts_lib.metrics` — per-prompt squared errors (of estimates, of iterates, of any
   model's CoT on given prompts: ``cot_squared_errors``), means with standard errors
   (ddof 1), steps to reach an error level, relative Frobenius distance (every chapter).
@@ -68,4 +69,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-_ON_DEMAND = ("bench", "fetch", "gpt2", "gpt2_checkpoint", "gpt2_cli", "gpt2_config", "gpt2_train")
+_ON_DEMAND = ("bench", "fetch", "gpt2", "gpt2_checkpoint", "gpt2_config", "gpt2_train", "gpt2_trainer")

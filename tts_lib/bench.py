@@ -80,7 +80,8 @@ def bench_gpt2_train(device: str, quick: bool) -> list[Record]:
     """GPT-2 training steps/s and ms/step per preset and layout at the preset's full d and n
     (paper preset: d = 20, n = 40, only 2 steps on a CPU; skipped there with ``--quick``)."""
     from .gpt2 import build_model
-    from .gpt2_train import preset, train_gpt2
+    from .gpt2_config import preset
+    from .gpt2_trainer import train_gpt2
     from .tasks import isotropic_cov
 
     out: list[Record] = []
@@ -111,7 +112,7 @@ def bench_gpt2_cot(device: str, quick: bool) -> list[Record]:
     256 prompts (64 with ``--quick``).
     """
     from .gpt2 import build_model, cot_rollout
-    from .gpt2_train import preset
+    from .gpt2_config import preset
     from .prompts import sample_prompts
     from .tasks import isotropic_cov
 
@@ -167,7 +168,7 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
         return []
     from .gpt2 import build_model, cot_rollout
     from .gpt2_checkpoint import state_dict_to_hf
-    from .gpt2_train import preset
+    from .gpt2_config import preset
     from .prompts import sample_prompts
     from .tasks import isotropic_cov
 
@@ -252,10 +253,10 @@ def _garg_model_class(src: str) -> type:
 
 
 def _train_step(model: Any, cov: torch.Tensor, cfg: Any, seed: int = 0) -> Callable[[], None]:
-    """One training step of :func:`~tts_lib.gpt2_train.train_gpt2` (its own step object:
+    """One training step of :func:`~tts_lib.gpt2_trainer.train_gpt2` (its own step object:
     fresh prompts and starts, forward, loss, backward, clipping, Adam) as a closure, for
     interleaved timing."""
-    from .gpt2_train import TrainStep
+    from .gpt2_trainer import TrainStep
 
     model.train()
     one = TrainStep(model, cov.detach().to("cpu", torch.float64), cfg, seed)
@@ -321,7 +322,7 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
     import os
 
     from .gpt2 import build_model, num_parameters
-    from .gpt2_train import preset
+    from .gpt2_config import preset
     from .tasks import isotropic_cov
 
     src = os.environ.get("TTS_GARG_SRC")

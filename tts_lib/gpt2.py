@@ -37,12 +37,12 @@ Earlier query tokens (``keep_history``): by default (``False``) each step's sequ
 *prompt + the newest query token only*; this is the structure of the theory (in the LSA
 the appended columns have zero ``x``/``y`` blocks and are invisible to later steps, so
 ``ŵ_{i+1} = F(prompt, ŵ_i)`` is one fixed map iterated) and exactly the input the
-training protocol (:mod:`tts_lib.gpt2_train`) shows the model. With ``keep_history=True``
+training protocol (:mod:`tts_lib.gpt2_trainer`) shows the model. With ``keep_history=True``
 every query token stays in the sequence and later steps attend to earlier estimates.
 
 Training configurations and presets live in :mod:`tts_lib.gpt2_config`, the training loop in
-:mod:`tts_lib.gpt2_train`, checkpoints in :mod:`tts_lib.gpt2_checkpoint`, the command line in
-:mod:`tts_lib.gpt2_cli`; this module imports none of them.
+:mod:`tts_lib.gpt2_trainer`, checkpoints in :mod:`tts_lib.gpt2_checkpoint`, the command line in
+:mod:`tts_lib.gpt2_train`; this module imports none of them.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ MAX_COT_STEPS = 10_000
 #: most multiply-adds one :func:`cot_rollout` may ask for (about minutes on a laptop CPU)
 MAX_ROLLOUT_MACS = 10**12
 #: with ``keep_history=True`` the sequence grows by one token per step (work O(k²)): fewer steps
-MAX_COT_STEPS_HISTORY = 10_000
+MAX_COT_STEPS_HISTORY = 2_000
 #: most test prompts one :func:`cot_errors` call draws, and per forward pass (``chunk``)
 MAX_TEST_PROMPTS = 10_000_000
 MAX_CHUNK = 65_536
@@ -729,7 +729,7 @@ def cot_rollout(
         use_cache: encode the prompt once and run only the new token per step (else
             recompute the whole sequence at every step).
         keep_history: keep earlier query tokens in the sequence (see module docstring).
-            A model trained by :func:`~tts_lib.gpt2_train.train_gpt2` (one query token per
+            A model trained by :func:`~tts_lib.gpt2_trainer.train_gpt2` (one query token per
             prompt) has never seen earlier query tokens; with ``keep_history=True`` its error
             grows with k, an artefact of the protocol, not overthinking.
 

@@ -389,6 +389,25 @@ def _check_state(state: Any, model: GPT2Regressor, where: Path) -> dict[str, tor
     return state
 
 
+def _check_requested(pt: Path, manifest: dict[str, Any], model_cfgs: tuple[Any, Any], train_cfgs: tuple[Any, Any],
+                     train_cov: str | None) -> None:
+    """Refuse a checkpoint whose configurations differ from the requested ones (None: any)."""
+    (cfg, expected), (train_cfg, expected_train) = model_cfgs, train_cfgs
+    problems: list[str] = []
+    if expected is not None:
+        problems += _diff(asdict(cfg), asdict(expected))
+    if expected_train is not None:
+        problems += _diff(asdict(train_cfg) if train_cfg is not None else {}, asdict(expected_train))
+    if train_cov is not None and manifest.get("train_cov") != train_cov:
+        problems.append(f"train_cov: checkpoint {manifest.get('train_cov')!r} vs requested {train_cov!r}")
+    if problems:
+        raise ValueError(
+            f"checkpoint {pt.name} does not match the requested configuration ("
+            + "; ".join(problems)
+            + f"); retrain with: {manifest.get('command')} adjusted, or request its configuration"
+        )
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -425,19 +444,7 @@ def load_checkpoint(
         cfg, train_cfg = config_from_dict(manifest["config"])
     except ValueError as err:
         raise ValueError(f"{where}: field `config`: {err}") from err
-    problems: list[str] = []
-    if expected is not None:
-        problems += _diff(asdict(cfg), asdict(expected))
-    if expected_train is not None:
-        problems += _diff(asdict(train_cfg) if train_cfg is not None else {}, asdict(expected_train))
-    if train_cov is not None and manifest.get("train_cov") != train_cov:
-        problems.append(f"train_cov: checkpoint {manifest.get('train_cov')!r} vs requested {train_cov!r}")
-    if problems:
-        raise ValueError(
-            f"checkpoint {pt.name} does not match the requested configuration ("
-            + "; ".join(problems)
-            + f"); retrain with: {manifest.get('command')} adjusted, or request its configuration"
-        )
+    _check_requested(pt, manifest, (cfg, expected), (train_cfg, expected_train), train_cov)
     model = GPT2Regressor(cfg)  # its size was bounded by the configuration's check
     most = 8 * num_parameters(model) + (1 << 20)  # float64 weights plus the pickle's overhead
     if pt.stat().st_size > most:

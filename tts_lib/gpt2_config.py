@@ -1,6 +1,6 @@
 """GPT-2 training configurations and presets (no training code: checkpoints load with this).
 
-:class:`GPT2TrainConfig` (the protocol of :func:`tts_lib.gpt2_train.train_gpt2`, with its
+:class:`GPT2TrainConfig` (the protocol of :func:`tts_lib.gpt2_trainer.train_gpt2`, with its
 optional :class:`Curriculum`), the named presets :data:`PRESETS` and :func:`preset` (a
 model and a training configuration each), :func:`config_from_dict` (a manifest's configs)
 and :class:`TrainResult` (what a run returns and a manifest records). The model's own

@@ -4,8 +4,9 @@ Loss: ``½ E‖ŵ1 − w‖²`` over fresh prompts, ``ŵ1`` the model's predicti
 A run draws every batch from one seeded CPU generator (``seed=``, or ``TrainConfig.seed`` when
 it is None), so the same seed gives the same run on the same machine. The optimiser, the
 schedule and the divergence rule are the trainer core's (:mod:`tts_lib.trainer`), the prompts a
-:class:`~tts_lib.prompts.PromptSampler`'s; this module owns the LSA's loss and task mixture. A task mixture trains on prompts whose task ``ℓ`` (covariance
-``Λ_ℓ``, context length ``n_ℓ``) is drawn with probability ``π_ℓ``.
+:class:`~tts_lib.prompts.PromptSampler`'s; this module owns the LSA's loss and task mixture.
+A task mixture trains on prompts whose task ``ℓ`` (covariance ``Λ_ℓ``, context length ``n_ℓ``)
+is drawn with probability ``π_ℓ``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The trainer core: what every training loop of the library shares.
 
 :func:`tts_lib.train.train_lsa`, :func:`tts_lib.cot_training.train_lsa_cot` and
-:func:`tts_lib.gpt2_train.train_gpt2` own their model, loss and targets; they draw prompts
+:func:`tts_lib.gpt2_trainer.train_gpt2` own their model, loss and targets; they draw prompts
 with a :class:`tts_lib.prompts.PromptSampler` and hand each step's loss to one
 :class:`OptimizerStep`, which owns the rest:
 
