@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from tts_lib.gpt2 import build_model, cot_rollout
-from tts_lib.gpt2_train import preset, train_cov_matrix, train_gpt2
+from tts_lib.gpt2_train import preset, train_gpt2
 from tts_lib.prompts import sample_prompts
-from tts_lib.tasks import isotropic_cov
+from tts_lib.tasks import isotropic_cov, named_cov
 
 PROTOCOLS = {
     "refine": {"target": "w"},
@@ -50,10 +50,10 @@ def main() -> None:
     )
     model = build_model(cfg, seed=0)
     t0 = time.perf_counter()
-    res = train_gpt2(model, train_cov_matrix(args.train_cov, 20), tcfg, seed=0, progress=False)
+    res = train_gpt2(model, named_cov(args.train_cov, 20), tcfg, seed=0, progress=False)
     wall = time.perf_counter() - t0
     curves = {}
-    for name, cov in (("isotropic", isotropic_cov(20)), ("matched", train_cov_matrix(args.train_cov, 20))):
+    for name, cov in (("isotropic", isotropic_cov(20)), ("matched", named_cov(args.train_cov, 20))):
         pr = sample_prompts(cov, args.m, 2000, seed=123, dtype=torch.float32)
         it = cot_rollout(model, pr.X, pr.y, args.k)
         err = ((it.double() - pr.w.double()[:, None]) ** 2).sum(-1)

@@ -9,8 +9,8 @@ import inspect
 import pytest
 
 MODULES = ["tasks", "prompts", "lsa", "baselines", "theory", "train", "overthinking", "selection",
-           "noise", "finite_data", "cot_training", "metrics", "plotting", "gpt2", "gpt2_train",
-           "gpt2_checkpoint", "fetch"]
+           "noise", "finite_data", "cot_training", "metrics", "plotting", "gpt2", "gpt2_train", "gpt2_trainer",
+           "gpt2_checkpoint", "gpt2_config", "trainer", "fetch"]
 
 
 @pytest.mark.parametrize("name", MODULES)

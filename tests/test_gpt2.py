@@ -13,17 +13,18 @@ import torch
 
 from tts_lib.gpt2 import GPT2RegressorConfig, build_model, cot_errors, cot_rollout
 from tts_lib.gpt2_checkpoint import checkpoint_stem, load_checkpoint, save_checkpoint
-from tts_lib.gpt2_cli import OVERRIDES, _parser, main
 from tts_lib.gpt2_train import (
+    OVERRIDES,
     GPT2TrainConfig,
     TrainingDivergedError,
+    main,
+    parser,
     preset,
     sample_starts,
-    train_cov_matrix,
     train_gpt2,
 )
 from tts_lib.prompts import sample_prompts
-from tts_lib.tasks import isotropic_cov
+from tts_lib.tasks import isotropic_cov, named_cov
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -283,7 +284,7 @@ def test_committed_checkpoint_loads_and_verifies(path: Path) -> None:
     manifest = json.loads(path.read_text())
     # the stored command, parsed again, names this configuration and this file
     argv = shlex.split(manifest["command"])[3:]
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     cfg, train_cfg = preset(args.preset, **overrides)
     assert checkpoint_stem(args.preset, cfg, train_cfg, args.train_cov, args.seed) == path.stem
@@ -293,7 +294,7 @@ def test_committed_checkpoint_loads_and_verifies(path: Path) -> None:
     # output w) or ten (one trained on one pseudo-Newton step) is far better than ŵ0 = 0
     m = max(train_cfg.context_len, 2 * cfg.dim)
     k, factor = (1, 0.2) if train_cfg.target == "w" else (10, 0.5)
-    err = cot_errors(model, train_cov_matrix(args.train_cov, cfg.dim), m, k, num_prompts=200, seed=3)
+    err = cot_errors(model, named_cov(args.train_cov, cfg.dim), m, k, num_prompts=200, seed=3)
     assert err[:, k].mean() < factor * err[:, 0].mean()
 
 
@@ -315,8 +316,10 @@ def test_format2_manifests_load_through_the_key_map(tmp_path: Path) -> None:
     raw["config"]["train"]["batch"] = 128
     (tmp_path / path.name).write_text(json.dumps(raw))
     (tmp_path / raw["checkpoint"]).write_bytes(path.with_suffix(".pt").read_bytes())
-    with pytest.raises(ValueError, match="digest"):
+    with pytest.raises(ValueError, match="pinned"):  # a committed name: the library's registry
         verify_checkpoint(tmp_path / path.name)
+    with pytest.raises(ValueError, match="digest"):  # without it: the manifest's own digest
+        verify_checkpoint(tmp_path / path.name, registry=False)
 
 
 def test_load_preset_checkpoint_names_and_verifies_the_file(tmp_path: Path) -> None:
@@ -336,3 +339,24 @@ def test_load_preset_checkpoint_names_and_verifies_the_file(tmp_path: Path) -> N
         load_preset_checkpoint(folder, "cpu20", "skewed3", 20)
     with pytest.raises(ValueError, match="no manifest"):
         load_preset_checkpoint(folder, "cpu20", "isotropic", 25)
+
+
+@pytest.mark.parametrize("layout", ["compact", "interleaved"])
+def test_gpt2_tokens_use_the_token_slots(layout):
+    """Every GPT-2 token has the four blocks of ``prompts.token_slots`` (one token layout)."""
+    from tts_lib.prompts import token_slots
+
+    cfg, _ = preset("tiny", layout=layout)
+    net = build_model(cfg, seed=0)
+    pr = sample_prompts(isotropic_cov(cfg.dim), 4, 2, seed=0, dtype=torch.float32)
+    slots = token_slots(cfg.dim)
+    data, _ = net.prompt_tokens(pr.X, pr.y)
+    query = net.query_tokens(pr.w)[:, 0]
+    assert data.shape[-1] == query.shape[-1] == slots.size
+    assert torch.equal(query[:, slots.w], pr.w) and bool((query[:, slots.flag] == 1).all())
+    assert float(query[:, slots.x].abs().sum()) == 0.0 and float(query[:, slots.y].abs().sum()) == 0.0
+    xs = data[..., slots.x].reshape(-1, cfg.dim)
+    ys = data[..., slots.y].reshape(-1)
+    assert torch.equal(xs[xs.abs().sum(-1) > 0], pr.X.reshape(-1, cfg.dim))
+    assert torch.equal(ys[ys != 0], pr.y.reshape(-1)[pr.y.reshape(-1) != 0])
+    assert float(data[..., slots.w].abs().sum()) == 0.0 and float(data[..., slots.flag].abs().sum()) == 0.0

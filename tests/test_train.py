@@ -126,9 +126,10 @@ def test_bad_arguments(tasks_arg, cfg, match):
 
 
 def test_inputs_are_validated_once_not_every_step(monkeypatch):
-    """Public functions check, private kernels trust: 30 training steps check the covariance
-    (an eigvalsh) and take its square root (an eigh) once, not once per step; one
-    cot_error_curve call checks its two covariances once each."""
+    """Public functions check, private kernels trust: a training run checks the covariance
+    (eigvalsh: by the task check and by its prompt sampler) and takes its square root (an
+    eigh) once per run, whatever its length; one cot_error_curve call checks its two
+    covariances once each."""
     from tts_lib import lsa, tasks, theory, train
 
     calls = {"eigvalsh": 0, "eigh": 0}
@@ -141,19 +142,23 @@ def test_inputs_are_validated_once_not_every_step(monkeypatch):
 
         monkeypatch.setattr(torch.linalg, name, counted)
     cov = tasks.power_law_cov(4, 1.0, trace=4.0)
-    cfg = train.TrainConfig(train_steps=30, batch_size=8, lr=1e-3, progress=False)
-    train.train_lsa(lsa.StructuredLSA(4), train.TrainTask(cov, 6), cfg)
-    assert calls == {"eigvalsh": 1, "eigh": 1}, calls
+    counts = []
+    for steps in (3, 30):
+        calls.update(eigvalsh=0, eigh=0)
+        cfg = train.TrainConfig(train_steps=steps, batch_size=8, lr=1e-3, progress=False)
+        train.train_lsa(lsa.StructuredLSA(4), train.TrainTask(cov, 6), cfg)
+        counts.append(dict(calls))
+    assert counts[0] == counts[1] and counts[0]["eigh"] == 1 and counts[0]["eigvalsh"] <= 2, counts
     calls.update(eigvalsh=0, eigh=0)
     theory.cot_error_curve(cov, 6, tasks.isotropic_cov(4), 10)
     assert calls["eigvalsh"] == 2, calls
 
 
 def test_one_learning_rate_schedule_for_both_trainers() -> None:
-    """``train._lr_factor``: the LSA default decays to 0, the GPT-2 default warms up and ends
+    """``trainer.lr_factor``: the LSA default decays to 0, the GPT-2 default warms up and ends
     at 10 %; the LSA trainer's optimiser follows it."""
     from tts_lib.gpt2_train import GPT2TrainConfig
-    from tts_lib.train import _lr_factor
+    from tts_lib.trainer import lr_factor as _lr_factor
 
     assert _lr_factor(0, 100, "cosine") == 1.0 and _lr_factor(100, 100, "cosine") == 0.0
     assert abs(_lr_factor(50, 100, "cosine") - 0.5) < 1e-12

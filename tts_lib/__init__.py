@@ -10,12 +10,16 @@ Modules, one concept each, in the order the chapters introduce them:
 * :mod:`tts_lib.baselines` — least squares and one-step estimators, exact one-step errors (ch. 1).
 * :mod:`tts_lib.theory` — closed forms: Γ and its eigenvalues, CoT error curves (population; finite m inside
   a validity region; Monte Carlo), scaling bounds, step-size limits (ch. 3–5).
+* :mod:`tts_lib.trainer` — the trainer core every training loop shares: optimiser,
+  learning-rate schedule, one divergence rule (ch. 3).
 * :mod:`tts_lib.train` — training the LSA on fresh prompts (ch. 3).
 * :mod:`tts_lib.overthinking` — per-skill overthinking condition, phase diagrams (ch. 5).
 * :mod:`tts_lib.selection` — task types, multi-task training, choosing mixture weights (ch. 6).
 * :mod:`tts_lib.gpt2` — the GPT-2 regressor (one forward path, key/value cache, token
-  layouts); :mod:`tts_lib.gpt2_train` (configs, presets, training, ``python -m``),
-  :mod:`tts_lib.gpt2_checkpoint` (save, load, verify), :mod:`tts_lib.gpt2_cli` (ch. 7).
+  layouts); :mod:`tts_lib.gpt2_config` (training configs, presets),
+  :mod:`tts_lib.gpt2_trainer` (the training loop), :mod:`tts_lib.gpt2_checkpoint` (save, load,
+  verify; no training code), :mod:`tts_lib.gpt2_train` (``python -m``, on top; the training
+  names in one import) (ch. 7).
 * :mod:`tts_lib.metrics` — per-prompt squared errors (of estimates, of iterates, of any
   model's CoT on given prompts: ``cot_squared_errors``), means with standard errors
   (ddof 1), steps to reach an error level, relative Frobenius distance (every chapter).
@@ -27,24 +31,12 @@ Modules, one concept each, in the order the chapters introduce them:
 * :mod:`tts_lib.bench` — the benchmark table (``python -m tts_lib.bench``).
 * ``tts_lib._checks`` — argument checks shared by every public function (private).
 
-The GPT-2, fetch and bench modules are imported on demand (``from tts_lib import gpt2``).
+Every module is imported on first use (``from tts_lib import gpt2``, or ``tts_lib.theory``):
+``import tts_lib`` alone loads nothing else, and the GPT-2 modules load no plotting.
 """
 
-from . import (
-    baselines,
-    cot_training,
-    finite_data,
-    lsa,
-    metrics,
-    noise,
-    overthinking,
-    plotting,
-    prompts,
-    selection,
-    tasks,
-    theory,
-    train,
-)
+import importlib
+from typing import Any
 
 __all__ = [
     "baselines",
@@ -60,5 +52,21 @@ __all__ = [
     "tasks",
     "theory",
     "train",
+    "trainer",
 ]
 __version__ = "0.2.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a module on first use (``tts_lib.plotting``), so that ``import tts_lib.gpt2`` or
+    the GPT-2 command line loads neither matplotlib nor tqdm (PEP 562)."""
+    if name in __all__ or name in _ON_DEMAND:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+_ON_DEMAND = ("bench", "fetch", "gpt2", "gpt2_checkpoint", "gpt2_config", "gpt2_train", "gpt2_trainer")

@@ -80,7 +80,8 @@ def bench_gpt2_train(device: str, quick: bool) -> list[Record]:
     """GPT-2 training steps/s and ms/step per preset and layout at the preset's full d and n
     (paper preset: d = 20, n = 40, only 2 steps on a CPU; skipped there with ``--quick``)."""
     from .gpt2 import build_model
-    from .gpt2_train import preset, train_gpt2
+    from .gpt2_config import preset
+    from .gpt2_trainer import train_gpt2
     from .tasks import isotropic_cov
 
     out: list[Record] = []
@@ -111,7 +112,7 @@ def bench_gpt2_cot(device: str, quick: bool) -> list[Record]:
     256 prompts (64 with ``--quick``).
     """
     from .gpt2 import build_model, cot_rollout
-    from .gpt2_train import preset
+    from .gpt2_config import preset
     from .prompts import sample_prompts
     from .tasks import isotropic_cov
 
@@ -167,7 +168,7 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
         return []
     from .gpt2 import build_model, cot_rollout
     from .gpt2_checkpoint import state_dict_to_hf
-    from .gpt2_train import preset
+    from .gpt2_config import preset
     from .prompts import sample_prompts
     from .tasks import isotropic_cov
 
@@ -227,36 +228,20 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
 
 
 def _garg_model_class(src: str) -> type:
-    """Garg et al.'s ``TransformerModel`` from a local checkout's ``src`` folder (their
-    ``models.py`` imports scikit-learn and xgboost for its baselines: absent ones are
-    replaced by empty modules, which the transformer never uses)."""
+    """Garg et al.'s ``TransformerModel`` from a local checkout's ``src`` folder. Their
+    ``models.py`` imports scikit-learn and xgboost (for its baselines): without them the
+    comparison is refused with the command that installs them (no stand-in modules)."""
     import importlib
-    import importlib.machinery
     import importlib.util
     import sys
-    import types
 
     path = Path(src)
     if not (path / "models.py").is_file():
         raise SystemExit(f"error: TTS_GARG_SRC={src!r} has no models.py (point it at the checkout's src/)")
-    stubs = {"sklearn": (), "sklearn.svm": ("LinearSVC",),
-             "sklearn.linear_model": ("LogisticRegression", "Lasso"), "xgboost": ()}
-    try:
-        importlib.import_module("sklearn.svm")
-        importlib.import_module("xgboost")
-    except ImportError:
-        for name, attrs in stubs.items():
-            stub = types.ModuleType(name)
-            stub.__path__ = []  # type: ignore[attr-defined]
-            stub.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
-            for attr in attrs:
-                setattr(stub, attr, None)
-            sys.modules[name] = stub
-        tree = types.ModuleType("sklearn.tree")
-        tree.__spec__ = importlib.machinery.ModuleSpec("sklearn.tree", None)
-        sys.modules["sklearn"].tree = tree  # type: ignore[attr-defined]
-        sys.modules["sklearn"].svm = sys.modules["sklearn.svm"]  # type: ignore[attr-defined]
-        sys.modules["sklearn"].linear_model = sys.modules["sklearn.linear_model"]  # type: ignore[attr-defined]
+    for name in ("sklearn", "xgboost"):
+        if importlib.util.find_spec(name) is None:
+            raise SystemExit(f"error: Garg et al.'s models.py imports {name}; install it to time their model "
+                             "(pip install scikit-learn xgboost) or unset TTS_GARG_SRC")
     sys.path.insert(0, str(path))
     try:
         spec = importlib.util.spec_from_file_location("garg_models", path / "models.py")
@@ -268,13 +253,13 @@ def _garg_model_class(src: str) -> type:
 
 
 def _train_step(model: Any, cov: torch.Tensor, cfg: Any, seed: int = 0) -> Callable[[], None]:
-    """One training step of :func:`~tts_lib.gpt2_train.train_gpt2` (its own step object:
+    """One training step of :func:`~tts_lib.gpt2_trainer.train_gpt2` (its own step object:
     fresh prompts and starts, forward, loss, backward, clipping, Adam) as a closure, for
     interleaved timing."""
-    from .gpt2_train import _Step
+    from .gpt2_trainer import TrainStep
 
     model.train()
-    one = _Step(model, cov.detach().to("cpu", torch.float64), cfg, seed)
+    one = TrainStep(model, cov.detach().to("cpu", torch.float64), cfg, seed)
     counter = itertools.count()
 
     def step() -> None:
@@ -337,7 +322,7 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
     import os
 
     from .gpt2 import build_model, num_parameters
-    from .gpt2_train import preset
+    from .gpt2_config import preset
     from .tasks import isotropic_cov
 
     src = os.environ.get("TTS_GARG_SRC")
@@ -437,12 +422,12 @@ def bench_theory_sweep(device: str, quick: bool) -> list[Record]:
     n = 1..30 batched (d = 20; the README's sweep, 57× faster than the O(K²d³) version
     it replaced, measured 2.37 s → 41 ms under load);
     ``theory_first_order_d100_k200_ms``: the same term at d = 100, K = 200.
-    These two time the expansion itself (``theory._first_order_correction``); its values
+    These two time the expansion itself (``theory.first_order_correction``); its values
     are only returned by ``error_curve`` inside the validity region
     (``theory.first_order_valid_steps``), which these settings mostly are not.
     """
     from .tasks import isotropic_cov, power_law_cov
-    from .theory import _first_order_correction, error_curve, lsa_precond
+    from .theory import error_curve, first_order_correction, lsa_precond
 
     d = 20
     lam = power_law_cov(d, 1.0, trace=float(d), device=device)
@@ -456,8 +441,8 @@ def bench_theory_sweep(device: str, quick: bool) -> list[Record]:
     lam100 = power_law_cov(100, 1.0, trace=100.0, device=device)
     G100, sig100 = lsa_precond(lam100, 50), isotropic_cov(100, device=device)
     t_pop = timeit(lambda: sweep(range(1, 201), 100), device, repeats)
-    t_fin = timeit(lambda: _first_order_correction(G30, sig, 20), device, repeats)
-    t_big = timeit(lambda: _first_order_correction(G100, sig100, 200), device, 1 if quick else 3)
+    t_fin = timeit(lambda: first_order_correction(G30, sig, 20), device, repeats)
+    t_big = timeit(lambda: first_order_correction(G100, sig100, 200), device, 1 if quick else 3)
     return [
         record("theory_error_curve_sweep_ms", device, 1000 * t_pop, "ms"),
         record("theory_first_order_sweep_ms", device, 1000 * t_fin, "ms"),

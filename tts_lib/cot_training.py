@@ -33,12 +33,10 @@ from ._checks import (
     check_memory,
     check_pos_int,
     check_real,
-    make_generator,
 )
 from .lsa import StructuredLSA
-from .noise import _sigma
-from .prompts import _cov_sqrt, _draw_prompts, sample_prompts
-from .train import History, TrainConfig, TrainingDivergedError, TrainTask, _check_run, _diverged, _scheduler
+from .prompts import PromptSampler, sample_prompts
+from .train import History, TrainConfig, TrainTask, check_run, check_tasks, optimizer_step
 
 
 def _square(value: Any, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,6 +60,7 @@ def train_lsa_cot(
     config: TrainConfig | None = None,
     *,
     start_noise: float = 0.0,
+    seed: int | torch.Generator | None = None,
 ) -> History:
     """Train ``model`` in place on the k-step loss ``½ E‖ŵ_k − w‖²`` (CoT during training).
 
@@ -69,54 +68,37 @@ def train_lsa_cot(
     (:meth:`~tts_lib.lsa.LinearSelfAttention.cot_fast`) for ``k = num_steps`` steps
     from ``ŵ_0 = 0`` or, with ``start_noise = s > 0``, from ``ŵ_0 = w + s·N(0, I)`` (the
     refinement training of chapter 7). Gradients flow through all k steps. SGD or Adam
-    with the schedule of :class:`~tts_lib.train.TrainConfig`.
+    with the schedule of :class:`~tts_lib.train.TrainConfig`; ``seed`` as in
+    :func:`~tts_lib.train.train_lsa` (``config.seed`` when None).
 
     Raises:
         TrainingDivergedError: when the loss becomes NaN/inf or exceeds 1e6 × its start.
 
     Defined in Chapter 9.
     """
-    cfg, train_steps, batch, lr, _ = _check_run(model, config)
+    cfg, gen = check_run(model, config, seed)
     k = check_pos_int(num_steps, "num_steps", maximum=MAX_STEPS)
     if not isinstance(task, TrainTask):
         raise InputTypeError(f"`task` must be a TrainTask(cov, context_len), got {type(task).__name__}")
     start_noise = check_real(start_noise, "start_noise", minimum=0.0)
-    cov = check_cov(task.cov, "task.cov", dim=model.dim)
-    n = check_pos_int(task.context_len, "task.context_len")
-    _sigma(task.noise_std, "task.noise_std")
+    (task,) = check_tasks(task, model.dim, name="task")
+    batch, n = cfg.batch_size, task.context_len
     check_memory(batch * (n + 1) * model.dim, "config.batch_size", what="one batch of prompts")
     check_memory(batch * (k + 1) * (2 * model.dim + 2) * 2, "num_steps", what=f"{k + 1} CoT iterates")
     param = next(model.parameters())
-    if cfg.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    elif cfg.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-    else:
-        raise ValueError(f"`config.optimizer` must be 'sgd' or 'adam', got {cfg.optimizer!r}")
-    sched = _scheduler(opt, cfg, train_steps)
-    gen = make_generator(cfg.seed, "config.seed")
-    hist, first = History(), None
-    root = _cov_sqrt(cov.detach().to("cpu", torch.float64))  # cov checked once, above
-    for step in range(train_steps):
-        pr = _draw_prompts(root, n, batch, gen, param.device, param.dtype, task.noise_std)
+    advice = (f"lower config.lr (now {cfg.lr:g}): the curvature grows like k², "
+              "see cot_training.stable_lr_at_zero")
+    step_fn = optimizer_step(model, cfg, what="k-step training", advice=advice)
+    sampler = PromptSampler(task.cov, seed=gen, device=param.device, dtype=param.dtype)
+    hist = History()
+    for step in range(cfg.train_steps):
+        pr = sampler.draw(n, batch, noise_std=task.noise_std)
         w0 = None
         if start_noise > 0:
             xi = torch.randn(batch, model.dim, generator=gen, dtype=torch.float64)
             w0 = pr.w + start_noise * xi.to(device=param.device, dtype=param.dtype)
         w_k = model.cot_fast(pr, k, w0)[:, k]
-        loss = 0.5 * ((w_k - pr.w) ** 2).sum() / batch
-        value = float(loss.detach())
-        first = value if first is None else first
-        if _diverged(value, first):
-            raise TrainingDivergedError(
-                f"k-step training diverged at step {step} (loss {value:.3g}); lower config.lr "
-                f"(now {lr:g}): the curvature grows like k², see cot_training.stable_lr_at_zero"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        hist.losses.append(value)
+        hist.losses.append(step_fn(step, 0.5 * ((w_k - pr.w) ** 2).sum() / batch))
     return hist
 
 

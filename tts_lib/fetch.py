@@ -21,7 +21,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -244,8 +243,23 @@ def write_registry(folder: str | Path | None = None, ref: str | None = None) -> 
     return out
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tts_lib.fetch [--write-registry]``: print the checkpoint folder (fetching it
+    if needed), or rewrite the registry; unknown arguments exit with status 2 (argparse).
+
+    Defined in Chapter 7.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m tts_lib.fetch",
+                                 description="Print the folder of the course's GPT-2 checkpoints (fetched and "
+                                             "verified when not in this checkout).")
+    ap.add_argument("--write-registry", action="store_true",
+                    help="rewrite tts_lib/_checkpoint_registry.py from book/checkpoints (maintainers)")
+    args = ap.parse_args(argv)
+    print(write_registry() if args.write_registry else checkpoint_dir(progress=True))
+    return 0
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--write-registry"]:
-        print(write_registry())
-    else:
-        print(checkpoint_dir(progress=True))
+    raise SystemExit(main())

@@ -37,11 +37,12 @@ Earlier query tokens (``keep_history``): by default (``False``) each step's sequ
 *prompt + the newest query token only*; this is the structure of the theory (in the LSA
 the appended columns have zero ``x``/``y`` blocks and are invisible to later steps, so
 ``ŵ_{i+1} = F(prompt, ŵ_i)`` is one fixed map iterated) and exactly the input the
-training protocol (:mod:`tts_lib.gpt2_train`) shows the model. With ``keep_history=True``
+training protocol (:mod:`tts_lib.gpt2_trainer`) shows the model. With ``keep_history=True``
 every query token stays in the sequence and later steps attend to earlier estimates.
 
-Training lives in :mod:`tts_lib.gpt2_train` (configs, presets, loop), checkpoints in
-:mod:`tts_lib.gpt2_checkpoint`; the training names stay importable from here.
+Training configurations and presets live in :mod:`tts_lib.gpt2_config`, the training loop in
+:mod:`tts_lib.gpt2_trainer`, checkpoints in :mod:`tts_lib.gpt2_checkpoint`, the command line in
+:mod:`tts_lib.gpt2_train`; this module imports none of them.
 """
 
 from __future__ import annotations
@@ -54,15 +55,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import as_tensor, check_cov, check_pos_int, make_generator
-from .metrics import squared_errors
-from .prompts import Prompts, sample_prompts
+from ._checks import (
+    InputTypeError,
+    as_tensor,
+    check_cov,
+    check_device,
+    check_dtype,
+    check_memory,
+    check_pos_int,
+)
+from .metrics import cot_squared_errors
+from .prompts import Prompts, PromptSampler
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
-#: most CoT steps one call runs (bounded work: the cost is linear in k)
-MAX_COT_STEPS = 100_000
+#: most CoT steps one call runs (bounded work: linear in k, and each step is a few Python-level
+#: forward calls, about a millisecond per layer on a laptop CPU: 10,000 steps take seconds to minutes)
+MAX_COT_STEPS = 10_000
+#: most multiply-adds one :func:`cot_rollout` may ask for (about minutes on a laptop CPU)
+MAX_ROLLOUT_MACS = 10**12
 #: with ``keep_history=True`` the sequence grows by one token per step (work O(k²)): fewer steps
-MAX_COT_STEPS_HISTORY = 10_000
+MAX_COT_STEPS_HISTORY = 2_000
 #: most test prompts one :func:`cot_errors` call draws, and per forward pass (``chunk``)
 MAX_TEST_PROMPTS = 10_000_000
 MAX_CHUNK = 65_536
@@ -71,7 +83,9 @@ MAX_CHUNK = 65_536
 
 
 class TokenLayout:
-    """How a prompt becomes tokens and position ids (one small class per layout).
+    """How a prompt becomes tokens and position ids (one small class per layout). The four
+    blocks of a token are :func:`tts_lib.prompts.token_slots`'s (``tests/test_gpt2.py``
+    checks it); the layout classes are the one place that arranges GPT-2 tokens.
 
     Defined in Chapter 7.
     """
@@ -206,10 +220,15 @@ class GPT2RegressorConfig:
                 raise ValueError(f"`{name}` must be <= {most} (bounded model size), got {getattr(self, name)}")
         if self.width % self.heads:
             raise ValueError(f"`heads` must divide `width`; got width={self.width}, heads={self.heads}")
-        if self.layout not in TOKEN_LAYOUTS:
+        if not isinstance(self.layout, str) or self.layout not in TOKEN_LAYOUTS:
             raise ValueError(f"`layout` must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.activation not in ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
             raise ValueError(f"`activation` must be one of {ACTIVATIONS}, got {self.activation!r}")
+        # bounded memory before any allocation: the weights in float64 (Adam keeps two more copies)
+        w = self.width
+        params = self.layers * (12 * w * w + 13 * w) + (self.n_positions + self.token_dim + self.dim + 3) * w
+        check_memory(params, "width" if w * w >= self.layers else "layers",
+                     what=f"a model of about {params:,} parameters (width {w}, {self.layers} layers)")
 
     @property
     def token_dim(self) -> int:
@@ -421,7 +440,7 @@ class GPT2Regressor(nn.Module):
     def __init__(self, config: GPT2RegressorConfig) -> None:
         super().__init__()
         if not isinstance(config, GPT2RegressorConfig):
-            raise TypeError(f"`config` must be a GPT2RegressorConfig, got {type(config).__name__}")
+            raise InputTypeError(f"`config` must be a GPT2RegressorConfig, got {type(config).__name__}")
         self.config = config
         self.layout = config.token_layout
         self.read_in = nn.Linear(config.token_dim, config.width)
@@ -433,13 +452,19 @@ class GPT2Regressor(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """GPT-2's initialisation, drawn from torch's global generator in exactly the order of
-        the earlier ``transformers.GPT2Model`` backbone (read-in; the backbone's construction
-        draws; its ``_init_weights`` draws; read-out), so a seed gives the same weights as
-        before: N(0, 0.02) weights and position table, the residual projections
-        N(0, 0.02/sqrt(2·layers)), zero biases, unit layer norms; read-in/read-out keep
-        torch's default ``nn.Linear`` initialisation. Hugging Face's Conv1D stores weights as
-        (in, out): they are drawn so and transposed."""
+        """GPT-2's initialisation: N(0, 0.02) weights and position table, the residual
+        projections N(0, 0.02/sqrt(2·layers)), zero biases, unit layer norms; read-in/read-out
+        keep torch's default ``nn.Linear`` initialisation.
+
+        The draws follow, from torch's global generator, the order of the earlier
+        ``transformers.GPT2Model`` backbone, including draws that are discarded (the
+        backbone's construction draws, a token table of one row, the ``attn.c_proj`` and
+        ``mlp.c_proj`` draws before their rescaled ones) and Conv1D's (in, out) storage
+        (drawn so, then transposed). They stay because every committed checkpoint in
+        ``book/checkpoints`` records its seed and command: with them, ``build_model(cfg,
+        seed=s)`` still gives those runs' initial weights, so a manifest's command retrains
+        its checkpoint. Dropping them changes every seed's weights and means retraining all
+        committed checkpoints with their manifests' commands."""
         w, std = self.config.width, 0.02
         resid = std / math.sqrt(2 * self.config.layers)
         ref = self.read_in.weight
@@ -476,10 +501,17 @@ class GPT2Regressor(nn.Module):
     def _ref(self) -> torch.Tensor:
         return self.read_in.weight
 
-    def _check_prompt(self, X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _check_prompt(self, X: Any, y: Any, where: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        """``X``, ``y`` checked for this model (``where="prompts."`` names them ``prompts.X``, …)."""
         d, ref = self.config.dim, self._ref
-        X = _as_model_tensor(X, "X", ref)
-        y = _as_model_tensor(y, "y", ref)
+        try:
+            return self._check_prompt_tensors(_as_model_tensor(X, "X", ref), _as_model_tensor(y, "y", ref), d)
+        except ValueError as err:
+            if not where:
+                raise
+            raise type(err)(str(err).replace("`X`", f"`{where}X`").replace("`y`", f"`{where}y`")) from err
+
+    def _check_prompt_tensors(self, X: torch.Tensor, y: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
         if X.ndim != 3 or X.shape[2] != d:
             raise ValueError(f"`X` must have shape (batch, m, {d}) for this model, got {tuple(X.shape)}")
         if X.shape[0] < 1 or X.shape[1] < 1:
@@ -513,16 +545,6 @@ class GPT2Regressor(nn.Module):
             w_hat = w_hat.unsqueeze(1)
         zeros = w_hat.new_zeros(*w_hat.shape[:2], self.config.dim + 1)
         return torch.cat([zeros, w_hat, torch.ones_like(zeros[..., :1])], dim=-1)
-
-    def _position_ids(self, prompt_len: int, n_query: int, query_pos: int, device: Any) -> torch.Tensor:
-        """Position ids (prompt_len + n_query,) given the data-token count (the earlier
-        signature, used by chapter 7; ``query_pos`` must be the layout's)."""
-        m = prompt_len // self.layout.num_data_tokens(1)
-        if self.layout.num_data_tokens(m) != prompt_len or self.layout.query_position(m) != query_pos:
-            raise ValueError(
-                f"`prompt_len`={prompt_len} and `query_pos`={query_pos} do not fit the {self.layout.name} layout"
-            )
-        return self.layout.positions(m, n_query, torch.device(device))
 
     # -- the one forward path ---------------------------------------------------------
 
@@ -570,7 +592,7 @@ class GPT2Regressor(nn.Module):
         """Run the prompt once and keep every layer's keys/values (room for ``extra`` query
         tokens before the buffers grow)."""
         X, y = self._check_prompt(X, y)
-        extra = check_pos_int(extra, "extra", minimum=0)
+        extra = check_pos_int(extra, "extra", minimum=0, maximum=MAX_COT_STEPS)
         data_tok, query_pos = self.prompt_tokens(X, y)
         L = data_tok.shape[1]
         cache = KVCache.empty(X.shape[0], self.config, L + max(extra, 1), query_pos, data_tok).extend(L)
@@ -591,7 +613,7 @@ class GPT2Regressor(nn.Module):
             it to keep history out).
         """
         if not isinstance(cache, KVCache):
-            raise TypeError(f"`cache` must be a KVCache from encode_prompt, got {type(cache).__name__}")
+            raise InputTypeError(f"`cache` must be a KVCache from encode_prompt, got {type(cache).__name__}")
         want = (cache.batch, self.config.dim)
         w_hat = _as_model_tensor(w_hat, "w_hat", self._ref)
         if tuple(w_hat.shape) != want:
@@ -612,10 +634,9 @@ class GPT2Regressor(nn.Module):
         and device (the prompts are moved there first); see :func:`cot_rollout` for the
         options."""
         if not isinstance(prompts, Prompts):
-            raise TypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
-        ref = self._ref
-        pr = prompts.to(device=ref.device, dtype=ref.dtype)
-        return cot_rollout(self, pr.X, pr.y, num_steps, w0=w0, use_cache=use_cache, keep_history=keep_history)
+            raise InputTypeError(f"`prompts` must be a Prompts (from sample_prompts), got {type(prompts).__name__}")
+        X, y = self._check_prompt(prompts.X, prompts.y, where="prompts.")
+        return cot_rollout(self, X, y, num_steps, w0=w0, use_cache=use_cache, keep_history=keep_history)
 
     def _step(self, cache: KVCache, w_hat: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         q_tok = self.query_tokens(w_hat)
@@ -626,16 +647,7 @@ class GPT2Regressor(nn.Module):
 
 
 def _as_model_tensor(value: Any, name: str, ref: torch.Tensor) -> torch.Tensor:
-    """``value`` as a finite tensor on the model's device and dtype (a clear error otherwise)."""
-    if value is None:
-        raise TypeError(f"`{name}` must be a tensor, got None")
-    if isinstance(value, torch.Tensor):
-        if value.is_complex():
-            raise TypeError(f"`{name}` must be real, got dtype {value.dtype}")
-        if value.device.type == "meta":
-            raise ValueError(f"`{name}` is a meta tensor (no data); pass a tensor on {ref.device}")
-        if not value.is_floating_point():
-            value = value.to(torch.float64)
+    """``value`` as a finite tensor on the model's device and dtype (``_checks.as_tensor``)."""
     return as_tensor(value, name, device=ref.device, dtype=ref.dtype)
 
 
@@ -651,9 +663,11 @@ def build_model(
 
     Defined in Chapter 7.
     """
+    if not isinstance(config, GPT2RegressorConfig):
+        raise InputTypeError(f"`config` must be a GPT2RegressorConfig, got {type(config).__name__}")
     seed = check_pos_int(seed, "seed", minimum=0)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"`dtype` must be a floating torch.dtype (torch.float32 or torch.float64), got {dtype!r}")
+    dtype = check_dtype(dtype)
+    device = check_device(device)
     with torch.random.fork_rng(devices=[]):
         model = GPT2Regressor(config)
         torch.manual_seed(seed)
@@ -666,6 +680,8 @@ def num_parameters(model: nn.Module) -> int:
 
     Defined in Chapter 7.
     """
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -673,11 +689,23 @@ def num_parameters(model: nn.Module) -> int:
 
 
 def _check_steps(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"`num_steps` must be an integer >= 0 (number of CoT steps k), got {k!r}")
-    if k > MAX_COT_STEPS:
-        raise ValueError(f"`num_steps` must be <= {MAX_COT_STEPS} (bounded work, linear in k), got {k}")
-    return k
+    return check_pos_int(k, "num_steps", minimum=0, maximum=MAX_COT_STEPS)
+
+
+def _check_rollout_work(model: GPT2Regressor, batch: int, m: int, k: int, use_cache: bool, history: bool) -> None:
+    """Refuse a rollout whose multiply-adds exceed :data:`MAX_ROLLOUT_MACS`, before it starts."""
+    cfg = model.config
+    L = model.layout.num_data_tokens(m)
+    per_token = cfg.layers * (12 * cfg.width**2)  # the blocks' matrix products
+    ctx = L + (k if history else 1)  # the longest sequence a step attends over
+    new_tokens = 1 if use_cache else ctx  # tokens run per step
+    macs = batch * (L * per_token + k * new_tokens * (per_token + 2 * cfg.layers * ctx * cfg.width))
+    if macs > MAX_ROLLOUT_MACS:
+        raise ValueError(
+            f"`num_steps`={k} on {batch} prompts of m={m} would take about {macs:.2g} multiply-adds "
+            f"(limit {MAX_ROLLOUT_MACS:.0e}, tts_lib.gpt2.MAX_ROLLOUT_MACS: minutes or more); lower `num_steps` "
+            "or the batch, or use use_cache=True"
+        )
 
 
 @torch.no_grad()
@@ -701,7 +729,7 @@ def cot_rollout(
         use_cache: encode the prompt once and run only the new token per step (else
             recompute the whole sequence at every step).
         keep_history: keep earlier query tokens in the sequence (see module docstring).
-            A model trained by :func:`~tts_lib.gpt2_train.train_gpt2` (one query token per
+            A model trained by :func:`~tts_lib.gpt2_trainer.train_gpt2` (one query token per
             prompt) has never seen earlier query tokens; with ``keep_history=True`` its error
             grows with k, an artefact of the protocol, not overthinking.
 
@@ -712,15 +740,16 @@ def cot_rollout(
     """
     k = _check_steps(num_steps)
     if not isinstance(model, GPT2Regressor):
-        raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+        raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
     for name, flag in (("use_cache", use_cache), ("keep_history", keep_history)):
         if not isinstance(flag, bool):
-            raise TypeError(f"`{name}` must be True or False, got {flag!r}")
+            raise InputTypeError(f"`{name}` must be True or False, got {flag!r}")
     if keep_history and k > MAX_COT_STEPS_HISTORY:
         raise ValueError(
             f"`num_steps` must be <= {MAX_COT_STEPS_HISTORY} with keep_history=True (work O(k²)), got {k}"
         )
     X, y = model._check_prompt(X, y)
+    _check_rollout_work(model, X.shape[0], X.shape[1], k, use_cache, keep_history)
     if w0 is None:
         w0 = X.new_zeros(X.shape[0], model.config.dim)
     w0 = model._check_estimate(w0, X.shape[0], "w0")
@@ -758,7 +787,11 @@ def cot_errors(
     noise_std: float = 0.0,
     **rollout_kwargs: Any,
 ) -> torch.Tensor:
-    """Squared errors ``‖ŵ_i − w‖²`` on fresh test prompts, shape (num_prompts, k + 1), float64.
+    """Squared errors ``‖ŵ_i − w‖²`` on fresh test prompts, shape (num_prompts, k + 1), float64:
+    prompts from a :class:`~tts_lib.prompts.PromptSampler` (in chunks), errors from
+    :func:`tts_lib.metrics.cot_squared_errors` (the library's one evaluation door), so
+    ``cot_errors(model, cov, m, k, num_prompts=P, seed=s)`` equals
+    ``metrics.cot_squared_errors(model, sample_prompts(cov, m, P, seed=s), k)`` for ``P <= chunk``.
 
     Args:
         model: trained :class:`GPT2Regressor`.
@@ -775,26 +808,21 @@ def cot_errors(
     Defined in Chapter 7.
     """
     if not isinstance(model, GPT2Regressor):
-        raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+        raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
     k = _check_steps(num_steps)
     ref = model.read_in.weight
-    device = ref.device if device is None else torch.device(device)
-    cov_t = check_cov(cov, "cov", dim=model.config.dim)
-    num_prompts = check_pos_int(num_prompts, "num_prompts")
-    if num_prompts > MAX_TEST_PROMPTS:
-        raise ValueError(
-            f"`num_prompts` must be <= {MAX_TEST_PROMPTS} test prompts (bounded work), got {num_prompts}"
-        )
-    chunk = check_pos_int(chunk, "chunk")
-    if chunk > MAX_CHUNK:
-        raise ValueError(f"`chunk` must be <= {MAX_CHUNK} prompts per forward pass (bounded memory), got {chunk}")
+    device = ref.device if device is None else check_device(device)
     test_len = check_pos_int(test_len, "test_len")
-    g = make_generator(seed)
+    num_prompts = check_pos_int(num_prompts, "num_prompts", maximum=MAX_TEST_PROMPTS)
+    chunk = check_pos_int(chunk, "chunk", maximum=MAX_CHUNK)
+    check_memory(min(chunk, num_prompts) * test_len * model.config.dim, "test_len",
+                 what=f"{min(chunk, num_prompts)} test prompts of {test_len} examples")
+    _check_rollout_work(model, num_prompts, test_len, k, rollout_kwargs.get("use_cache", True) is not False,
+                        rollout_kwargs.get("keep_history", False) is True)
+    sampler = PromptSampler(check_cov(cov, "cov", dim=model.config.dim), seed=seed, device=device,
+                            dtype=ref.dtype)
     out = []
     for start in range(0, num_prompts, chunk):
-        b = min(chunk, num_prompts - start)
-        pr = sample_prompts(cov_t.to("cpu", torch.float64), test_len, b, seed=g, noise_std=noise_std)
-        pr = pr.to(device=device, dtype=ref.dtype)
-        it = cot_rollout(model, pr.X, pr.y, k, **rollout_kwargs)
-        out.append(squared_errors(it, pr.w).cpu())
+        pr = sampler.draw(test_len, min(chunk, num_prompts - start), noise_std=noise_std)
+        out.append(cot_squared_errors(model, pr, k, **rollout_kwargs).cpu())
     return torch.cat(out)

@@ -15,9 +15,10 @@ JSON with every field, the digest, the weights file is a plain name inside the m
 folder, its sha256; after loading: the keys and shapes match the configuration exactly
 and every weight is finite. Every failure is a ``ValueError`` naming the file and the field.
 
-Format ``tts_lib.gpt2/1`` (the earlier model built on Hugging Face's ``GPT2Model``) is
-converted by :func:`convert_v1` through the documented key map :func:`state_dict_from_hf`;
-the committed checkpoints in ``book/checkpoints`` were converted so (same weights).
+Format ``tts_lib.gpt2/1`` (the earlier model built on Hugging Face's ``GPT2Model``) is no
+longer read: the committed checkpoints in ``book/checkpoints`` were converted once, with the
+same weights, through the documented key map :func:`state_dict_from_hf` (which stays for
+Hugging Face state dicts), and no format-1 file is left.
 
 Format ``tts_lib.gpt2/2`` (the committed checkpoints) loads as it is, verified against its
 own digest, and is read through the documented key map :data:`V2_KEY_MAP`: the training
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 from dataclasses import asdict
@@ -39,13 +41,19 @@ from typing import Any
 
 import torch
 
-from ._checks import check_pos_int
+from ._checkpoint_registry import MANIFEST_SHA256
+from ._checks import InputTypeError, check_device, check_pos_int
 from .gpt2 import GPT2Regressor, GPT2RegressorConfig, num_parameters
-from .gpt2_train import PRESETS, TRAIN_COVS, GPT2TrainConfig, TrainResult, config_from_dict, preset
+from .gpt2_config import PRESETS, TRAIN_COVS, GPT2TrainConfig, TrainResult, config_from_dict, preset
 
 MANIFEST_FORMAT = "tts_lib.gpt2/3"
 V2_FORMAT = "tts_lib.gpt2/2"
 V1_FORMAT = "tts_lib.gpt2/1"
+#: largest weight a checkpoint may hold (trained weights are of order 1; 1e38 predicts NaN)
+MAX_WEIGHT = 1e4
+#: largest manifest file and JSON nesting read (a manifest is a few kB, nested 4 deep)
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_JSON_DEPTH = 32
 REQUIRED_FIELDS = ("format", "checkpoint", "sha256", "digest", "config", "train_cov", "seed", "train_steps")
 #: format 2 name -> format 3 name, for the training configuration and the manifest itself
 V2_KEY_MAP = {"steps": "train_steps", "batch": "batch_size", "schedule": "lr_schedule"}
@@ -79,6 +87,15 @@ def checkpoint_stem(
 
     Defined in Chapter 7.
     """
+    if not isinstance(preset_name, str) or not _STEM.fullmatch(preset_name) or ".." in preset_name:
+        raise ValueError(f"`preset_name` must be a plain name (letters, digits, _ . + -), got {preset_name!r}")
+    if not isinstance(cfg, GPT2RegressorConfig):
+        raise InputTypeError(f"`cfg` must be a GPT2RegressorConfig, got {type(cfg).__name__}")
+    if not isinstance(train_cfg, GPT2TrainConfig):
+        raise InputTypeError(f"`train_cfg` must be a GPT2TrainConfig, got {type(train_cfg).__name__}")
+    if not isinstance(train_cov, str) or train_cov not in TRAIN_COVS:
+        raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {train_cov!r}")
+    seed = check_pos_int(seed, "seed", minimum=0)
     stem = f"gpt2_{preset_name}_{cfg.layout}_{train_cov}_n{train_cfg.context_len}"
     if preset_name in PRESETS:
         base = PRESETS[preset_name][0]
@@ -97,7 +114,7 @@ def checkpoint_stem(
         stem += f"_zp{train_cfg.start_zero_prob:g}"
     if train_cfg.label_noise:
         stem += f"_noise{train_cfg.label_noise:g}"
-    return f"{stem}_seed{seed}"
+    return check_stem(f"{stem}_seed{seed}")
 
 
 def check_stem(stem: Any) -> str:
@@ -112,11 +129,24 @@ def check_stem(stem: Any) -> str:
     return stem
 
 
+def _as_path(value: Any, name: str) -> Path:
+    """``value`` as a Path (a str or os.PathLike without NUL bytes); a clear error otherwise."""
+    if not isinstance(value, (str, os.PathLike)) or isinstance(value, bytes):
+        raise InputTypeError(f"`{name}` must be a file path (str or Path), got {type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text or "\x00" in text:
+        raise ValueError(f"`{name}` must be a non-empty file path without NUL bytes, got {value!r}")
+    return Path(text)
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file.
 
     Defined in Chapter 7.
     """
+    path = _as_path(path, "path")
+    if not path.is_file():
+        raise ValueError(f"`path`: no file {path}")
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -129,8 +159,13 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
 
     Defined in Chapter 7.
     """
+    if not isinstance(manifest, dict):
+        raise InputTypeError(f"`manifest` must be a dict (a JSON object), got {type(manifest).__name__}")
     body = {k: v for k, v in manifest.items() if k != "digest"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise ValueError(f"`manifest` must hold plain, finite JSON values ({err})") from err
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -182,11 +217,11 @@ def save_checkpoint(
     Defined in Chapter 7.
     """
     if not isinstance(model, GPT2Regressor):
-        raise TypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+        raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
     if not isinstance(train_cfg, GPT2TrainConfig):
-        raise TypeError(f"`train_cfg` must be a GPT2TrainConfig, got {type(train_cfg).__name__}")
+        raise InputTypeError(f"`train_cfg` must be a GPT2TrainConfig, got {type(train_cfg).__name__}")
     if not isinstance(result, TrainResult):
-        raise TypeError(f"`result` must be a TrainResult, got {type(result).__name__}")
+        raise InputTypeError(f"`result` must be a TrainResult, got {type(result).__name__}")
     if train_cov not in TRAIN_COVS:
         raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {train_cov!r}")
     if not result.losses:
@@ -224,21 +259,56 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [f"{k}: checkpoint {a.get(k)!r} vs requested {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
 
-def _read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    p = Path(path)
+def _check_json_depth(raw: bytes, where: Path) -> None:
+    """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` before parsing it (brackets
+    outside strings; a 100,000-deep file would otherwise end in RecursionError)."""
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH}: not a manifest")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+
+
+def _read_manifest(path: str | Path, registry: bool = True) -> tuple[Path, dict[str, Any]]:
+    p = _as_path(path, "path")
     manifest_path = p.with_suffix(".json")
     if not manifest_path.is_file():
-        raise ValueError(f"no manifest {manifest_path}; pass the .json written by tts_lib.gpt2_train")
+        raise ValueError(f"`path`: no manifest {manifest_path}; pass the .json written by tts_lib.gpt2_train")
+    size = manifest_path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{manifest_path}: {size} bytes, beyond {MAX_MANIFEST_BYTES} for a manifest: not one")
+    raw = manifest_path.read_bytes()
+    pinned = MANIFEST_SHA256.get(manifest_path.name)
+    if registry and pinned is not None and hashlib.sha256(raw).hexdigest() != pinned:
+        raise ValueError(
+            f"{manifest_path}: this is the name of a committed course checkpoint, but the manifest differs from "
+            "the one pinned in tts_lib (tts_lib._checkpoint_registry): it was edited. Restore it (git checkout, "
+            "or tts_lib.fetch), or, for a checkpoint you trained yourself, save it under another stem or pass "
+            "registry=False (then it is checksummed, not signed)"
+        )
+    _check_json_depth(raw, manifest_path)
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{manifest_path}: not a JSON manifest ({err})") from err
     if not isinstance(manifest, dict):
         raise ValueError(f"{manifest_path}: the manifest must be a JSON object, got {type(manifest).__name__}")
     if manifest.get("format") == V1_FORMAT:
         raise ValueError(
-            f"{manifest_path}: format {V1_FORMAT} (Hugging Face key names); convert it once with "
-            "tts_lib.gpt2_checkpoint.convert_v1(path)"
+            f"{manifest_path}: format {V1_FORMAT} (Hugging Face key names) is no longer read; load its "
+            "weights with state_dict_from_hf and save them again with save_checkpoint, or retrain"
         )
     if manifest.get("format") not in (MANIFEST_FORMAT, V2_FORMAT):
         raise ValueError(
@@ -250,13 +320,21 @@ def _read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return manifest_path, manifest
 
 
-def verify_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
+def verify_checkpoint(path: str | Path, *, registry: bool = True) -> tuple[dict[str, Any], Path]:
     """Check a manifest and its weights file without loading the weights; returns
     ``(manifest, weights_path)``. Raises ValueError naming the file and the field.
 
+    ``registry``: a manifest named like a committed course checkpoint must be byte-identical to
+    the one whose sha256 the library pins (``tts_lib._checkpoint_registry``), so an edited
+    configuration is refused even when its ``digest`` was recomputed. Other checkpoints (or
+    ``registry=False``) are checked against their own ``digest`` and ``sha256``: checksummed,
+    not signed.
+
     Defined in Chapter 7.
     """
-    manifest_path, manifest = _read_manifest(path)
+    if not isinstance(registry, bool):
+        raise InputTypeError(f"`registry` must be True or False, got {registry!r}")
+    manifest_path, manifest = _read_manifest(path, registry)
     try:
         digest = manifest_digest(manifest)
     except ValueError as err:  # NaN in the manifest
@@ -304,41 +382,17 @@ def _check_state(state: Any, model: GPT2Regressor, where: Path) -> dict[str, tor
             raise ValueError(f"{where}: key `{key}` has shape {tuple(v.shape)}, the configuration needs {need}")
         if not torch.isfinite(v).all():
             raise ValueError(f"{where}: key `{key}` holds NaN or inf weights")
+        top = float(v.abs().max()) if v.numel() else 0.0
+        if top > MAX_WEIGHT:
+            raise ValueError(f"{where}: key `{key}` holds a weight of size {top:.3g}, beyond {MAX_WEIGHT:g} "
+                             "(a trained GPT-2 regressor's weights are of order 1): not a trained model")
     return state
 
 
-def load_checkpoint(
-    path: str | Path,
-    *,
-    expected: GPT2RegressorConfig | None = None,
-    expected_train: GPT2TrainConfig | None = None,
-    train_cov: str | None = None,
-    device: torch.device | str | None = None,
-) -> tuple[GPT2Regressor, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_checkpoint` (eval mode), verified (module doc).
-
-    Args:
-        path: the manifest ``.json`` or the ``.pt`` file next to it.
-        expected: the model configuration the caller wants; any other is refused.
-        expected_train: likewise for the training configuration (``train_steps`` included).
-        train_cov: likewise for the training covariance name.
-        device: where to put the model.
-
-    Returns:
-        ``(model, manifest)``.
-
-    Raises:
-        ValueError: naming the file and the field: missing files or fields, digest or
-            sha256 mismatch, configuration mismatch, keys, shapes or non-finite weights.
-
-    Defined in Chapter 7.
-    """
-    manifest, pt = verify_checkpoint(path)
-    where = pt.with_suffix(".json")
-    try:
-        cfg, train_cfg = config_from_dict(manifest["config"])
-    except ValueError as err:
-        raise ValueError(f"{where}: field `config`: {err}") from err
+def _check_requested(pt: Path, manifest: dict[str, Any], model_cfgs: tuple[Any, Any], train_cfgs: tuple[Any, Any],
+                     train_cov: str | None) -> None:
+    """Refuse a checkpoint whose configurations differ from the requested ones (None: any)."""
+    (cfg, expected), (train_cfg, expected_train) = model_cfgs, train_cfgs
     problems: list[str] = []
     if expected is not None:
         problems += _diff(asdict(cfg), asdict(expected))
@@ -352,7 +406,49 @@ def load_checkpoint(
             + "; ".join(problems)
             + f"); retrain with: {manifest.get('command')} adjusted, or request its configuration"
         )
-    model = GPT2Regressor(cfg)
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    expected: GPT2RegressorConfig | None = None,
+    expected_train: GPT2TrainConfig | None = None,
+    train_cov: str | None = None,
+    device: torch.device | str | None = None,
+    registry: bool = True,
+) -> tuple[GPT2Regressor, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint` (eval mode), verified (module doc).
+
+    Args:
+        path: the manifest ``.json`` or the ``.pt`` file next to it.
+        expected: the model configuration the caller wants; any other is refused.
+        expected_train: likewise for the training configuration (``train_steps`` included).
+        train_cov: likewise for the training covariance name.
+        device: where to put the model.
+        registry: check a committed checkpoint against the library's pinned manifest hashes
+            (see :func:`verify_checkpoint`).
+
+    Returns:
+        ``(model, manifest)``.
+
+    Raises:
+        ValueError: naming the file and the field: missing files or fields, digest or
+            sha256 mismatch, configuration mismatch, keys, shapes or non-finite weights.
+
+    Defined in Chapter 7.
+    """
+    device = check_device(device)
+    manifest, pt = verify_checkpoint(path, registry=registry)
+    where = pt.with_suffix(".json")
+    try:
+        cfg, train_cfg = config_from_dict(manifest["config"])
+    except ValueError as err:
+        raise ValueError(f"{where}: field `config`: {err}") from err
+    _check_requested(pt, manifest, (cfg, expected), (train_cfg, expected_train), train_cov)
+    model = GPT2Regressor(cfg)  # its size was bounded by the configuration's check
+    most = 8 * num_parameters(model) + (1 << 20)  # float64 weights plus the pickle's overhead
+    if pt.stat().st_size > most:
+        raise ValueError(f"{pt}: {pt.stat().st_size} bytes, more than the {most} this configuration's weights need")
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file with a matching hash
@@ -369,6 +465,13 @@ def load_checkpoint(
 _HF_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
+def _check_state_dict(state: Any) -> dict[str, torch.Tensor]:
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise InputTypeError(f"`state` must be a state_dict (str -> tensor), got {type(state).__name__}")
+    return state
+
+
 def state_dict_from_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Key map from the earlier layout (``read_in``, ``backbone`` = ``transformers.GPT2Model``,
     ``read_out``) to :class:`GPT2Regressor`:
@@ -382,6 +485,7 @@ def state_dict_from_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
     Defined in Chapter 7.
     """
+    state = _check_state_dict(state)
     out: dict[str, torch.Tensor] = {}
     for key, v in state.items():
         if key == "backbone.wte.weight" or key.endswith((".attn.bias", ".attn.masked_bias")):
@@ -404,6 +508,10 @@ def state_dict_to_hf(state: dict[str, torch.Tensor], width: int) -> dict[str, to
 
     Defined in Chapter 7.
     """
+    state = _check_state_dict(state)
+    width = check_pos_int(width, "width", maximum=65536)
+    if "wpe.weight" not in state:
+        raise ValueError("`state` lacks `wpe.weight`: pass a GPT2Regressor's state_dict()")
     out: dict[str, torch.Tensor] = {}
     ref = state["wpe.weight"]
     for key, v in state.items():
@@ -437,7 +545,7 @@ def load_preset_checkpoint(
     Defined in Chapter 7.
     """
     if not isinstance(folder, (str, Path)):
-        raise TypeError(f"`folder` must be a folder path (str or Path), got {type(folder).__name__}")
+        raise InputTypeError(f"`folder` must be a folder path (str or Path), got {type(folder).__name__}")
     if not isinstance(preset_name, str) or preset_name not in PRESETS:
         raise ValueError(f"`preset_name` must be one of {sorted(PRESETS)}, got {preset_name!r}")
     if train_cov not in TRAIN_COVS:
@@ -447,36 +555,3 @@ def load_preset_checkpoint(
     return load_checkpoint(
         Path(folder) / f"{stem}.json", expected=cfg, expected_train=train_cfg, train_cov=train_cov, device=device
     )
-
-
-def convert_v1(path: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Re-save a ``tts_lib.gpt2/1`` checkpoint (after checking its sha256) in this format with
-    the same weights (:func:`state_dict_from_hf`); the manifest keeps every field and records
-    ``converted_from``. Returns the new manifest path (``out_dir`` defaults to the same folder).
-
-    Defined in Chapter 7.
-    """
-    p = Path(path).with_suffix(".json")
-    try:
-        old = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{p}: not a readable JSON manifest ({err})") from err
-    if not isinstance(old, dict) or old.get("format") != V1_FORMAT:
-        raise ValueError(f"{p}: field `format` must be {V1_FORMAT!r} to convert")
-    name = old.get("checkpoint")
-    if not isinstance(name, str) or Path(name).name != name:
-        raise ValueError(f"{p}: field `checkpoint` must be a file name in the same folder, got {name!r}")
-    pt = p.parent / name
-    if sha256_file(pt) != old.get("sha256"):
-        raise ValueError(f"{p}: field `sha256` does not match {pt.name}; not converting a changed file")
-    old = _renamed(old)  # format 1 used the format-2 names
-    cfg, _ = config_from_dict(old["config"])
-    model = GPT2Regressor(cfg)
-    state = _check_state(state_dict_from_hf(torch.load(pt, map_location="cpu", weights_only=True)), model, pt)
-    model.load_state_dict(state)
-    keep = {k: v for k, v in old.items() if k not in ("format", "checkpoint", "sha256", "digest")}
-    keep["num_parameters"] = num_parameters(model)
-    keep["converted_from"] = {"format": V1_FORMAT, "sha256": old["sha256"], "key_map": "state_dict_from_hf"}
-    out = Path(out_dir) if out_dir is not None else p.parent
-    out.mkdir(parents=True, exist_ok=True)
-    return _write(out, p.stem, {k: v.contiguous() for k, v in model.state_dict().items()}, keep)

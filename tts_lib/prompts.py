@@ -29,7 +29,8 @@ from ._checks import (
 class TokenSlots:
     """Where the four blocks of a ``2d + 2``-row token live (Chapter 1's embedding, shared by
     the LSA and the GPT-2): ``x`` (rows ``0..d−1``), the label ``y`` (row ``d``), the estimate
-    ``w`` (rows ``d+1..2d``) and the query ``flag`` (row ``2d+1``).
+    ``w`` (rows ``d+1..2d``) and the query ``flag`` (row ``2d+1``). The GPT-2's token layouts
+    (:class:`tts_lib.gpt2.TokenLayout`) arrange tokens with these blocks.
 
     Defined in Chapter 1.
     """
@@ -147,6 +148,58 @@ def sample_prompts(
     return _draw_prompts(root, context_len, batch, g, device, dtype, noise_std, w_cpu)
 
 
+class PromptSampler:
+    """Draws batches of prompts of one covariance, step after step, from one CPU generator.
+
+    The covariance is checked and its square root taken once, at construction (per leading
+    block under a curriculum: ``draw(..., dim=d')`` uses ``Λ[:d', :d']``); each
+    :meth:`draw` then costs only the random draws. Samplers of a task mixture share one
+    stream by passing the same generator as ``seed``. ``PromptSampler(cov, seed=s).draw(n, b)``
+    equals ``sample_prompts(cov, n, b, seed=s)``.
+
+    Args:
+        cov: (d, d) feature covariance Λ (symmetric PSD).
+        seed: an int seed, or a CPU ``torch.Generator`` to continue (fresh when None).
+        device, dtype: where the prompts go (default: ``cov``'s device and dtype).
+
+    Defined in Chapter 3.
+    """
+
+    def __init__(
+        self,
+        cov: Any,
+        *,
+        seed: int | torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        cov_t = check_cov(cov, "cov")
+        self.device = cov_t.device if device is None else check_device(device)
+        self.dtype = cov_t.dtype if dtype is None else check_dtype(dtype)
+        self.generator = make_generator(seed, "seed")
+        self.cov = cov_t.detach().to("cpu", torch.float64)
+        self.dim = self.cov.shape[0]
+        self._roots: dict[int, torch.Tensor] = {}
+
+    def root(self, dim: int | None = None) -> torch.Tensor:
+        """The CPU float64 square root of the leading (dim, dim) block of Λ (computed once)."""
+        d = self.dim if dim is None else check_pos_int(dim, "dim", maximum=self.dim)
+        if d not in self._roots:
+            self._roots[d] = _cov_sqrt(self.cov[:d, :d])
+        return self._roots[d]
+
+    def draw(self, context_len: int, batch: int, *, noise_std: float = 0.0, dim: int | None = None) -> Prompts:
+        """The next ``batch`` prompts of ``context_len`` examples (label noise ``noise_std``),
+        in the leading ``dim`` coordinates (all when None): :class:`Prompts` (batch, n, dim)."""
+        context_len = check_pos_int(context_len, "context_len")
+        batch = check_pos_int(batch, "batch")
+        noise_std = check_real(noise_std, "noise_std", minimum=0.0, maximum=1e100)
+        root = self.root(dim)
+        check_memory(batch * context_len * root.shape[0], "batch" if batch >= context_len else "context_len",
+                     what=f"X of shape ({batch}, {context_len}, {root.shape[0]})")
+        return _draw_prompts(root, context_len, batch, self.generator, self.device, self.dtype, noise_std)
+
+
 def _draw_prompts(
     root: torch.Tensor,
     context_len: int,
@@ -157,8 +210,8 @@ def _draw_prompts(
     noise_std: float = 0.0,
     w_cpu: torch.Tensor | None = None,
 ) -> Prompts:
-    """The unchecked kernel of :func:`sample_prompts` (the trainers validate once, then call
-    this every step): ``root`` is the CPU float64 square root of Λ (``_cov_sqrt``)."""
+    """The unchecked kernel of :func:`sample_prompts` and :meth:`PromptSampler.draw`:
+    ``root`` is the CPU float64 square root of Λ (``_cov_sqrt``)."""
     dim = root.shape[0]
     if w_cpu is None:
         w_cpu = torch.randn(batch, dim, generator=g, dtype=torch.float64)

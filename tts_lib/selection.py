@@ -13,7 +13,8 @@ This module picks ``π`` for a target covariance ``Σ``:
   projection :func:`project_simplex` (sort-based) and a backtracking line search;
   :func:`kkt_residual` certifies the answer; :func:`grid_search` evaluates a whole
   simplex grid (:func:`simplex_grid`) in one batched call.
-* :class:`TaskType` / :func:`task_type_covs` — candidate task types by spectral decay
+* :class:`TaskType` / :func:`task_type_covs` — candidate task types by spectral decay (defined in
+  :mod:`tts_lib.tasks`, the home of task families; re-exported here)
   ``α`` and number of skills ``B`` (``λ_i ∝ i^(−α)`` on the first ``B`` skills).
 """
 
@@ -43,7 +44,9 @@ from ._checks import (
     check_sequence,
     check_weights,
 )
-from .tasks import MISSING_TOL, power_law_cov
+from .tasks import MISSING_TOL
+from .tasks import TaskType as TaskType  # task families live in tasks; chapter 6 calls them from here
+from .tasks import task_type_covs as task_type_covs
 from .theory import multitask_precond
 
 # --------------------------------------------------------------------------- the simplex
@@ -155,6 +158,39 @@ def _value_and_grad(
     return float(val.detach()), g.detach()
 
 
+def _start_point(x0: Any, num_tasks: Any) -> torch.Tensor:
+    """:func:`minimize_on_simplex`'s checked start: ``x0`` projected onto the simplex, or uniform."""
+    if x0 is None:
+        L = check_pos_int(num_tasks, "num_tasks", maximum=10**6)
+        return torch.full((L,), 1.0 / L, dtype=DEFAULT_DTYPE)
+    x = as_tensor(x0, "x0", dtype=DEFAULT_DTYPE)
+    if x.ndim != 1:
+        raise ValueError(f"`x0` must be 1-D (one weight per task), got shape {tuple(x.shape)}")
+    return project_simplex(x.detach())
+
+
+def _backtrack(
+    fun: Callable[[torch.Tensor], torch.Tensor], grad: Any, y: torch.Tensor, f_y: float, g_y: torch.Tensor, s: float
+) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor, float]:
+    """One projected step from ``y`` with step ``s`` halved until the model's decrease holds:
+    ``(π⁺, π⁺ − y, f(π⁺), ∇f(π⁺), s)``; ``s < 1e-30`` when no step is accepted."""
+    while True:  # backtracking: the projected step decreases the model for small s
+        x_new = project_simplex(y - s * g_y)
+        dx = x_new - y
+        f_new, g_new = _value_and_grad(fun, grad, x_new)
+        if math.isfinite(f_new):
+            bound = float(dx @ dx) / (2 * s)
+            if abs(f_new - f_y) > 1e-9 * abs(f_y):  # function values resolve the test
+                ok = f_new <= f_y + float(g_y @ dx) + bound
+            else:  # near the optimum: the gradient test is immune to rounding in f (as in TFOCS)
+                ok = float((g_new - g_y) @ dx) <= bound
+            if ok:
+                return x_new, dx, f_new, g_new, s
+        s /= 2.0
+        if s < 1e-30:
+            return x_new, dx, f_new, g_new, s
+
+
 def minimize_on_simplex(
     fun: Callable[[torch.Tensor], torch.Tensor],
     x0: Any = None,
@@ -196,14 +232,7 @@ def minimize_on_simplex(
         raise InputTypeError(f"`fun` must be a function of the mixture π, got {type(fun).__name__}")
     if grad is not None and not callable(grad):
         raise InputTypeError(f"`grad` must be a function π -> ∇f(π) or None, got {type(grad).__name__}")
-    if x0 is None:
-        L = check_pos_int(num_tasks, "num_tasks", maximum=10**6)
-        x = torch.full((L,), 1.0 / L, dtype=DEFAULT_DTYPE)
-    else:
-        x = as_tensor(x0, "x0", dtype=DEFAULT_DTYPE)
-        if x.ndim != 1:
-            raise ValueError(f"`x0` must be 1-D (one weight per task), got shape {tuple(x.shape)}")
-        x = project_simplex(x.detach())
+    x = _start_point(x0, num_tasks)
     max_iter = check_pos_int(max_iter, "max_iter", maximum=10 * MAX_STEPS)
     tol = check_positive(tol, "tol")
     s = check_positive(step, "step")
@@ -214,22 +243,7 @@ def minimize_on_simplex(
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - `it` is reported
-        s = min(2.0 * s, 1e12)
-        while True:  # backtracking: the projected step decreases the model for small s
-            x_new = project_simplex(y - s * g_y)
-            dx = x_new - y
-            f_new, g_new = _value_and_grad(fun, grad, x_new)
-            if math.isfinite(f_new):
-                bound = float(dx @ dx) / (2 * s)
-                if abs(f_new - f_y) > 1e-9 * abs(f_y):  # function values resolve the test
-                    ok = f_new <= f_y + float(g_y @ dx) + bound
-                else:  # near the optimum: the gradient test is immune to rounding in f (as in TFOCS)
-                    ok = float((g_new - g_y) @ dx) <= bound
-                if ok:
-                    break
-            s /= 2.0
-            if s < 1e-30:
-                break
+        x_new, dx, f_new, g_new, s = _backtrack(fun, grad, y, f_y, g_y, min(2.0 * s, 1e12))
         if s < 1e-30:  # no acceptable step along the projected path: stop where we are
             break
         done = float(dx.abs().max()) / s <= tol * max(1.0, float(g_y.abs().max()))
@@ -397,49 +411,3 @@ def mixture_error(
     out = torch.cat(outs).reshape(*batch_shape, len(ks))
     return out[..., 0] if single else out
 
-
-# --------------------------------------------------------------------------- candidate task types
-
-
-@dataclass(frozen=True)
-class TaskType:
-    """A candidate training task: eigenvalues ``λ_i ∝ i^(−alpha)`` on ``num_skills`` skills.
-
-    Defined in Chapter 6.
-    """
-
-    name: str
-    alpha: float
-    num_skills: int
-    context_len: int
-
-
-def task_type_covs(
-    types: Sequence[TaskType],
-    dim: int,
-    trace: float | None = None,
-    rotation: Any = None,
-) -> list[torch.Tensor]:
-    """Covariances (d, d) of the task types (:func:`tts_lib.tasks.power_law_cov`), each with the given trace.
-
-    Defined in Chapter 6.
-    """
-    types = check_sequence(types, "types")
-    if len(types) == 0:
-        raise ValueError("`types` must contain at least one TaskType")
-    for i, t in enumerate(types):
-        if not isinstance(t, TaskType):
-            raise ValueError(f"`types[{i}]` must be a TaskType(name, alpha, num_skills, context_len)")
-        check_pos_int(t.context_len, f"types[{i}].context_len")
-    if trace is not None:
-        check_positive(trace, "trace")
-    dim = check_pos_int(dim, "dim")
-    covs = []
-    for i, t in enumerate(types):
-        try:
-            covs.append(power_law_cov(dim, t.alpha, t.num_skills, trace=trace, rotation=rotation))
-        except ValueError as err:
-            if "`trace`" in str(err) or "`rotation`" in str(err):
-                raise
-            raise type(err)(f"`types[{i}]` ({t.name!r}): {err}") from err
-    return covs

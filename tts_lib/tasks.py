@@ -13,6 +13,8 @@ This module is the one home of the skill basis: :func:`skills`, :func:`to_skills
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,8 +27,10 @@ from ._checks import (
     check_dtype,
     check_memory,
     check_pos_int,
+    check_positive,
     check_real,
     check_same_device,
+    check_sequence,
     make_generator,
 )
 
@@ -305,3 +309,50 @@ def hardness(cov: Any) -> float:
     if lam_min <= MISSING_TOL * max(tr, 1e-300):
         return float("inf")
     return tr / lam_min
+
+
+# --------------------------------------------------------------------------- task types (chapter 6)
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A candidate training task: eigenvalues ``λ_i ∝ i^(−alpha)`` on ``num_skills`` skills.
+
+    Defined in Chapter 6.
+    """
+
+    name: str
+    alpha: float
+    num_skills: int
+    context_len: int
+
+
+def task_type_covs(
+    types: Sequence[TaskType],
+    dim: int,
+    trace: float | None = None,
+    rotation: Any = None,
+) -> list[torch.Tensor]:
+    """Covariances (d, d) of the task types (:func:`power_law_cov`), each with the given trace.
+
+    Defined in Chapter 6.
+    """
+    types = check_sequence(types, "types")
+    if len(types) == 0:
+        raise ValueError("`types` must contain at least one TaskType")
+    for i, t in enumerate(types):
+        if not isinstance(t, TaskType):
+            raise ValueError(f"`types[{i}]` must be a TaskType(name, alpha, num_skills, context_len)")
+        check_pos_int(t.context_len, f"types[{i}].context_len")
+    if trace is not None:
+        check_positive(trace, "trace")
+    dim = check_pos_int(dim, "dim")
+    covs = []
+    for i, t in enumerate(types):
+        try:
+            covs.append(power_law_cov(dim, t.alpha, t.num_skills, trace=trace, rotation=rotation))
+        except ValueError as err:
+            if "`trace`" in str(err) or "`rotation`" in str(err):
+                raise
+            raise type(err)(f"`types[{i}]` ({t.name!r}): {err}") from err
+    return covs

@@ -311,6 +311,22 @@ def _gram(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     return A.flatten(-2) @ B.flatten(-2).transpose(-1, -2)
 
 
+def first_order_correction(precond: Any, test_cov: Any, max_steps: int) -> torch.Tensor:
+    """``m`` times the O(1/m) term of the finite-m CoT error, for k = 0..K: shape (..., K + 1).
+
+    The expansion itself, with no validity check (:func:`error_curve` returns it only inside
+    the region of :func:`first_order_valid_steps`); ``tts_lib.bench`` times it.
+
+    Defined in Chapter 4.
+    """
+    G, sig = check_precond(precond, test_cov)
+    K = _k(max_steps, "max_steps")
+    d = sig.shape[0]
+    check_memory(4 * G[..., 0, 0].numel() * K * (d * d + K), "max_steps",
+                 what=f"the finite-test_len expansion at max_steps={K}, d={d}")
+    return _first_order_correction(G, sig, K)
+
+
 def _first_order_correction(G: torch.Tensor, sig: torch.Tensor, K: int) -> torch.Tensor:
     """``m`` times the O(1/m) term of ``E‖(M − G E)^k‖_F²`` for k = 0..K, shape (..., K+1).
 
@@ -670,7 +686,15 @@ def max_stable_lr(train_cov: Any, context_len: int, c: float = 1.0) -> float:
     if float(lam.abs().max()) == 0:
         raise ValueError("`train_cov` is zero: every learning rate is stable, there is nothing to learn")
     lg = lam @ gamma(lam, context_len)
-    return 2.0 / (c**2 * float(torch.linalg.eigvalsh((lg + lg.T) / 2).max()))
+    top = float(torch.linalg.eigvalsh((lg + lg.T) / 2).max())
+    try:
+        curvature = c**2 * top
+    except OverflowError:  # c² beyond float64
+        curvature = math.inf
+    if not 0 < curvature < math.inf or not math.isfinite(2.0 / curvature):
+        raise ValueError(f"`c`={c:g} gives a curvature c²·λ_max of {curvature:.3g}, whose stable step 2/(c²λ) "
+                         "is not a finite float; use c of order 1 (the LSA's scale)")
+    return 2.0 / curvature
 
 
 def max_stable_lr_sgd(

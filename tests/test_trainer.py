@@ -1,0 +1,112 @@
+"""The trainer core (``tts_lib.trainer``): the three trainers give the losses they gave
+before they shared it.
+
+The numbers below were recorded from the library *before* the trainers shared one core
+(commit 6b33281, float64, one thread): every third loss of short runs of ``train_lsa``
+(SGD, one task; Adam, a noisy two-task mixture), ``train_lsa_cot`` (k = 3, noisy starts)
+and ``train_gpt2`` (target ``w``; target ``newton`` with label noise; a curriculum with
+two unrolled steps). Same seeds, same losses, to 1e-12.
+"""
+
+import pytest
+import torch
+
+from tts_lib import lsa, tasks
+from tts_lib.cot_training import train_lsa_cot
+from tts_lib.train import TrainConfig, TrainTask, train_lsa
+
+PINNED = {
+    "lsa_sgd": [1.767272833327122, 0.9439360998900298, 1.076389886137185, 1.2580417657557583],
+    "lsa_mix_adam": [1.5704695396131378, 1.140148744843755, 1.4764905083635702, 1.6680218599246253],
+    "cot": [0.49359482581953795, 0.3910661919797887, 0.35748775155655943, 0.24235535367401823],
+    "gpt2_w": [1.0142811690102258, 0.3411564563273642, 0.5317062855283508],
+    "gpt2_newton": [0.7658680885251566, 0.6231272796472447, 0.2489523536677075],
+    "gpt2_curriculum": [1.1043461853847745, 1.164473453278998, 0.7447458570494387],
+}
+
+
+def _assert_pinned(name: str, losses: list[float]) -> None:
+    got = losses[::3]
+    assert len(got) == len(PINNED[name])
+    for a, b in zip(got, PINNED[name], strict=True):
+        assert a == pytest.approx(b, rel=1e-12, abs=0.0), (name, got)
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(progress=False, **kw)
+
+
+def test_train_lsa_losses_unchanged():
+    cov = tasks.power_law_cov(3, 1.0)
+    h = train_lsa(lsa.StructuredLSA(3), TrainTask(cov, 8),
+                  _cfg(train_steps=12, batch_size=16, lr=0.05, seed=7))
+    _assert_pinned("lsa_sgd", h.losses)
+    cov2 = tasks.power_law_cov(3, 2.0, trace=3.0)
+    mixture = [TrainTask(cov, 6, 0.3), TrainTask(cov2, 10, 0.7, noise_std=0.1)]
+    h = train_lsa(lsa.FullLSA(3, seed=1), mixture,
+                  _cfg(train_steps=12, batch_size=16, lr=0.01, optimizer="adam",
+                       lr_schedule="constant", seed=3))
+    _assert_pinned("lsa_mix_adam", h.losses)
+
+
+def test_train_lsa_cot_losses_unchanged():
+    cov = tasks.power_law_cov(3, 1.0)
+    h = train_lsa_cot(lsa.StructuredLSA(3), TrainTask(cov, 8, noise_std=0.05), 3,
+                      _cfg(train_steps=12, batch_size=16, lr=0.02, seed=5), start_noise=0.5)
+    _assert_pinned("cot", h.losses)
+
+
+def test_train_gpt2_losses_unchanged():
+    from tts_lib.gpt2 import build_model
+    from tts_lib.gpt2_train import Curriculum, preset, train_gpt2
+    from tts_lib.tasks import named_cov
+
+    def run(seed_model, cov_name, seed, **overrides):
+        mc, tc = preset("tiny", train_steps=8, batch_size=8, **overrides)
+        model = build_model(mc, seed=seed_model, dtype=torch.float64)
+        return train_gpt2(model, named_cov(cov_name, 3), tc, seed=seed, progress=False).losses
+
+    _assert_pinned("gpt2_w", run(2, "skewed2", 4, warmup=3))
+    _assert_pinned("gpt2_newton", run(2, "skewed", 1, warmup=3, target="newton", label_noise=0.1))
+    curriculum = Curriculum(dim_start=2, dim_step=1, n_start=4, n_step=2, every=3)
+    _assert_pinned("gpt2_curriculum", run(0, "isotropic", 0, warmup=0, unroll=2,
+                                          lr_schedule="constant", curriculum=curriculum))
+
+
+def test_seed_argument_is_the_rule():
+    """``seed=`` seeds a run; ``TrainConfig.seed`` is only the fallback when it is None."""
+    cov = tasks.power_law_cov(3, 1.0)
+    cfg = _cfg(train_steps=12, batch_size=16, lr=0.05, seed=0)
+    h = train_lsa(lsa.StructuredLSA(3), TrainTask(cov, 8), cfg, seed=7)
+    _assert_pinned("lsa_sgd", h.losses)  # = TrainConfig(seed=7)
+    gen = torch.Generator().manual_seed(5)
+    h = train_lsa_cot(lsa.StructuredLSA(3), TrainTask(cov, 8, noise_std=0.05), 3,
+                      _cfg(train_steps=12, batch_size=16, lr=0.02, seed=0), start_noise=0.5, seed=gen)
+    _assert_pinned("cot", h.losses)  # a generator continues its stream
+
+
+def test_prompt_sampler_equals_sample_prompts():
+    from tts_lib.prompts import PromptSampler, sample_prompts
+
+    cov = tasks.power_law_cov(4, 1.0, trace=4.0)
+    a = PromptSampler(cov, seed=3).draw(6, 5, noise_std=0.1)
+    b = sample_prompts(cov, 6, 5, seed=3, noise_std=0.1)
+    assert all(torch.equal(x, y) for x, y in ((a.X, b.X), (a.y, b.y), (a.w, b.w)))
+    sampler = PromptSampler(cov, seed=3)
+    sampler.draw(6, 5)
+    assert not torch.equal(sampler.draw(6, 5).X, b.X)  # the next draw continues the stream
+    lead = PromptSampler(cov, seed=0).draw(6, 5, dim=2)
+    assert lead.X.shape == (5, 6, 2)  # the leading block's prompts (a curriculum's)
+
+
+def test_one_divergence_rule():
+    from tts_lib import trainer
+
+    assert trainer.diverged(float("nan"), 1.0) and trainer.diverged(float("inf"), 1.0)
+    assert trainer.diverged(1.01e6, 1.0) and not trainer.diverged(0.99e6, 1.0)
+    model = lsa.StructuredLSA(3)
+    step = trainer.OptimizerStep(model.parameters(), lr=0.1, train_steps=5, advice="lower it")
+    pr_loss = (next(model.parameters()) ** 2).sum() + 1.0
+    step(0, pr_loss)
+    with pytest.raises(trainer.TrainingDivergedError, match=r"diverged at step 1.*lower it"):
+        step(1, (next(model.parameters()) ** 2).sum() + 2e6)
