@@ -35,6 +35,7 @@ from tts_lib import (
     cot_training,
     fetch,
     finite_data,
+    finite_m,
     gpt2,
     gpt2_checkpoint,
     gpt2_config,
@@ -56,7 +57,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 MODULES = [tasks, prompts, theory, lsa, train, trainer, baselines, overthinking, selection, plotting, bench,
-           noise, finite_data, cot_training, fetch, metrics, gpt2, gpt2_config, gpt2_trainer, gpt2_checkpoint]
+           noise, finite_data, finite_m, cot_training, fetch, metrics, gpt2, gpt2_config, gpt2_trainer, gpt2_checkpoint]
 NAN, INF = float("nan"), float("inf")
 D = 3
 
@@ -566,6 +567,26 @@ SPECS: dict[str, Spec] = {
     "finite_data.DeltaMethod.expected_error": Spec(DM.expected_error, dict(num_train=50), dict(num_train="int>=1")),
     "finite_data.DeltaMethod.overthink_probability": Spec(DM.overthink_probability, dict(num_train=50),
                                                           dict(num_train="int>=1")),
+    # finite_m (chapters 8-9)
+    "finite_m.exact_error_curves": Spec(
+        finite_m.exact_error_curves,
+        dict(precond=0.5 * torch.linalg.inv(C), test_cov=C, test_len=8, max_steps=3, noise_std=0.5),
+        dict(precond="matrix", test_cov="cov", test_len="int>=1", max_steps="int>=0", noise_std=">=0",
+             num_nodes="int>=1")),
+    "finite_m.tail_mc_error_curves": Spec(
+        finite_m.tail_mc_error_curves, dict(precond=G, test_cov=C, test_len=8, max_steps=2, num_prompts=50),
+        dict(precond="matrix", test_cov="cov", test_len="int>=1", max_steps="int>=0", num_prompts="int>=1",
+             noise_std=">=0", seed="seed", chunk="int>=1")),
+    "finite_m.prompt_summary": Spec(
+        lambda **kw: finite_m.prompt_summary(**kw).median,
+        dict(precond=G, test_cov=C, test_len=8, max_steps=2, num_prompts=50),
+        dict(precond="matrix", test_cov="cov", test_len="int>=1", max_steps="int>=0", num_prompts="int>=1",
+             noise_std=">=0", seed="seed", chunk="int>=1")),
+    "finite_m.scalar_step": Spec(lambda **kw: finite_m.scalar_step(**kw) or 0.0, dict(precond=G, test_cov=C),
+                                 dict(precond="matrix", test_cov="cov")),
+    "finite_m.isotropic_power_mean": Spec(
+        finite_m.isotropic_power_mean, dict(steps=[0.5, 0.6], dim=D, test_len=8, power=4),
+        dict(steps="real_array", dim="int>=1", test_len="int>=1", power="int>=0", num_nodes="int>=1")),
     # cot_training (chapter 9)
     "cot_training.train_lsa_cot": Spec(_train_cot, {}, dict(model="model", task="task", num_steps="int>=1",
                                                             config="config", start_noise=">=0", seed="seed")),
@@ -719,6 +740,8 @@ SPECS: dict[str, Spec] = {
 
 #: public callables that take no user data to validate, with the reason
 NOT_AN_INPUT_BOUNDARY = {
+    "finite_m.ExpectedError": "plain record returned by finite_m.exact_error_curves",
+    "finite_m.PromptSummary": "plain record returned by finite_m.prompt_summary",
     "train.TrainingDivergedError": "an exception class",
     "trainer.TrainingDivergedError": "an exception class",
     "train.TrainTask": "plain record, validated by train_lsa (train.train_lsa[tasks])",

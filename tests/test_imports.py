@@ -26,7 +26,6 @@ LIB = ROOT / "tts_lib"
 #: branch is asked to merge; the test fails when such an import disappears (stale entry)
 PENDING: dict[tuple[str, str], str] = {
     ("tts_lib/plotting.py", "tts_lib.metrics._mean_se"): "use metrics.mean_se (public) in plotting.band",
-    ("tts_lib/finite_data.py", "tts_lib.noise._sigma"): "check noise_std with _checks.check_real",
 }
 
 

@@ -26,6 +26,9 @@ Modules, one concept each, in the order the chapters introduce them:
 * :mod:`tts_lib.fetch` — the committed GPT-2 checkpoints, here or fetched and verified (ch. 7).
 * :mod:`tts_lib.noise` — label noise: the noise term, its limit, early stopping (ch. 8).
 * :mod:`tts_lib.finite_data` — the LSA fitted on N training prompts (ch. 8).
+* :mod:`tts_lib.finite_m` — expected k-step error at finite m: exact (Wishart eigenvalues,
+  de Bruijn's Pfaffian), importance-sampled tail, median / divergence probability / mean over
+  convergent prompts (ch. 8–9).
 * :mod:`tts_lib.cot_training` — training on the k-step loss (ch. 9).
 * :mod:`tts_lib.plotting` — the course's figure style and widget explorers (every chapter).
 * :mod:`tts_lib.bench` — the benchmark table (``python -m tts_lib.bench``).
@@ -42,6 +45,7 @@ __all__ = [
     "baselines",
     "cot_training",
     "finite_data",
+    "finite_m",
     "lsa",
     "metrics",
     "noise",

@@ -33,10 +33,11 @@ from ._checks import (
     check_cov,
     check_memory,
     check_pos_int,
+    check_real,
     check_same_device,
     make_generator,
 )
-from .noise import _sigma, noisy_precond
+from .noise import MAX_NOISE_STD, noisy_precond
 from .prompts import Prompts, sample_prompts
 from .theory import error_curve
 
@@ -143,7 +144,7 @@ def mc_fitted(
     N = check_pos_int(num_train, "num_train", minimum=d)
     K = check_pos_int(max_steps, "max_steps", minimum=0, maximum=MAX_STEPS)
     sets = check_pos_int(num_sets, "num_sets")
-    s = _sigma(noise_std)
+    s = check_real(noise_std, "noise_std", minimum=0.0, maximum=MAX_NOISE_STD)
     gen = make_generator(check_pos_int(seed, "seed", minimum=0))
     chunk_prompts = check_pos_int(chunk_prompts, "chunk_prompts")
     check_memory(4 * n * d, "context_len", what="one training prompt")
@@ -289,7 +290,7 @@ def delta_method(
     lam, sig = _check_inputs(train_cov, test_cov)
     n = check_pos_int(context_len, "context_len")
     K = check_pos_int(max_steps, "max_steps", minimum=0, maximum=MAX_DELTA_STEPS)
-    s = _sigma(noise_std)
+    s = check_real(noise_std, "noise_std", minimum=0.0, maximum=MAX_NOISE_STD)
     P = check_pos_int(num_moment_prompts, "num_moment_prompts", minimum=100, maximum=MAX_PROMPTS)
     d = lam.shape[0]
     seed = check_pos_int(seed, "seed", minimum=0)

@@ -50,6 +50,7 @@ import torch
 
 from ._checks import (
     MAX_STEPS,
+    as_tensor,
     check_memory,
     check_pos_int,
     check_precond,
@@ -62,6 +63,9 @@ MAX_EXACT_STEPS = 2000
 MAX_PROMPTS = 10**8
 #: largest dimension of the exact route (the Laguerre basis of degree d loses accuracy beyond)
 MAX_EXACT_DIM = 40
+#: largest test context of the exact route (its quadrature is checked against the exact k = 1
+#: error to 1e-6 relative up to here; at m = 10⁷ the 1/m term is already off by a factor 2)
+MAX_EXACT_TEST_LEN = 10**6
 #: relative tolerance for ``Σ^{1/2} G Σ^{1/2} = c·I`` in :func:`exact_error_curves`
 SCALAR_TOL = 1e-8
 
@@ -271,7 +275,7 @@ def exact_error_curves(
     """
     G, sig = check_precond(precond, test_cov)
     d = sig.shape[0]
-    m = check_pos_int(test_len, "test_len")
+    m = check_pos_int(test_len, "test_len", maximum=MAX_EXACT_TEST_LEN)
     K = check_pos_int(max_steps, "max_steps", minimum=0, maximum=MAX_EXACT_STEPS)
     s = _sigma(noise_std)
     num_nodes = check_pos_int(num_nodes, "num_nodes", minimum=257, maximum=200_001)
@@ -583,11 +587,11 @@ def isotropic_power_mean(steps: Any, dim: int, test_len: int, power: int, *, num
 
     Defined in Chapter 9.
     """
-    g = torch.as_tensor(steps, dtype=torch.float64)
+    g = as_tensor(steps, "steps", dtype=torch.float64).cpu()
     if g.ndim != 1 or g.numel() < 1 or not bool(torch.isfinite(g).all()) or bool((g <= 0).any()):
         raise ValueError("`steps` must be a 1-D array of positive finite step sizes g")
     d = check_pos_int(dim, "dim", maximum=MAX_EXACT_DIM)
-    m = check_pos_int(test_len, "test_len", minimum=d)
+    m = check_pos_int(test_len, "test_len", minimum=d, maximum=MAX_EXACT_TEST_LEN)
     p = check_pos_int(power, "power", minimum=0, maximum=2 * MAX_EXACT_STEPS)
     num_nodes = check_pos_int(num_nodes, "num_nodes", minimum=257, maximum=200_001)
     if g.numel() > 10_000:
