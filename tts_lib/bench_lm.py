@@ -99,7 +99,8 @@ def bench_lm_vs_nanogpt(device: str, quick: bool) -> list[Record]:
         torch.manual_seed(0)
         theirs = ng.GPT(conf).to(device)
         theirs.train()
-        steps["nanogpt"] = _step_fn(theirs, lambda: theirs(idx[:, :-1], idx[:, 1:])[1])
+        x, y = idx[:, :-1].contiguous(), idx[:, 1:].contiguous()
+        steps["nanogpt"] = _step_fn(theirs, lambda: theirs(x, y)[1])
     rounds = 5 if quick else 30
     times: dict[str, list[float]] = {k: [] for k in steps}
     for fn in steps.values():  # warm-up
