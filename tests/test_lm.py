@@ -122,3 +122,15 @@ def test_training_lowers_the_loss_and_is_seeded():
 def test_bad_inputs(call, err):
     with pytest.raises(err):
         call()
+
+
+def test_same_weights_under_any_default_dtype():
+    ref = build_lm(CFG, seed=5)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        other = build_lm(CFG, seed=5)
+    finally:
+        torch.set_default_dtype(previous)
+    for k, v in ref.state_dict().items():
+        assert other.state_dict()[k].dtype == torch.float32 and torch.equal(v, other.state_dict()[k]), k

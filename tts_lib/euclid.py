@@ -6,7 +6,7 @@ The aligned task: the greatest common divisor with every division step written o
 
 The *chain length* is the number of division steps (here 2): the test-time compute the
 problem needs. A step's quotient is the skill it uses. Operands are ``1 <= b <= a <= 99``
-(our choice): chains of 1 to 9 steps, a trace of at most 110 characters.
+(our choice): chains of 1 to 8 steps, a trace of at most 97 characters.
 
 The misaligned task: the integer roots of a monic quadratic with roots ``1 <= r1 <= r2
 <= 9``, found by evaluating the polynomial at ``t = 1, 2, …, r2``:
@@ -62,15 +62,15 @@ __all__ = [
     "stratified_subset",
 ]
 
-#: largest operand of the GCD problems (our choice: chains of 1–9 steps)
-MAX_OPERAND = 99
+#: largest operand of the GCD problems (our choice: chains of 1–8 steps)
+MAX_OPERAND = 63
 MAX_ROOT = 9
 #: the characters the model reads and writes; id 0 is padding, "\n" ends a trace
 PAD, EOS = "_", "\n"
 VOCAB = PAD + EOS + " (),:;=*+-^0123456789cdgoprstx"
 _ID = {c: i for i, c in enumerate(VOCAB)}
-#: chain-length bins: 1, 2, …, 6 and "7+" (7 to 9 steps)
-BINS: tuple[str, ...] = ("1", "2", "3", "4", "5", "6", "7+")
+#: chain-length bins: 1, 2, …, 5 and "6+" (6 to 8 steps)
+BINS: tuple[str, ...] = ("1", "2", "3", "4", "5", "6+")
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -153,7 +153,7 @@ def quotients(a: int, b: int) -> list[int]:
 
 
 def chain_bin(length: int) -> str:
-    """The bin label of a chain length (``"1"`` … ``"6"``, ``"7+"``).
+    """The bin label of a chain length (``"1"`` … ``"5"``, ``"6+"``).
 
     Defined in Chapter 10.
     """
@@ -411,7 +411,7 @@ _POLYS = [(r1, r2) for r2 in range(1, MAX_ROOT + 1) for r1 in range(1, r2 + 1)]
 
 
 def _example(mix: TaskMix, pool: list[tuple[int, int]], g: torch.Generator) -> tuple[str, str]:
-    u = float(torch.rand((), generator=g))
+    u = float(torch.rand((), generator=g, dtype=torch.float32))  # same stream under any default dtype
     if u * (mix.gcd_weight + mix.poly_weight) < mix.gcd_weight:
         a, b = pool[int(torch.randint(len(pool), (), generator=g))]
         return gcd_prompt(a, b), gcd_trace(a, b, cot=mix.cot)
@@ -503,5 +503,5 @@ def solve_gcd(model: Any, pairs: Sequence[tuple[int, int]], *, use_cache: bool =
     return [decode(ids) for ids in out]
 
 
-#: most characters a completion may have (the longest trace, 9 steps, has 98 + end token)
+#: most characters a completion may have (the longest trace has 86 + the end token)
 MAX_COMPLETION = 112

@@ -148,17 +148,22 @@ class TinyLM(nn.Module):
 def build_lm(
     config: LMConfig, *, seed: int = 0, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
 ) -> TinyLM:
-    """A freshly initialised :class:`TinyLM` (drawn on the CPU with ``seed``: the same weights
-    on every device).
+    """A freshly initialised :class:`TinyLM` (drawn on the CPU in float32 with ``seed``, then
+    cast to ``dtype``: the same weights on every device and under any default dtype).
 
     Defined in Chapter 10.
     """
     seed = check_pos_int(seed, "seed", minimum=0)
     dtype = check_dtype(dtype)
     device = check_device(device) if device is not None else None
+    previous = torch.get_default_dtype()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = TinyLM(config)
+        torch.set_default_dtype(torch.float32)  # the same draws under any default dtype
+        try:
+            model = TinyLM(config)
+        finally:
+            torch.set_default_dtype(previous)
     return model.to(device=device, dtype=dtype)
 
 
