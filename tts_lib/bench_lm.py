@@ -2,14 +2,14 @@
 
 * ``lm_train_*``: one AdamW training step (forward, loss, backward, update) of
   :class:`~tts_lib.lm.TinyLM` at the chapter's size (width 64, 2 layers, 2 heads, vocabulary
-  34, batch 64 × 110 tokens), side by side with nanoGPT's ``model.py`` (``GPT``) at the same
+  34, batch 32 × 96 tokens), side by side with nanoGPT's ``model.py`` (``GPT``) at the same
   width, depth, heads, context, vocabulary and batch. nanoGPT is MIT-licensed third-party
   code and not part of this project: it is timed only when ``TTS_NANOGPT_SRC`` names a
   local copy of its ``model.py`` (or the folder holding it). The contenders are timed
   **interleaved**, one step each per round; the ratio is the median of the per-round
   ratios (nanoGPT time / ours: above 1 means ours is faster).
 * ``lm_generate_*``: greedy generation time per new token at 16, 32, 64 and 96 new tokens
-  (batch 256), with and without the key/value cache; with it the cost per token should be
+  (batch 256; 64 with ``--quick``), with and without the key/value cache; with it the cost per token should be
   flat in the chain length, without it it grows.
 
 Each benchmark has the ``bench(device, quick) -> list[record]`` form of
@@ -34,7 +34,7 @@ from .lm import LMConfig, build_lm, generate, lm_loss
 Record = dict[str, Any]
 #: the chapter's model size and training batch
 SIZE = {"vocab_size": 34, "width": 64, "layers": 2, "heads": 2, "max_len": 128}
-BATCH, TOKENS = 64, 110
+BATCH, TOKENS = 32, 96
 
 
 def _record(name: str, device: str, value: float, unit: str) -> Record:
@@ -101,7 +101,7 @@ def bench_lm_vs_nanogpt(device: str, quick: bool) -> list[Record]:
         theirs.train()
         x, y = idx[:, :-1].contiguous(), idx[:, 1:].contiguous()
         steps["nanogpt"] = _step_fn(theirs, lambda: theirs(x, y)[1])
-    rounds = 5 if quick else 30
+    rounds = 10 if quick else 30
     times: dict[str, list[float]] = {k: [] for k in steps}
     for fn in steps.values():  # warm-up
         fn()
@@ -124,13 +124,14 @@ def bench_lm_vs_nanogpt(device: str, quick: bool) -> list[Record]:
 
 def bench_lm_generate(device: str, quick: bool) -> list[Record]:
     """Greedy generation, ms per new token at several chain lengths, with and without the
-    key/value cache (batch 256, a 10-token prompt).
+    key/value cache (batch 256, 64 with ``quick``; a 10-token prompt).
 
     Defined in Chapter 10.
     """
     cfg = LMConfig(**SIZE)
     model = build_lm(cfg, seed=0, device=device)
-    prompts = torch.randint(1, cfg.vocab_size, (256, 10), generator=torch.Generator().manual_seed(1))
+    batch = 64 if quick else 256
+    prompts = torch.randint(1, cfg.vocab_size, (batch, 10), generator=torch.Generator().manual_seed(1))
     out = []
     repeats = 1 if quick else 3
     for new in (16, 32, 64, 96):
