@@ -211,3 +211,17 @@ def test_stratified_subset():
     assert all(1 <= c <= 10 for c in counts.values())
     with pytest.raises(ValueError):
         eu.stratified_subset(test, 0)
+
+
+def test_score_steps_covers_every_step():
+    model = build_lm(LMConfig(vocab_size=len(eu.VOCAB), width=32, layers=1, heads=2), seed=0)
+    pairs = [(84, 36), (5, 5), (55, 34)]
+    sc = eu.score_steps(model, pairs)
+    n = sum(eu.chain_length(a, b) for a, b in pairs)
+    assert len(sc.correct) == len(sc.quotient) == len(sc.step) == n
+    assert sc.quotient[:2] == [2, 3] and sc.step[:2] == [0, 1] and sc.length[:2] == [2, 2]
+    assert not any(sc.correct)  # an untrained model writes no step right
+    with pytest.raises(TypeError):
+        eu.score_steps("model", pairs)
+    with pytest.raises(ValueError):
+        eu.score_steps(model, [])

@@ -39,6 +39,7 @@ __all__ = [
     "MAX_OPERAND",
     "PAD",
     "VOCAB",
+    "StepScores",
     "TaskMix",
     "accuracy_by_bin",
     "chain_bin",
@@ -57,6 +58,7 @@ __all__ = [
     "poly_trace",
     "quotients",
     "score_gcd",
+    "score_steps",
     "solve_gcd",
     "split_pairs",
     "stratified_subset",
@@ -505,3 +507,53 @@ def solve_gcd(model: Any, pairs: Sequence[tuple[int, int]], *, use_cache: bool =
 
 #: most characters a completion may have (the longest trace has 86 + the end token)
 MAX_COMPLETION = 112
+
+
+@dataclass(frozen=True)
+class StepScores:
+    """Teacher-forced step scores of one model: one entry per (problem, step).
+
+    Attributes:
+        pair: index of the problem in the ``pairs`` given; step: 0-based step index;
+        quotient: the step's true quotient (its skill); length: the problem's chain length;
+        correct: the model wrote exactly Euclid's step after the correct prefix.
+
+    Defined in Chapter 10.
+    """
+
+    pair: list[int]
+    step: list[int]
+    quotient: list[int]
+    length: list[int]
+    correct: list[bool]
+
+
+@torch.no_grad()
+def score_steps(model: Any, pairs: Sequence[tuple[int, int]]) -> StepScores:
+    """Every division step of every problem, written by the model after the **correct**
+    prefix (``"gcd(a,b): "`` and Euclid's earlier steps): one skill at a time, without the
+    errors of earlier steps compounding. A step counts as correct when the text the model
+    writes up to the next ``";"`` is exactly Euclid's ``"a=q*b+r"``.
+
+    Defined in Chapter 10.
+    """
+    from .lm import TinyLM, generate
+
+    if not isinstance(model, TinyLM):
+        raise TypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
+    pairs = [_check_pair(*p) for p in pairs]
+    if not pairs:
+        raise ValueError("`pairs` must hold at least one (a, b) pair")
+    prompts, meta, targets = [], [], []
+    for i, (a, b) in enumerate(pairs):
+        steps = euclid_steps(a, b)
+        written = [f"{x}={q}*{y}+{r}" for x, q, y, r in steps]
+        for j, (_, q, _, _) in enumerate(steps):
+            prefix = gcd_prompt(a, b) + " " + "".join(w + "; " for w in written[:j])
+            prompts.append(encode(prefix))
+            meta.append((i, j, q, len(steps)))
+            targets.append(written[j])
+    out = generate(model, prompts, 16, stop_id=_ID[";"])
+    correct = [decode(ids).split(";")[0] == t for ids, t in zip(out, targets, strict=True)]
+    pair, step, quotient, length = (list(col) for col in zip(*meta, strict=True))
+    return StepScores(pair, step, quotient, length, correct)
