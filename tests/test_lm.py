@@ -134,3 +134,15 @@ def test_same_weights_under_any_default_dtype():
         torch.set_default_dtype(previous)
     for k, v in ref.state_dict().items():
         assert other.state_dict()[k].dtype == torch.float32 and torch.equal(v, other.state_dict()[k]), k
+
+
+def test_bench_lm_runs_without_nanogpt_and_refuses_a_missing_copy(monkeypatch, tmp_path):
+    from tts_lib import bench_lm
+
+    monkeypatch.delenv("TTS_NANOGPT_SRC", raising=False)
+    monkeypatch.setattr(bench_lm, "BATCH", 2)
+    monkeypatch.setattr(bench_lm, "TOKENS", 8)
+    records = bench_lm.bench_lm_vs_nanogpt("cpu", True)
+    assert [r["name"] for r in records] == ["lm_train_ms_per_step_ours"] and records[0]["value"] > 0
+    with pytest.raises(SystemExit, match="TTS_NANOGPT_SRC"):
+        bench_lm.nanogpt_module(str(tmp_path / "missing"))
