@@ -5,7 +5,7 @@ The aligned task: the greatest common divisor with every division step written o
     gcd(84,36): 84=2*36+12; 36=3*12+0; so 12
 
 The *chain length* is the number of division steps (here 2): the test-time compute the
-problem needs. A step's quotient is the skill it uses. Operands are ``1 <= b <= a <= 99``
+problem needs. A step's quotient is the skill it uses. Operands are ``1 <= b <= a <= 63``
 (our choice): chains of 1 to 8 steps, a trace of at most 97 characters.
 
 The misaligned task: the integer roots of a monic quadratic with roots ``1 <= r1 <= r2
