@@ -1,0 +1,428 @@
+"""A tiny character-level language model on the course's GPT-2 blocks (Chapter 10).
+
+:class:`TinyLM` is a token embedding, learned position embeddings, the *same*
+:class:`~tts_lib.gpt2.Block` stack as Chapter 7's regressor (pre-norm, causal
+self-attention, 4×-wide MLP), a final layer norm and a language-model head. The head is
+**tied** to the token embedding (``logits = ln_f(h) @ wteᵀ``), as in GPT-2 and nanoGPT:
+fewer parameters, and the benchmark against nanoGPT compares like with like.
+
+Generation is batched greedy decoding with Chapter 7's :class:`~tts_lib.gpt2.KVCache`:
+the prompt runs once, then each new token runs alone against the cached keys and values.
+Prompts of different lengths are grouped by length (no padding inside the attention), so
+cached and uncached generation give the same tokens (``tests/test_lm.py``).
+
+Training (:func:`train_lm`) is a small AdamW loop with warm-up and cosine decay on
+batches a caller-supplied sampler draws; the loss is the cross-entropy of the tokens a
+``loss_mask`` marks (in Chapter 10: the completion after the problem statement).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_device, check_dtype, check_pos_int, check_real, make_generator
+from .gpt2 import ACTIVATIONS, Block, GPT2RegressorConfig, KVCache
+
+__all__ = [
+    "LMConfig",
+    "LMTrainConfig",
+    "LMTrainResult",
+    "TinyLM",
+    "build_lm",
+    "generate",
+    "lm_loss",
+    "train_lm",
+]
+
+#: bounded work: most tokens one generate call may produce per sequence
+MAX_NEW_TOKENS = 4096
+MAX_TRAIN_STEPS = 1_000_000
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Architecture of :class:`TinyLM`.
+
+    Attributes:
+        vocab_size: number of token ids (the pad id included).
+        width: hidden size; heads: attention heads (must divide ``width``); layers: blocks.
+        max_len: longest sequence (prompt + generated tokens); sizes the position table.
+        activation: MLP activation (one of :data:`tts_lib.gpt2.ACTIVATIONS`).
+
+    Defined in Chapter 10.
+    """
+
+    vocab_size: int = 40
+    width: int = 64
+    layers: int = 2
+    heads: int = 2
+    max_len: int = 128
+    activation: str = "gelu"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "width", "layers", "heads", "max_len"):
+            check_pos_int(getattr(self, name), name, maximum=65536)
+        if self.width % self.heads:
+            raise ValueError(f"`heads` must divide `width`; got width={self.width}, heads={self.heads}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"`activation` must be one of {ACTIVATIONS}, got {self.activation!r}")
+
+    @property
+    def block_config(self) -> GPT2RegressorConfig:
+        """The Chapter 7 configuration the shared blocks and cache are built from."""
+        return GPT2RegressorConfig(
+            dim=1, width=self.width, layers=self.layers, heads=self.heads, activation=self.activation
+        )
+
+
+class TinyLM(nn.Module):
+    """Token embedding + Chapter 7's GPT-2 blocks + tied language-model head.
+
+    Defined in Chapter 10.
+    """
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        if not isinstance(config, LMConfig):
+            raise TypeError(f"`config` must be an LMConfig, got {type(config).__name__}")
+        self.config = config
+        bc = config.block_config
+        self.wte = nn.Embedding(config.vocab_size, config.width)
+        self.wpe = nn.Embedding(config.max_len, config.width)
+        self.blocks = nn.ModuleList(Block(bc) for _ in range(config.layers))
+        self.ln_f = nn.LayerNorm(config.width, eps=1e-5)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation: N(0, 0.02) weights and tables, residual projections
+        N(0, 0.02/√(2·layers)), zero biases, unit layer norms (global generator)."""
+        std, resid = 0.02, 0.02 / math.sqrt(2 * self.config.layers)
+        self.wte.weight.normal_(0.0, std)
+        self.wpe.weight.normal_(0.0, std)
+        for block in self.blocks:
+            for lin in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+                lin.weight.normal_(0.0, resid if lin is block.attn.c_proj or lin is block.mlp.c_proj else std)
+                lin.bias.zero_()
+            block.ln_1.reset_parameters()
+            block.ln_2.reset_parameters()
+        self.ln_f.reset_parameters()
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        cache: KVCache | None = None,
+        start: int = 0,
+        last: int | None = None,
+    ) -> torch.Tensor:
+        """Logits (batch, t', vocab) of token ids ``idx`` (batch, t) at positions
+        ``start … start + t - 1``. With ``cache`` (already extended by ``t``) the tokens
+        attend to the cached ones and their keys/values are stored. ``last``: logits of
+        the last ``last`` tokens only (t' = last)."""
+        t = idx.shape[1]
+        if start + t > self.config.max_len:
+            raise ValueError(
+                f"sequence of {start + t} tokens exceeds the model's max_len={self.config.max_len}; "
+                "use shorter sequences or a larger max_len"
+            )
+        pos = torch.arange(start, start + t, device=idx.device)
+        h = self.wte(idx) + self.wpe(pos)
+        final = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            h = block(h, cache, i, last if i == final else None)
+        return F.linear(self.ln_f(h), self.wte.weight)
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        """An empty key/value cache for ``batch`` sequences of up to ``capacity`` tokens."""
+        return KVCache.empty(batch, self.config.block_config, capacity, 0, self.wte.weight)
+
+
+def build_lm(
+    config: LMConfig, *, seed: int = 0, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> TinyLM:
+    """A freshly initialised :class:`TinyLM` (drawn on the CPU in float32 with ``seed``, then
+    cast to ``dtype``: the same weights on every device and under any default dtype).
+
+    Defined in Chapter 10.
+    """
+    seed = check_pos_int(seed, "seed", minimum=0)
+    dtype = check_dtype(dtype)
+    device = check_device(device) if device is not None else None
+    previous = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.set_default_dtype(torch.float32)  # the same draws under any default dtype
+        try:
+            model = TinyLM(config)
+        finally:
+            torch.set_default_dtype(previous)
+    return model.to(device=device, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def _check_prompts(prompts: Any, vocab: int) -> list[list[int]]:
+    if isinstance(prompts, torch.Tensor):
+        if prompts.ndim != 2 or prompts.is_floating_point():
+            raise ValueError(f"`prompts` as a tensor must be integer ids of shape (batch, t), got {prompts.dtype}")
+        prompts = prompts.tolist()
+    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence) or len(prompts) == 0:
+        raise TypeError("`prompts` must be a non-empty list of token-id lists (encode the text first)")
+    out = []
+    for i, p in enumerate(prompts):
+        if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) == 0:
+            raise ValueError(f"`prompts[{i}]` must be a non-empty list of token ids, got {p!r}")
+        ids = []
+        for v in p:
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < vocab:
+                raise ValueError(f"`prompts[{i}]` holds {v!r}, not a token id in [0, {vocab})")
+            ids.append(v)
+        out.append(ids)
+    return out
+
+
+@torch.no_grad()
+def generate(
+    model: TinyLM,
+    prompts: Sequence[Sequence[int]] | torch.Tensor,
+    max_new_tokens: int,
+    *,
+    stop_id: int | None = None,
+    use_cache: bool = True,
+    batch_size: int = 1024,
+) -> list[list[int]]:
+    """Batched greedy decoding: the generated ids of every prompt (without the prompt).
+
+    Prompts are grouped by length and each group runs as one batch (at most
+    ``batch_size`` sequences). A sequence stops after ``stop_id`` (kept in the output) or
+    after ``max_new_tokens`` tokens, or when it reaches the model's ``max_len``.
+
+    Args:
+        model: a :class:`TinyLM`.
+        prompts: token-id lists (any lengths), or an integer tensor (batch, t).
+        max_new_tokens: most tokens generated per prompt (1 … :data:`MAX_NEW_TOKENS`).
+        stop_id: the end-of-sequence id.
+        use_cache: run each new token alone against the key/value cache (else recompute
+            the whole sequence at every step; the same tokens).
+
+    Defined in Chapter 10.
+    """
+    if not isinstance(model, TinyLM):
+        raise TypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
+    cfg = model.config
+    max_new_tokens = check_pos_int(max_new_tokens, "max_new_tokens", maximum=MAX_NEW_TOKENS)
+    batch_size = check_pos_int(batch_size, "batch_size", maximum=1 << 16)
+    bad_stop = isinstance(stop_id, bool) or not isinstance(stop_id, int) or not 0 <= stop_id < cfg.vocab_size
+    if stop_id is not None and bad_stop:
+        raise ValueError(f"`stop_id` must be a token id in [0, {cfg.vocab_size}) or None, got {stop_id!r}")
+    if not isinstance(use_cache, bool):
+        raise TypeError(f"`use_cache` must be True or False, got {use_cache!r}")
+    ids = _check_prompts(prompts, cfg.vocab_size)
+    too_long = [i for i, p in enumerate(ids) if len(p) >= cfg.max_len]
+    if too_long:
+        raise ValueError(
+            f"`prompts[{too_long[0]}]` has {len(ids[too_long[0]])} tokens, the model's max_len is {cfg.max_len}"
+        )
+    was_training = model.training
+    model.eval()
+    dev = model.wte.weight.device
+    out: list[list[int]] = [[] for _ in ids]
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(ids):
+        groups.setdefault(len(p), []).append(i)
+    for length, members in sorted(groups.items()):
+        for s in range(0, len(members), batch_size):
+            chunk = members[s : s + batch_size]
+            x = torch.tensor([ids[i] for i in chunk], dtype=torch.long, device=dev)
+            new = _generate_group(model, x, min(max_new_tokens, cfg.max_len - length), stop_id, use_cache)
+            for row, i in zip(new, chunk, strict=True):
+                out[i] = row
+    model.train(was_training)
+    return out
+
+
+def _generate_group(
+    model: TinyLM, x: torch.Tensor, steps: int, stop_id: int | None, use_cache: bool
+) -> list[list[int]]:
+    b, t = x.shape
+    done = torch.zeros(b, dtype=torch.bool, device=x.device)
+    tokens = []
+    if use_cache:
+        cache = model.new_cache(b, t + steps).extend(t)
+        logits = model(x, cache, 0, last=1)[:, -1]
+    else:
+        seq = x
+        logits = model(seq, last=1)[:, -1]
+    for j in range(steps):
+        nxt = logits.argmax(-1)
+        tokens.append(nxt)
+        if stop_id is not None:
+            done |= nxt == stop_id
+            if bool(done.all()):
+                break
+        if j == steps - 1:
+            break
+        if use_cache:
+            cache = cache.extend(1)
+            logits = model(nxt[:, None], cache, t + j)[:, -1]
+        else:
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            logits = model(seq, last=1)[:, -1]
+    rows = torch.stack(tokens, 1).tolist()
+    if stop_id is not None:
+        rows = [r[: r.index(stop_id) + 1] if stop_id in r else r for r in rows]
+    return rows
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    """Training of :class:`TinyLM` (AdamW, linear warm-up, cosine decay to ``final_lr_frac``).
+
+    Defined in Chapter 10.
+    """
+
+    train_steps: int = 1000
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup: int = 50
+    final_lr_frac: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_pos_int(self.train_steps, "train_steps", maximum=MAX_TRAIN_STEPS)
+        check_pos_int(self.batch_size, "batch_size", maximum=1 << 16)
+        check_pos_int(self.warmup, "warmup", minimum=0)
+        check_real(self.lr, "lr", minimum=0.0, maximum=10.0, open_min=True)
+        check_real(self.final_lr_frac, "final_lr_frac", minimum=0.0, maximum=1.0)
+        check_real(self.weight_decay, "weight_decay", minimum=0.0, maximum=10.0)
+        check_real(self.grad_clip, "grad_clip", minimum=0.0, open_min=True)
+
+
+@dataclass
+class LMTrainResult:
+    """Per-step losses and timing of one :func:`train_lm` run.
+
+    Defined in Chapter 10.
+    """
+
+    losses: list[float]
+    wall_s: float
+    seed: int
+    device: str
+    tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ms_per_step(self) -> float:
+        return 1000.0 * self.wall_s / max(len(self.losses), 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lm_loss(model: TinyLM, idx: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of next-token prediction over the target positions
+    ``loss_mask[:, 1:]`` marks; ``idx`` and ``loss_mask`` are (batch, t).
+
+    Defined in Chapter 10.
+    """
+    logits = model(idx[:, :-1])
+    target = idx[:, 1:]
+    mask = loss_mask[:, 1:]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
+    return (ce * mask.reshape(-1)).sum() / mask.sum().clamp_min(1)
+
+
+def _lr(step: int, cfg: LMTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(cfg.train_steps - cfg.warmup, 1)
+    return cfg.lr * (cfg.final_lr_frac + (1 - cfg.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def train_lm(
+    model: TinyLM,
+    sampler: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+    cfg: LMTrainConfig,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    desc: str = "LM",
+) -> LMTrainResult:
+    """Train ``model`` in place on batches ``sampler(batch_size, generator)`` returns.
+
+    Args:
+        model: a :class:`TinyLM` (moved to ``device``).
+        sampler: ``(batch, g) -> (idx, loss_mask)``, both (batch, t) (long, float/bool), drawn
+            with the CPU generator ``g`` (seeded by ``seed``: the same data on every device).
+        cfg: :class:`LMTrainConfig`.
+        seed: the data seed.
+
+    Returns:
+        :class:`LMTrainResult` (per-step losses, wall time, target tokens seen).
+
+    Raises:
+        FloatingPointError: the loss became NaN or inf (lower ``lr``).
+
+    Defined in Chapter 10.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(model, TinyLM):
+        raise TypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
+    if not isinstance(cfg, LMTrainConfig):
+        raise TypeError(f"`cfg` must be an LMTrainConfig, got {type(cfg).__name__}")
+    if not callable(sampler):
+        raise TypeError(f"`sampler` must be callable (batch, generator) -> (idx, loss_mask), got {sampler!r}")
+    seed = check_pos_int(seed, "seed", minimum=0)
+    if device is not None:
+        model.to(check_device(device))
+    dev = model.wte.weight.device
+    g = make_generator(seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.99),
+    )
+    model.train()
+    losses: list[float] = []
+    tokens = 0
+    bar = tqdm(range(cfg.train_steps), desc=desc, disable=not progress, mininterval=1.0)
+    t0 = time.perf_counter()
+    for step in bar:
+        idx, mask = sampler(cfg.batch_size, g)
+        idx, mask = idx.to(dev), mask.to(device=dev, dtype=model.wte.weight.dtype)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg)
+        loss = lm_loss(model, idx, mask)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the loss became {value} at step {step}; lower `lr` (now {cfg.lr})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(value)
+        tokens += int(mask[:, 1:].sum())
+        if progress and step % 50 == 0:
+            bar.set_postfix(loss=f"{value:.3f}", refresh=False)
+    wall = time.perf_counter() - t0
+    bar.close()
+    model.eval()
+    return LMTrainResult(losses=losses, wall_s=wall, seed=seed, device=str(dev), tokens=tokens)
