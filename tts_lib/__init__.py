@@ -30,6 +30,10 @@ Modules, one concept each, in the order the chapters introduce them:
   de Bruijn's Pfaffian), importance-sampled tail, median / divergence probability / mean over
   convergent prompts (ch. 8–9).
 * :mod:`tts_lib.cot_training` — training on the k-step loss (ch. 9).
+* :mod:`tts_lib.lm` — a character-level language model on the GPT-2 blocks (tied head,
+  KV-cache generation, training loop); :mod:`tts_lib.euclid` (GCD and polynomial-root traces,
+  tokenizer, parsing, scoring), :mod:`tts_lib.euclid_sweep` (the experiments and their
+  checkpoints), :mod:`tts_lib.bench_lm` (its benchmark) (ch. 10).
 * :mod:`tts_lib.plotting` — the course's figure style and widget explorers (every chapter).
 * :mod:`tts_lib.bench` — the benchmark table (``python -m tts_lib.bench``).
 * ``tts_lib._checks`` — argument checks shared by every public function (private).
@@ -73,4 +77,16 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-_ON_DEMAND = ("bench", "fetch", "gpt2", "gpt2_checkpoint", "gpt2_config", "gpt2_train", "gpt2_trainer")
+_ON_DEMAND = (
+    "bench",
+    "bench_lm",
+    "euclid",
+    "euclid_sweep",
+    "fetch",
+    "gpt2",
+    "gpt2_checkpoint",
+    "gpt2_config",
+    "gpt2_train",
+    "gpt2_trainer",
+    "lm",
+)

@@ -459,7 +459,9 @@ GPT2_BENCHMARKS: list[Benchmark] = [bench_gpt2_train, bench_gpt2_cot, bench_gpt2
 
 def all_benchmarks() -> list[Benchmark]:
     """Every registered benchmark (read at call time, so later additions count)."""
-    return [*GPT2_BENCHMARKS, *LSA_BENCHMARKS]
+    from .bench_lm import LM_BENCHMARKS  # chapter 10's language model
+
+    return [*GPT2_BENCHMARKS, *LSA_BENCHMARKS, *LM_BENCHMARKS]
 
 
 def _devices(arg: str) -> list[str]:
