@@ -1,8 +1,29 @@
 """Pinned commit and manifest hashes of the committed checkpoints (``python -m tts_lib.fetch
 --write-registry`` writes this file; do not edit it by hand)."""
 
-CHECKPOINTS_REF = "dd42d4819713a2465a3bd6dc5978c1fc2c86d8a4"
+CHECKPOINTS_REF = "c93cd6862f8fb0323e18d18bf4f7c0c9669f9ab9"
 MANIFEST_SHA256 = {
+    "euclid_base_seed0.json": "50428b4c191e2b610aff77e4091c26d9670409cb2ccf331b9c22963b565069ba",
+    "euclid_base_seed1.json": "d6d13ff2f72e1a7c3f370bbe23a3e6d0dbdcdc0b52c5de98534768a50b10588b",
+    "euclid_base_seed2.json": "56ebb5c4e97a84109d01dbab44e4994635f6441a2fdb5a8f51df6225bd812e74",
+    "euclid_cot_seed0.json": "cc38e50ca5011ddd1807d48dc914368ccadfa695f1bffcb8310455905cdc3f1d",
+    "euclid_cot_seed1.json": "0f3fd5565d92ec357ac3917dd0cbd87d61316b5e060dde71e4bf85cf75b0ebb7",
+    "euclid_cot_seed2.json": "8ca8d2d0a14e9fb9c90199fa51e1feb1f2b5c05414c2d3df2a9db4abf0589fc2",
+    "euclid_direct_seed0.json": "f6179c89b2fd205b009ed46be5ed095e8005bbbcf19bd775e94ee3c6e9069a58",
+    "euclid_direct_seed1.json": "065eccf0ed42006f7bdc246ee3ba83cfd665e1e66d4fd2c068157da4eaab7ab4",
+    "euclid_direct_seed2.json": "81d3f3f6ff13ce0abeba5162f71f31356029face932f17c8f8ee0f341f5e806e",
+    "euclid_ft_gcd_seed0.json": "85d6c325357995ae5d7fd7c8c33af3628faffce01f91953c6f39812a5b70b62c",
+    "euclid_ft_gcd_seed1.json": "8fecbb4fbbb26eafab5b57aa626fee8314437b1a0f82ab957f74b21c5d36c7b1",
+    "euclid_ft_gcd_seed2.json": "beccae3d13da4aecc352ab4e1de0e1abcf8c5d3c81c22528a266246e0984b156",
+    "euclid_ft_poly_seed0.json": "ac00b803024e90e12f1c21c1f6086370a6b1a123197c7b83ba9f510a8c3b0512",
+    "euclid_ft_poly_seed1.json": "8386e7a66a9ebde79f1e692597ef09b0c5aed2cfdb9f89e75bc0caab0677debd",
+    "euclid_ft_poly_seed2.json": "a58f95cba223e168179b591a52b1ba90e00bad2640f339d5b0a257ad544763be",
+    "euclid_noq3_seed0.json": "19e64b66ed11bc6c16ab371f7f94d0153655166a916b132902d86b9d024eb2a6",
+    "euclid_noq3_seed1.json": "d39408a850163c0651152fd712ccfe07d5ed8b1e99be4ccef8aae0300b018208",
+    "euclid_noq3_seed2.json": "ba65326765e4b8e798ad9356ac5519590a138b1ff8f66425ac74e94b1811a171",
+    "euclid_short_seed0.json": "65a5905293d7e59b74f39ef7192f44c2be356795993d654da47c717e268959db",
+    "euclid_short_seed1.json": "e47737454194200dca42d14a4b10e7acb544205e8990068cd657793c03091291",
+    "euclid_short_seed2.json": "8176358ba70d55f783a900ac52ec1b21d625b27d64fe4346327a8dc783d75d03",
     "gpt2_cpu20_compact_isotropic_n20_seed0.json": "52fc362d39798be4d55e1e51395e095c3d8613ca5c5878d70e9b2e40f3987aca",
     "gpt2_cpu20_compact_isotropic_n20_seed1.json": "f252e73eb461e7ee2cb0c8aea3f73d5067bc9ca898b8594c9d51fc411f8f0eb2",
     "gpt2_cpu20_compact_isotropic_n20_seed2.json": "da0d792c5648d7b49a78aa1bc3371db490e0f3e11a27f00310d9af372cc0d0ed",
