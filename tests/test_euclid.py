@@ -225,3 +225,24 @@ def test_score_steps_covers_every_step():
         eu.score_steps("model", pairs)
     with pytest.raises(ValueError):
         eu.score_steps(model, [])
+
+
+def test_an_edited_committed_manifest_is_refused_by_the_registry(tmp_path):
+    """A committed checkpoint's manifest, edited and re-digested, loads only with registry=False."""
+    import shutil
+    from pathlib import Path
+
+    from tts_lib import euclid_sweep as sw
+    from tts_lib.gpt2_checkpoint import manifest_digest
+
+    src = Path(__file__).resolve().parents[1] / "book" / "checkpoints"
+    shutil.copy(src / "euclid_cot_seed0.pt", tmp_path)
+    manifest = json.loads((src / "euclid_cot_seed0.json").read_text())
+    sw.load_lm_checkpoint(src / "euclid_cot_seed0.json")  # the committed one loads
+    manifest["seed"] = 7  # a relabelled seed, with a recomputed digest
+    manifest["digest"] = manifest_digest(manifest)
+    path = tmp_path / "euclid_cot_seed0.json"
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    with pytest.raises(ValueError, match="pinned"):
+        sw.load_lm_checkpoint(path)
+    sw.load_lm_checkpoint(path, registry=False)  # checksummed, not signed

@@ -26,6 +26,7 @@ manifest, as in Chapter 7).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import sys
@@ -36,9 +37,10 @@ from typing import Any
 
 import torch
 
-from ._checks import check_pos_int
+from ._checkpoint_registry import MANIFEST_SHA256
+from ._checks import InputTypeError, check_pos_int
 from .euclid import VOCAB, TaskMix, make_sampler, mean_completion_tokens, split_pairs
-from .gpt2_checkpoint import check_stem, library_versions, manifest_digest, sha256_file
+from .gpt2_checkpoint import MAX_MANIFEST_BYTES, check_stem, library_versions, manifest_digest, sha256_file
 from .lm import LMConfig, LMTrainConfig, LMTrainResult, TinyLM, build_lm, train_lm
 
 __all__ = [
@@ -162,16 +164,33 @@ def save_lm_checkpoint(
     return path
 
 
-def verify_lm_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
+def verify_lm_checkpoint(path: str | Path, *, registry: bool = True) -> tuple[dict[str, Any], Path]:
     """Check a manifest (fields, digest) and its weights' sha256; returns ``(manifest, pt)``.
+
+    ``registry``: a manifest named like a committed course checkpoint must be byte-identical to
+    the one whose sha256 the library pins (``tts_lib._checkpoint_registry``), so an edited
+    manifest with a recomputed ``digest`` is refused; checkpoints you train yourself (other
+    names, or ``registry=False``) are checksummed, not signed.
 
     Defined in Chapter 10.
     """
+    if not isinstance(registry, bool):
+        raise InputTypeError(f"`registry` must be True or False, got {registry!r}")
     mpath = Path(path).with_suffix(".json")
     if not mpath.is_file():
         raise ValueError(f"no manifest {mpath}; pass the .json written by tts_lib.euclid_sweep")
+    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{mpath}: larger than {MAX_MANIFEST_BYTES} bytes: not a manifest")
+    raw = mpath.read_bytes()
+    pinned = MANIFEST_SHA256.get(mpath.name)
+    if registry and pinned is not None and hashlib.sha256(raw).hexdigest() != pinned:
+        raise ValueError(
+            f"{mpath}: this is the name of a committed course checkpoint, but the manifest differs from the "
+            "one pinned in tts_lib (tts_lib._checkpoint_registry): it was edited. Restore it (git checkout), or "
+            "for a checkpoint you trained yourself pass registry=False (then it is checksummed, not signed)"
+        )
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{mpath}: not a JSON manifest ({err})") from err
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -193,13 +212,14 @@ def verify_lm_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
 
 
 def load_lm_checkpoint(
-    path: str | Path, *, device: torch.device | str | None = None
+    path: str | Path, *, device: torch.device | str | None = None, registry: bool = True
 ) -> tuple[TinyLM, dict[str, Any]]:
-    """Load a verified checkpoint (eval mode); ``(model, manifest)``.
+    """Load a verified checkpoint (eval mode); ``(model, manifest)``. ``registry`` as in
+    :func:`verify_lm_checkpoint`.
 
     Defined in Chapter 10.
     """
-    manifest, pt = verify_lm_checkpoint(path)
+    manifest, pt = verify_lm_checkpoint(path, registry=registry)
     try:
         cfg = LMConfig(**manifest["config"]["model"])
     except (TypeError, ValueError, KeyError) as err:
@@ -236,7 +256,10 @@ def run_experiment(
     train_pairs, _ = split_pairs(**SPLIT)
     parent_sha = None
     if exp.parent is not None:
-        model, parent = load_lm_checkpoint(Path(out_dir) / f"{checkpoint_stem(exp.parent, seed)}.json")
+        # the parent was just (re)trained by this sweep: checksummed, not yet pinned
+        model, parent = load_lm_checkpoint(
+            Path(out_dir) / f"{checkpoint_stem(exp.parent, seed)}.json", registry=False
+        )
         parent_sha = parent["sha256"]
         model.train()
     else:
