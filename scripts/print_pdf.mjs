@@ -1,6 +1,10 @@
 // Print a single-page HTML build of the book to PDF with headless Chromium (no network):
-// waits for MathJax to finish and for every image, opens the solution dropdowns (hidden
-// code cells stay collapsed, as on the site), then prints A4 with links kept (cross-references stay clickable).
+// waits for MathJax to finish and for every image; moves every worked solution
+// (sphinx-exercise) to an appendix at the end, leaving a link in its place (hidden code
+// cells stay collapsed, as on the site); in the print layout scales display equations and
+// tables wider than the column down to it and refuses to print when any code, output,
+// equation or table block is still wider than its column (it would be cut at the page
+// edge); then prints A4 with links kept (cross-references stay clickable).
 //
 //   node scripts/print_pdf.mjs _build/singlehtml book/intro.html _build/pdf/book.pdf
 import { chromium } from "playwright-core";
@@ -54,7 +58,46 @@ if (report.raw || report.broken.length) {
   console.error(`not ready to print: ${report.raw} math blocks untypeset, broken images ${report.broken}`);
   process.exit(1);
 }
+await page.evaluate(() => {
+  // Worked solutions go to an appendix; each exercise keeps a link to its solution.
+  const sols = [...document.querySelectorAll("div.solution")];
+  if (!sols.length) return;
+  const appendix = document.createElement("section");
+  appendix.id = "appendix-worked-solutions";
+  appendix.innerHTML = "<h1>Appendix: worked solutions</h1>";
+  sols.forEach((sol, i) => {
+    sol.id = sol.id || `worked-solution-${i + 1}`;
+    const title = (sol.querySelector(".admonition-title")?.textContent ?? `Solution ${i + 1}`).trim();
+    const stub = document.createElement("p");
+    stub.className = "course-solution-stub";
+    const link = document.createElement("a");
+    link.href = `#${sol.id}`;
+    link.textContent = `${title}: in the appendix of worked solutions.`;
+    stub.appendChild(link);
+    sol.replaceWith(stub);
+    appendix.appendChild(sol);
+  });
+  (document.querySelector("article.bd-article") ?? document.querySelector("main") ?? document.body)
+    .appendChild(appendix);
+});
 await page.emulateMedia({ media: "print" });
+await page.setViewportSize({ width: 700, height: 1000 });  // about the A4 column: 182 mm at 96 dpi
+const wide = await page.evaluate(() => {
+  const article = document.querySelector("article.bd-article") ?? document.querySelector("main") ?? document.body;
+  // display equations and tables wider than their column are scaled down to it
+  for (const el of article.querySelectorAll('mjx-container[display="true"], table')) {
+    const room = el.parentElement.clientWidth;
+    if (room > 0 && el.scrollWidth > room + 1) el.style.zoom = String(Math.max(0.5, room / el.scrollWidth));
+  }
+  const blocks = [...article.querySelectorAll('pre, mjx-container[display="true"], table')];
+  return blocks.filter((b) => b.offsetParent !== null && b.getBoundingClientRect().right >
+      (b.parentElement.getBoundingClientRect().right + 2))
+    .map((b) => `${b.tagName.toLowerCase()}: ${b.textContent.trim().slice(0, 60)}`);
+});
+if (wide.length) {
+  console.error(`${wide.length} block(s) wider than the printed column (would be cut):\n  ${wide.join("\n  ")}`);
+  process.exit(1);
+}
 fs.mkdirSync(path.dirname(path.resolve(output)), { recursive: true });
 await page.pdf({ path: output, format: "A4", printBackground: true, outline: true, tagged: true,
   margin: { top: "16mm", bottom: "16mm", left: "14mm", right: "14mm" },
@@ -62,4 +105,4 @@ await page.pdf({ path: output, format: "A4", printBackground: true, outline: tru
   footerTemplate: '<div style="font-size:8px;width:100%;text-align:center"><span class="pageNumber"></span></div>' });
 await browser.close();
 server.close();
-console.log(`${output}: ${report.images} images, math typeset`);
+console.log(`${output}: ${report.images} images, math typeset, nothing wider than the column`);

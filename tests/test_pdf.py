@@ -1,5 +1,10 @@
 """The PDF of the whole book (``python scripts/build_pdf.py`` → ``_build/pdf/book.pdf``).
 
+Besides pages, figures, math and links: every line of every code cell the reader sees
+(not the collapsed ``hide-input`` cells) is in the PDF's text, so no code line was cut
+at the page edge, and the worked solutions are in an appendix at the end, each exercise
+linking to its solution.
+
 .ci/run builds the PDF after the HTML and runs this file with ``TTS_REQUIRE_PDF=1``: the
 PDF must then exist. In a plain ``python -m pytest`` before any build it is skipped.
 """
@@ -92,3 +97,55 @@ def test_cross_references_are_links(reader: pypdf.PdfReader) -> None:
             if "/Dest" in a or (action is not None and action.get_object().get("/S") == "/GoTo"):
                 internal += 1
     assert internal >= 20, f"only {internal} internal links (cross-references) in the PDF"
+
+
+HIDDEN_TAGS = {"hide-input", "remove-input", "remove-cell"}
+
+
+def _squash(text: str) -> str:
+    """Text without whitespace (wrapped lines join up) and with typographic quotes plain."""
+    text = text.translate(str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'}))
+    return re.sub(r"\s+", "", text)
+
+
+def built_chapters() -> list[Path]:
+    """The chapters of this build (a PDF of some chapters: ``build_pdf.py --toc``)."""
+    executed = {Path(p).name for p in glob.glob(str(ROOT / "_build" / "jupyter_execute" / "**" / "*.ipynb"),
+                                                   recursive=True)}
+    return [Path(p) for p in CHAPTERS if Path(p).name in executed]
+
+
+def test_no_code_line_lost(text: str) -> None:
+    """Every line of every shown code cell is in the text: none was cut at the right edge."""
+    flat = _squash(text)
+    chapters = built_chapters()
+    assert chapters, "no executed chapters under _build/jupyter_execute"
+    lost, total = [], 0
+    for path in chapters:
+        nb = json.loads(path.read_text(encoding="utf8"))
+        for i, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] != "code" or HIDDEN_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+                continue
+            for line in "".join(cell["source"]).splitlines():
+                if line.strip():
+                    total += 1
+                    if _squash(line) not in flat:
+                        lost.append(f"{path.name} cell {i}: {line.strip()[:70]}")
+    assert total > 100, total
+    assert not lost, f"{len(lost)} of {total} code lines not in the PDF text:\n" + "\n".join(lost[:30])
+
+
+def test_solutions_in_an_appendix(reader: pypdf.PdfReader) -> None:
+    pages = [page.extract_text() or "" for page in reader.pages]
+    starts = [i for i, t in enumerate(pages) if "Appendix: worked solutions" in t]
+    assert starts, "no appendix of worked solutions"
+    first = starts[0]
+    stubs = sum(t.count("in the appendix of worked solutions") for t in pages[:first])
+    exercises = 0
+    for path in built_chapters():
+        nb = json.loads(path.read_text(encoding="utf8"))
+        exercises += sum("".join(c["source"]).count("{solution-start}") for c in nb["cells"]
+                         if c["cell_type"] == "markdown")
+    assert stubs >= exercises > 0, f"{stubs} links to solutions before the appendix, {exercises} solutions"
+    after = re.sub(r"\s+", " ", " ".join(pages[first:]))
+    assert after.count("Solution to") >= exercises, "solutions missing from the appendix"

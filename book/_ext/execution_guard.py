@@ -18,6 +18,11 @@ Loaded by ``site_fixes`` (``sphinx.local_extensions``); the settings live in ``_
   measured table ``execution_times.json`` beside this file) and when it ends; the text of
   a ``tqdm`` bar drawn in the notebook (a widget) is echoed to the build log, at most every
   ``course_exec_echo`` seconds and when it completes.
+* **One execution serves the tests too.** After a chapter executes cleanly the build
+  writes its fingerprint to ``_build/executed.json`` (the notebook's code, the library
+  and checkpoints, the installed packages, the Python): ``book/conftest.py`` then lets
+  ``python -m pytest`` skip nbval's second execution of a chapter whose fingerprint still
+  matches (CI builds first, then runs the README's test command).
 * **The course's errors are the course's.** A chapter that fails to execute stops the
   build with a Sphinx error naming the notebook, the cell and this repository's issue
   tracker, instead of Sphinx's "please report this to sphinx-doc" text.
@@ -26,7 +31,9 @@ Loaded by ``site_fixes`` (``sphinx.local_extensions``); the settings live in ``_
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
+import importlib.metadata
 import json
 import re
 import sys
@@ -40,7 +47,10 @@ from sphinx.util import logging
 
 LOG = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 TABLE = HERE / "execution_times.json"
+#: What a chapter's execution depends on besides its own code (hashed into its fingerprint).
+INPUTS = ("tts_lib/**/*.py", "book/checkpoints/**/*", "book/*.bib")
 
 #: Module settings, filled from the Sphinx config at ``builder-inited`` (defaults for tests).
 SETTINGS: dict[str, Any] = {"poll": 30.0, "stall": 120.0, "echo": 15.0, "say": None}
@@ -190,12 +200,35 @@ def _load_times(path: Path) -> dict[str, float]:
 
 
 def _expected(name: str, store: Path) -> str:
-    last, table = _load_times(store).get(name), _load_times(TABLE).get(name)
+    last = _load_times(store).get(name)
+    try:
+        measured = json.loads(TABLE.read_text(encoding="utf8"))
+        table, where = measured["seconds"].get(name), measured["conditions"]
+    except (OSError, ValueError, KeyError):
+        table, where = None, ""
     if last is not None:
         return f"took {last:.0f} s last time"
     if table is not None:
-        return f"about {table:.0f} s on an idle 2-core machine (more under load)"
+        return f"about {table:.0f} s measured ({where})"
     return "no earlier time known"
+
+
+def code_of(nb: Any) -> str:
+    """The code a notebook runs (code cells' sources, in order): what nbval executes."""
+    cells = nb["cells"] if isinstance(nb, dict) else nb.cells
+    return "\n\x00".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def fingerprint(code: str) -> str:
+    """Hash of a chapter's code and of everything else its execution depends on."""
+    h = hashlib.sha256(code.encode())
+    for pattern in INPUTS:
+        for path in sorted(ROOT.glob(pattern)):
+            if path.is_file() and "__pycache__" not in path.parts:
+                h.update(path.relative_to(ROOT).as_posix().encode() + b"\x00" + path.read_bytes())
+    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
+    h.update("\n".join(dists).encode() + sys.executable.encode())
+    return h.hexdigest()
 
 
 def patch_myst_nb(app: Sphinx) -> None:
@@ -216,6 +249,7 @@ def patch_myst_nb(app: Sphinx) -> None:
             place = f"notebook {docs.index(doc) + 1} of {len(docs)}, " if doc in docs else ""
             _say(f"executing {name} ({place}{_expected(name, store)}; "
                  f"cells may take up to {kwargs.get('timeout')} s each)")
+            stamp = fingerprint(code_of(nb))
             result = run(nb, *args, **kwargs)
             if result.err is None:
                 _say(f"executed {name} in {result.time:.0f} s")
@@ -223,6 +257,14 @@ def patch_myst_nb(app: Sphinx) -> None:
                 times[name] = round(result.time, 1)
                 store.parent.mkdir(parents=True, exist_ok=True)
                 store.write_text(json.dumps(times, indent=1, sort_keys=True), encoding="utf8")
+                done = store.parent / "executed.json"
+                try:
+                    stamps = json.loads(done.read_text(encoding="utf8"))
+                except (OSError, ValueError):
+                    stamps = {}
+                stamps[name] = {"fingerprint": stamp, "seconds": round(result.time, 1),
+                                "python": sys.executable, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+                done.write_text(json.dumps(stamps, indent=1, sort_keys=True), encoding="utf8")
             return result
 
         return single_nb_execution
