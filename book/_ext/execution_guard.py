@@ -193,19 +193,20 @@ def patch_nbclient() -> None:
 
 
 def _load_times(path: Path) -> dict[str, float]:
+    """{notebook: seconds} from a times file (keys starting with "_" are notes)."""
     try:
-        return {str(k): float(v) for k, v in json.loads(path.read_text(encoding="utf8")).items()}
-    except (OSError, ValueError, AttributeError):
+        return {str(k): float(v) for k, v in json.loads(path.read_text(encoding="utf8")).items()
+                if not str(k).startswith("_")}
+    except (OSError, ValueError, AttributeError, TypeError):
         return {}
 
 
 def _expected(name: str, store: Path) -> str:
-    last = _load_times(store).get(name)
+    last, table = _load_times(store).get(name), _load_times(TABLE).get(name)
     try:
-        measured = json.loads(TABLE.read_text(encoding="utf8"))
-        table, where = measured["seconds"].get(name), measured["conditions"]
-    except (OSError, ValueError, KeyError):
-        table, where = None, ""
+        where = json.loads(TABLE.read_text(encoding="utf8")).get("_measured", "")
+    except (OSError, ValueError, AttributeError):
+        where = ""
     if last is not None:
         return f"took {last:.0f} s last time"
     if table is not None:
