@@ -1,7 +1,7 @@
 // Print a single-page HTML build of the book to PDF with headless Chromium (no network):
-// waits for MathJax to finish and for every image; moves every worked solution
-// (sphinx-exercise) to an appendix at the end, leaving a link in its place (hidden code
-// cells stay collapsed, as on the site); in the print layout scales display equations and
+// waits for MathJax to finish and for every image; worked solutions (sphinx-exercise)
+// stay collapsed to their titles, as do hidden code cells, as on the site (an appendix
+// of solutions was tried: Chromium dropped the end of the document); in the print layout scales display equations and
 // tables wider than the column down to it and refuses to print when any code, output,
 // equation or table block is still wider than its column (it would be cut at the page
 // edge); then prints A4 with links kept (cross-references stay clickable).
@@ -45,7 +45,16 @@ await page.goto(`${base}/print.html`, { waitUntil: "load", timeout: 120000 });
 await page.waitForLoadState("networkidle").catch(() => {});
 const report = await page.evaluate(async () => {
   if (window.MathJax?.startup?.promise) await window.MathJax.startup.promise;
-  document.querySelectorAll(".toggle-hidden").forEach((e) => e.classList.remove("toggle-hidden"));
+  // dropdowns open, except the worked solutions: they print collapsed (title only)
+  document.querySelectorAll(".toggle-hidden:not(.solution)").forEach((e) => e.classList.remove("toggle-hidden"));
+  document.querySelectorAll("div.solution > .admonition-title").forEach((title) => {
+    const note = document.createElement("em");
+    note.textContent = " (worked solution: in the notebook and on the website)";
+    title.appendChild(note);
+    // the dropdown hides its content with opacity and zero height: drop it from print
+    title.parentElement.querySelectorAll(":scope > :not(.admonition-title)")
+      .forEach((e) => { e.style.display = "none"; });
+  });
   document.querySelectorAll("img[loading=lazy]").forEach((i) => { i.loading = "eager"; });
   await Promise.all([...document.images].map((i) => i.decode().catch(() => {})));
   return {
@@ -58,28 +67,6 @@ if (report.raw || report.broken.length) {
   console.error(`not ready to print: ${report.raw} math blocks untypeset, broken images ${report.broken}`);
   process.exit(1);
 }
-await page.evaluate(() => {
-  // Worked solutions go to an appendix; each exercise keeps a link to its solution.
-  const sols = [...document.querySelectorAll("div.solution")];
-  if (!sols.length) return;
-  const appendix = document.createElement("section");
-  appendix.id = "appendix-worked-solutions";
-  appendix.innerHTML = "<h1>Appendix: worked solutions</h1>";
-  sols.forEach((sol, i) => {
-    sol.id = sol.id || `worked-solution-${i + 1}`;
-    const title = (sol.querySelector(".admonition-title")?.textContent ?? `Solution ${i + 1}`).trim();
-    const stub = document.createElement("p");
-    stub.className = "course-solution-stub";
-    const link = document.createElement("a");
-    link.href = `#${sol.id}`;
-    link.textContent = `${title}: in the appendix of worked solutions.`;
-    stub.appendChild(link);
-    sol.replaceWith(stub);
-    appendix.appendChild(sol);
-  });
-  (document.querySelector("article.bd-article") ?? document.querySelector("main") ?? document.body)
-    .appendChild(appendix);
-});
 await page.emulateMedia({ media: "print" });
 await page.setViewportSize({ width: 700, height: 1000 });  // about the A4 column: 182 mm at 96 dpi
 const wide = await page.evaluate(() => {
