@@ -36,6 +36,7 @@ import html
 import importlib.metadata
 import json
 import re
+import site
 import sys
 import time
 from pathlib import Path
@@ -227,8 +228,10 @@ def fingerprint(code: str) -> str:
         for path in sorted(ROOT.glob(pattern)):
             if path.is_file() and "__pycache__" not in path.parts:
                 h.update(path.relative_to(ROOT).as_posix().encode() + b"\x00" + path.read_bytes())
-    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
-    h.update("\n".join(dists).encode() + sys.executable.encode())
+    # the environment's own packages (not whatever sys.path happens to hold, e.g. the cwd)
+    dists = sorted(f"{d.metadata['Name']}=={d.version}"
+                   for d in importlib.metadata.distributions(path=site.getsitepackages()))
+    h.update("\n".join(dists).encode() + sys.prefix.encode())
     return h.hexdigest()
 
 
