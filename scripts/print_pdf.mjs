@@ -1,6 +1,10 @@
 // Print a single-page HTML build of the book to PDF with headless Chromium (no network):
-// waits for MathJax to finish and for every image, opens the solution dropdowns (hidden
-// code cells stay collapsed, as on the site), then prints A4 with links kept (cross-references stay clickable).
+// waits for MathJax to finish and for every image; worked solutions (sphinx-exercise)
+// stay collapsed to their titles, as do hidden code cells, as on the site (an appendix
+// of solutions was tried: Chromium dropped the end of the document); in the print layout scales display equations and
+// tables wider than the column down to it and refuses to print when any code, output,
+// equation or table block is still wider than its column (it would be cut at the page
+// edge); then prints A4 with links kept (cross-references stay clickable).
 //
 //   node scripts/print_pdf.mjs _build/singlehtml book/intro.html _build/pdf/book.pdf
 import { chromium } from "playwright-core";
@@ -41,7 +45,16 @@ await page.goto(`${base}/print.html`, { waitUntil: "load", timeout: 120000 });
 await page.waitForLoadState("networkidle").catch(() => {});
 const report = await page.evaluate(async () => {
   if (window.MathJax?.startup?.promise) await window.MathJax.startup.promise;
-  document.querySelectorAll(".toggle-hidden").forEach((e) => e.classList.remove("toggle-hidden"));
+  // dropdowns open, except the worked solutions: they print collapsed (title only)
+  document.querySelectorAll(".toggle-hidden:not(.solution)").forEach((e) => e.classList.remove("toggle-hidden"));
+  document.querySelectorAll("div.solution > .admonition-title").forEach((title) => {
+    const note = document.createElement("em");
+    note.textContent = " (worked solution: in the notebook and on the website)";
+    title.appendChild(note);
+    // the dropdown hides its content with opacity and zero height: drop it from print
+    title.parentElement.querySelectorAll(":scope > :not(.admonition-title)")
+      .forEach((e) => { e.style.display = "none"; });
+  });
   document.querySelectorAll("img[loading=lazy]").forEach((i) => { i.loading = "eager"; });
   await Promise.all([...document.images].map((i) => i.decode().catch(() => {})));
   return {
@@ -55,6 +68,23 @@ if (report.raw || report.broken.length) {
   process.exit(1);
 }
 await page.emulateMedia({ media: "print" });
+await page.setViewportSize({ width: 700, height: 1000 });  // about the A4 column: 182 mm at 96 dpi
+const wide = await page.evaluate(() => {
+  const article = document.querySelector("article.bd-article") ?? document.querySelector("main") ?? document.body;
+  // display equations and tables wider than their column are scaled down to it
+  for (const el of article.querySelectorAll('mjx-container[display="true"], table')) {
+    const room = el.parentElement.clientWidth;
+    if (room > 0 && el.scrollWidth > room + 1) el.style.zoom = String(Math.max(0.5, room / el.scrollWidth));
+  }
+  const blocks = [...article.querySelectorAll('pre, mjx-container[display="true"], table')];
+  return blocks.filter((b) => b.offsetParent !== null && b.getBoundingClientRect().right >
+      (b.parentElement.getBoundingClientRect().right + 2))
+    .map((b) => `${b.tagName.toLowerCase()}: ${b.textContent.trim().slice(0, 60)}`);
+});
+if (wide.length) {
+  console.error(`${wide.length} block(s) wider than the printed column (would be cut):\n  ${wide.join("\n  ")}`);
+  process.exit(1);
+}
 fs.mkdirSync(path.dirname(path.resolve(output)), { recursive: true });
 await page.pdf({ path: output, format: "A4", printBackground: true, outline: true, tagged: true,
   margin: { top: "16mm", bottom: "16mm", left: "14mm", right: "14mm" },
@@ -62,4 +92,4 @@ await page.pdf({ path: output, format: "A4", printBackground: true, outline: tru
   footerTemplate: '<div style="font-size:8px;width:100%;text-align:center"><span class="pageNumber"></span></div>' });
 await browser.close();
 server.close();
-console.log(`${output}: ${report.images} images, math typeset`);
+console.log(`${output}: ${report.images} images, math typeset, nothing wider than the column`);

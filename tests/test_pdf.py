@@ -1,5 +1,10 @@
 """The PDF of the whole book (``python scripts/build_pdf.py`` → ``_build/pdf/book.pdf``).
 
+Besides pages, figures, math and links: every line of every code cell the reader sees
+(not the collapsed ``hide-input`` cells) is in the PDF's text, so no code line was cut
+at the page edge, and the worked solutions are in an appendix at the end, each exercise
+linking to its solution.
+
 .ci/run builds the PDF after the HTML and runs this file with ``TTS_REQUIRE_PDF=1``: the
 PDF must then exist. In a plain ``python -m pytest`` before any build it is skipped.
 """
@@ -92,3 +97,74 @@ def test_cross_references_are_links(reader: pypdf.PdfReader) -> None:
             if "/Dest" in a or (action is not None and action.get_object().get("/S") == "/GoTo"):
                 internal += 1
     assert internal >= 20, f"only {internal} internal links (cross-references) in the PDF"
+
+
+HIDDEN_TAGS = {"hide-input", "remove-input", "remove-cell"}
+
+
+def _squash(text: str) -> str:
+    """Text without whitespace (wrapped lines join up) and with typographic quotes plain."""
+    text = text.translate(str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'}))
+    return re.sub(r"\s+", "", text)
+
+
+def built_chapters() -> list[Path]:
+    """The chapters of this build (a PDF of some chapters: ``build_pdf.py --toc``)."""
+    executed = {Path(p).name for p in glob.glob(str(ROOT / "_build" / "jupyter_execute" / "**" / "*.ipynb"),
+                                                   recursive=True)}
+    return [Path(p) for p in CHAPTERS if Path(p).name in executed]
+
+
+def test_no_code_line_lost(text: str) -> None:
+    """Every line of every shown code cell is in the text: none was cut at the right edge."""
+    flat = _squash(text)
+    chapters = built_chapters()
+    assert chapters, "no executed chapters under _build/jupyter_execute"
+    lost, total = [], 0
+    for path in chapters:
+        nb = json.loads(path.read_text(encoding="utf8"))
+        for i, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] != "code" or HIDDEN_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+                continue
+            for line in "".join(cell["source"]).splitlines():
+                if line.strip():
+                    total += 1
+                    if _squash(line) not in flat:
+                        lost.append(f"{path.name} cell {i}: {line.strip()[:70]}")
+    assert total > 100, total
+    assert not lost, f"{len(lost)} of {total} code lines not in the PDF text:\n" + "\n".join(lost[:30])
+
+
+def _solution_openings(path: Path) -> list[str]:
+    """The first line of plain prose (no math, code or markup) of each worked solution."""
+    out, inside = [], False
+    for cell in json.loads(path.read_text(encoding="utf8"))["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        src = "".join(cell["source"])
+        if "{solution-start}" in src:
+            inside, src = True, src.split("{solution-start}", 1)[1].split(":::", 1)[-1]
+        if not inside:
+            continue
+        ended = "{solution-end}" in src
+        src = src.split("{solution-end}", 1)[0]
+        lines = [ln.strip() for ln in src.splitlines()
+                 if len(ln.strip()) > 30 and not re.search(r"[$`{}\\|*_:<>\[]", ln)]
+        if lines:
+            out.append(lines[0])
+        inside = not (lines or ended)
+    return out
+
+
+def test_solutions_printed_collapsed(text: str) -> None:
+    """Each worked solution shows its title with a pointer, not its content."""
+    flat = re.sub(r"\s+", " ", text)
+    solutions = sum("".join(c["source"]).count("{solution-start}") for path in built_chapters()
+                    for c in json.loads(path.read_text(encoding="utf8"))["cells"] if c["cell_type"] == "markdown")
+    assert solutions > 0
+    assert flat.count("worked solution: in the notebook and on the website") >= solutions, "collapsed titles"
+    squashed = _squash(text)
+    openings = [line for path in built_chapters() for line in _solution_openings(path)]
+    assert len(openings) >= solutions // 2, openings
+    shown = [line for line in openings if _squash(line) in squashed]
+    assert not shown, f"solution text printed: {shown[:5]}"

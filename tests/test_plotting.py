@@ -87,3 +87,65 @@ def test_figure_png_and_bad_input() -> None:
         plotting.explorer(lambda a: fig, a=3)
     with pytest.raises(TypeError, match="callable"):
         plotting.explorer(fig, a=3)
+
+
+# ---------------------------------------------------------------- readable figures
+import json  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from matplotlib.font_manager import FontProperties  # noqa: E402
+
+CHAPTERS = sorted((Path(ROOT) / "book").glob("[0-9]*.ipynb"))
+SMALL_FONT = re.compile(r"\b(legend|fig\.legend|tick_params|set_(?:x|y)ticklabels)\([^()]*?"
+                        r"\b(?:fontsize|labelsize|title_fontsize)=([\d.]+)")
+
+
+def _points(value: object) -> float:
+    return FontProperties(size=value).get_size_in_points()
+
+
+def test_style_text_is_readable() -> None:
+    plotting.use_style(inline=False)
+    rc = mpl.rcParams
+    for key in ("font.size", "axes.labelsize", "xtick.labelsize", "ytick.labelsize", "legend.fontsize",
+                "legend.title_fontsize"):
+        assert _points(rc[key]) >= plotting.READABLE_PT, f"{key} = {rc[key]}"
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [1, 2], label="a")
+    plotting.label(ax, "x", "y")
+    legend_pt = ax.get_legend().get_texts()[0].get_fontsize()
+    tick_pt = ax.xaxis.get_ticklabels()[0].get_fontsize()
+    plt.close(fig)
+    assert legend_pt >= plotting.READABLE_PT and tick_pt >= plotting.READABLE_PT, (legend_pt, tick_pt)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapters_do_not_shrink_legends_or_ticks(path: Path) -> None:
+    small = []
+    for i, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
+        if cell["cell_type"] == "code":
+            for m in SMALL_FONT.finditer("".join(cell["source"])):
+                if float(m.group(2)) < plotting.READABLE_PT:
+                    small.append((i, m.group(0)[-60:]))
+    assert not small, f"{path.name}: text below {plotting.READABLE_PT} pt (drop the fontsize): {small}"
+
+
+@pytest.mark.parametrize("lo, hi", [(0.3, 2.0), (2.0, 9.0), (1e-3, 1e2), (0.05, 0.6)])
+def test_log_axis_tick_labels_do_not_overlap(lo: float, hi: float) -> None:
+    plotting.use_style(inline=False)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax in axes:
+        ax.plot([lo, hi], [lo, hi], "o", label="data")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plotting.label(ax, "x", "y")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for axis in (axes[1].xaxis, axes[1].yaxis):
+        labels = axis.get_ticklabels(which="both")
+        boxes = [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
+        assert len(boxes) >= 2, f"{lo}..{hi}: fewer than two tick labels"
+        overlaps = [(a, b) for j, a in enumerate(boxes) for b in boxes[j + 1:] if a.overlaps(b)]
+        assert not overlaps, f"{lo}..{hi}: {len(overlaps)} overlapping tick labels"
+    plt.close(fig)

@@ -23,6 +23,7 @@ THIRD_PARTY: set[str] = {
     "containers/bubblewrap",
     "owner/name",  # the placeholder in tts_lib.fetch's error message
     "a/b",  # a deliberately wrong address in tests/test_bad_inputs.py
+    "example/mini",  # the throw-away book of tests/test_execution_guard.py
 }
 ADDRESS = re.compile(
     r"(?:github\.com[/:]|raw\.githubusercontent\.com/|colab\.research\.google\.com/github/)"
@@ -102,3 +103,21 @@ def test_every_mention_agrees_with_config() -> None:
 def test_address_pattern(text: str, ok: bool) -> None:
     slugs = {f"{a}/{b}" for a, b in ADDRESS.findall(text)}
     assert ("tts-course/training-data-tts" in slugs) is ok
+
+
+def test_launch_links_have_no_dot_segment() -> None:
+    """sphinx-book-theme builds launch links as .../blob/BRANCH/{path_to_book}/PAGE: "." gave "/./"."""
+    path = config()["repository"].get("path_to_book", "")
+    rel = path.strip("/")
+    assert rel in ("",) or not ({".", ".."} & set(rel.split("/"))), f"path_to_book {path!r} puts /./ in links"
+
+
+def test_execution_limits_fit_a_busy_laptop() -> None:
+    """A per-cell limit for runaway cells (not slow ones), read in slices shorter than the stall bound."""
+    cfg = config()
+    timeout = cfg["execute"]["timeout"]
+    sphinx = cfg["sphinx"]["config"]
+    poll, stall = sphinx["course_exec_poll"], sphinx["course_exec_stall"]
+    assert timeout >= 600, f"execute.timeout {timeout} s: a loaded 2-core laptop needs minutes for ch7's cells"
+    assert 0 < poll < stall < timeout, (poll, stall, timeout)
+    assert "site_fixes" in cfg["sphinx"]["local_extensions"]

@@ -19,6 +19,9 @@ import torch
 from ._checks import InputTypeError, check_pos_int, check_real
 from .metrics import _mean_se
 
+#: The smallest font size (points) of any text the course style draws: labels, ticks, legends.
+READABLE_PT = 11
+
 #: Okabe–Ito palette (colour-blind safe), without the yellow that vanishes on white.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 
@@ -64,6 +67,18 @@ def use_style(*, inline: bool = True) -> None:
             "axes.spines.right": False,
             "legend.frameon": False,
             "font.size": 11,
+            # Text a reader can read: the chapters' two-panel figures are about 12 in
+            # wide and shown in a 784-pixel column (0.65 of their drawn size), where
+            # 11 pt is about 10 px. Legends and ticks stay at the body size, never the
+            # "small"/"x-small" that matplotlib allows; cells do not pass a smaller
+            # fontsize (tests/test_plotting.py checks both).
+            "axes.labelsize": READABLE_PT,
+            "axes.titlesize": READABLE_PT + 1,
+            "xtick.labelsize": READABLE_PT,
+            "ytick.labelsize": READABLE_PT,
+            "legend.fontsize": READABLE_PT,
+            "legend.title_fontsize": READABLE_PT,
+            "figure.titlesize": READABLE_PT + 1,
             "lines.linewidth": 2.0,
         }
     )
@@ -123,7 +138,8 @@ def band(ax: plt.Axes, x: Sequence[float], samples: np.ndarray, *, label: str, c
 
 
 def label(ax: plt.Axes, xlabel: str, ylabel: str, title: str | None = None) -> None:
-    """Set axis labels (with units) and an optional title, and show the legend if any.
+    """Set axis labels (with units) and an optional title, and show the legend if any;
+    a log axis gets tick labels that do not overlap (major ticks only, see below).
 
     Defined in Chapter 1.
     """
@@ -135,8 +151,32 @@ def label(ax: plt.Axes, xlabel: str, ylabel: str, title: str | None = None) -> N
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() == "log":
+            _tidy_log_axis(axis)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
+
+
+def _plain(value: float, _pos: int | None = None) -> str:
+    return f"{value:g}"
+
+
+def _tidy_log_axis(axis: mpl.axis.Axis) -> None:
+    """Tick labels on a log axis that never overlap: no labelled minor ticks.
+
+    On a log axis spanning about a decade or less matplotlib labels the minor ticks
+    (2×10⁻¹, 3×10⁻¹, …, 9×10⁻¹) and they run into each other. Here only major ticks
+    carry labels: at powers of ten when the axis spans more than ``1.5`` decades, else
+    at 1, 2 and 5 times them, written plainly (0.2, 0.5, 1, 2). :func:`label` applies it
+    to every log axis it labels (after the data are drawn: the span decides).
+    """
+    lo, hi = sorted(abs(v) for v in axis.get_view_interval())
+    decades = np.log10(hi / lo) if lo > 0 and np.isfinite(hi / lo) else np.inf
+    if decades < 1.5:
+        axis.set_major_locator(mpl.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(mpl.ticker.FuncFormatter(_plain))
+    axis.set_minor_formatter(mpl.ticker.NullFormatter())
 
 
 def figure_png(fig: mpl.figure.Figure, *, dpi: int | None = None) -> bytes:

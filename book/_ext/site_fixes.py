@@ -7,19 +7,25 @@
    ``_static/html-manager``, resolves its icon fonts relative to its AMD module id and
    calls the MathJax 2 API (``MathJax.Hub.Queue``) while the book uses MathJax 3: map
    the module id to the served folder and forward typesetting to MathJax 3.
-3. A cell that runs past ``execute.timeout`` fails the build with nbclient's message,
-   which quotes the cell but gives neither its number nor its id: prefix both (and
-   the first line) so the failing cell is found at once.
+3. How the chapters are executed (``execution_guard``, beside this file): a generous
+   per-cell limit read in slices, so a slow cell on a busy laptop runs on and says so
+   while the client stall of jupyter/nbclient#312 is recovered or named; a line per
+   chapter with its expected time; tqdm bars echoed to the build log; a chapter that
+   fails is reported as the course's error (named cell, this repository's tracker),
+   not with Sphinx's "report this to sphinx-doc".
 4. myst-nb registers its hidden-input node (``hide-input`` cells) for the ``html``
    builder only: register it for ``singlehtml`` too (the PDF is printed from that build).
 5. Every page's footer links the PDF of the whole book (``book.pdf`` at the site
-   root, copied there by ``scripts/build_pdf.py``).
+   root, copied there by ``scripts/build_pdf.py``). The link is rendered hidden and
+   ``_static/site.js`` shows it once the file answers: a build without the PDF (the
+   README's build command) shows no dead link.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import execution_guard  # book/_ext, on sys.path as the local extensions' folder
 from sphinx.application import Sphinx
 from sphinx.builders.html._assets import _JavaScript
 
@@ -54,31 +60,8 @@ def _fix_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[st
     context["script_files"] = kept
 
 
-def _name_timed_out_cells() -> None:
-    """Make nbclient's CellTimeoutError say which cell (number, id, first line) timed out."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError
-
-    original = NotebookClient.async_execute_cell
-    if getattr(original, "_names_cells", False):
-        return
-
-    async def async_execute_cell(self: Any, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await original(self, cell, cell_index, *args, **kwargs)
-        except CellTimeoutError as exc:
-            first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
-            raise CellTimeoutError(
-                f"cell {cell_index} (0-based, markdown cells counted; id {cell.get('id', '?')}, "
-                f"first line {first[:70]!r}) ran past the per-cell timeout of {self.timeout} s "
-                f"(_config.yml execute.timeout).\n{exc}"
-            ) from None
-
-    async_execute_cell._names_cells = True  # type: ignore[attr-defined]
-    NotebookClient.async_execute_cell = async_execute_cell  # type: ignore[method-assign]
-
-
-PDF_LINK = '<a href="%s">The whole book as a PDF</a> (typeset math, every figure).'
+PDF_LINK = ('<span class="course-pdf-link" hidden><a href="%s">The whole book as a PDF</a> '
+            "(typeset math, every figure).</span>")
 LICENCE = (
     'Code: <a href="{repo}/blob/main/LICENSE">MIT</a>. Text and figures: '
     '<a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a> '
@@ -108,7 +91,7 @@ def _singlehtml_nodes(app: Sphinx) -> None:
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    _name_timed_out_cells()
+    execution_guard.setup(app)
     _singlehtml_nodes(app)
     app.connect("html-page-context", _fix_scripts, priority=900)
     app.connect("html-page-context", _pdf_footer)

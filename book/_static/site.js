@@ -35,3 +35,18 @@ function start() {
 }
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
 else start();
+
+// The footer's link to the whole book as a PDF (book/_ext/site_fixes.py) is rendered
+// hidden: show it only where book.pdf exists (scripts/build_pdf.py puts it at the site
+// root; a build without it shows no dead link).
+function showPdfLink() {
+  document.querySelectorAll(".course-pdf-link[hidden]").forEach((span) => {
+    const a = span.querySelector("a");
+    if (!a || location.protocol === "file:") return;
+    fetch(a.href, { method: "HEAD" })
+      .then((r) => { if (r.ok) span.hidden = false; })
+      .catch(() => {});
+  });
+}
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", showPdfLink);
+else showPdfLink();

@@ -5,7 +5,10 @@
 // (counted in _build/jupyter_execute), every image has loaded and has alt text (not a
 // file name), no code or output block scrolls sideways at a 1400 px window, solution
 // content (sphinx-exercise) is hidden until its dropdown is clicked and shown after,
-// and axe-core finds no critical or serious violation in light or dark mode.
+// and axe-core finds no critical or serious violation in light or dark mode. Also: no
+// display equation wider than its column; every figure shown at ≥ MIN_FIGURE_SCALE of
+// its drawn size (text drawn at the course's 11 pt stays ≥ 9 px on screen); no link with
+// "/./" (launch buttons); the footer's PDF link visible exactly when book.pdf exists.
 // A full-page screenshot per page goes to the artefact folder.
 //
 //   node tests/browser/check_site.mjs [_build/html] [artifacts/screenshots]
@@ -15,6 +18,9 @@ import http from "node:http";
 import path from "node:path";
 import { createRequire } from "node:module";
 
+// tts_lib.plotting draws text at READABLE_PT = 11 pt at 100 dpi (15.3 px): a figure shown
+// at less than 0.59 of its drawn width would put it below 9 px.
+const MIN_FIGURE_SCALE = 9 / (11 * 100 / 72);
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 const root = path.resolve(process.argv[2] ?? "_build/html");
@@ -90,6 +96,7 @@ const browser = await chromium.launch({
 });
 fs.mkdirSync(shots, { recursive: true });
 const pages = htmlPages(root).sort();
+const hasPdf = fs.existsSync(path.join(root, "book.pdf"));
 let failed = 0;
 for (const rel of pages) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
@@ -117,7 +124,7 @@ for (const rel of pages) {
     broken: [...document.images].filter((i) => !i.complete || i.naturalWidth === 0).map((i) => i.getAttribute("src")),
     links: [...document.querySelectorAll("a[href]")].map((a) => a.href),
   }));
-  const layout = await page.evaluate(() => {
+  const layout = await page.evaluate((minScale) => {
     const article = document.querySelector("article.bd-article") ?? document.querySelector("main") ?? document.body;
     const imgs = [...article.querySelectorAll("img")];
     const badAlt = imgs.filter((i) => {
@@ -129,14 +136,34 @@ for (const rel of pages) {
       .map((b) => `${b.closest(".cell_output") ? "output" : b.closest(".cell_input") ? "code" : "block"} ` +
         `${b.tagName.toLowerCase()}.${[...b.classList].join(".")} ${b.scrollWidth}>${b.clientWidth}: ` +
         b.textContent.trim().slice(0, 50));
-    return { figures: imgs.filter((i) => i.complete && i.naturalWidth > 0).length, badAlt, wide };
-  });
+    // display equations: the typeset formula fits its column (no sideways scroll inside it)
+    const wideMath = [...article.querySelectorAll('mjx-container[display="true"]')]
+      .filter((m) => m.offsetParent !== null)
+      .map((m) => [m, (m.firstElementChild ?? m).getBoundingClientRect().width, m.parentElement.clientWidth])
+      .filter(([, w, room]) => room > 0 && w > room + 1)
+      .map(([m, w, room]) => `${Math.round(w)}>${room}: ${(m.querySelector("mjx-assistive-mml")?.textContent ?? "")
+        .trim().slice(0, 50)}`);
+    const small = imgs.filter((i) => i.closest(".cell_output") && i.complete && i.naturalWidth > 0)
+      .map((i) => [i, i.getBoundingClientRect().width / i.naturalWidth])
+      .filter(([, s]) => s > 0 && s < minScale)
+      .map(([i, s]) => `${(i.getAttribute("alt") ?? "").slice(0, 50)} (shown at ${s.toFixed(2)})`);
+    const dotLinks = [...document.querySelectorAll("a[href]")].map((a) => a.getAttribute("href"))
+      .filter((h) => h.includes("/./"));
+    const pdf = document.querySelector(".course-pdf-link");
+    return { figures: imgs.filter((i) => i.complete && i.naturalWidth > 0).length, badAlt, wide, wideMath,
+      small, dotLinks, pdfLink: pdf ? !pdf.hidden : null };
+  }, MIN_FIGURE_SCALE);
   const expected = imageOutputs(rel);
   if (expected === -1) problems.push("executed notebook has no outputs (cached build): cannot count its figures");
   else if (expected !== null && layout.figures < expected)
     problems.push(`${layout.figures} figures shown, executed notebook has ${expected} image outputs`);
   layout.badAlt.forEach((src) => problems.push(`image without alt text: ${src}`));
   layout.wide.forEach((w) => problems.push(`scrolls sideways at 1400 px: ${w}`));
+  layout.wideMath.forEach((w) => problems.push(`equation wider than its column: ${w}`));
+  layout.small.forEach((w) => problems.push(`figure shrunk below ${MIN_FIGURE_SCALE.toFixed(2)} of its size: ${w}`));
+  layout.dotLinks.forEach((h) => problems.push(`link with /./: ${h}`));
+  if (layout.pdfLink !== null && layout.pdfLink !== hasPdf)
+    problems.push(`PDF link ${layout.pdfLink ? "shown" : "hidden"} but book.pdf ${hasPdf ? "exists" : "is missing"}`);
   // sphinx-exercise solutions (div.solution, a dropdown): hidden before a click, shown after.
   const solutions = page.locator("div.solution");
   const nSol = await solutions.count();

@@ -1,0 +1,150 @@
+"""book/_ext/execution_guard.py: slow cells run on, stalls are named, chapters say they start.
+
+nbclient-level tests run small notebooks in a real kernel with short slices; the last test
+builds a two-notebook book with ``jupyter-book`` (about 20 s): a line per notebook, a tqdm
+bar echoed to the log, and a failing cell reported as the course's error, not Sphinx's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from queue import Empty
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+import execution_guard as guard  # noqa: E402
+
+guard.patch_nbclient()
+
+
+@pytest.fixture
+def said(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    lines: list[str] = []
+    monkeypatch.setitem(guard.SETTINGS, "say", lines.append)
+    monkeypatch.setitem(guard.SETTINGS, "poll", 1.0)
+    monkeypatch.setitem(guard.SETTINGS, "stall", 4.0)
+    monkeypatch.setitem(guard.SETTINGS, "echo", 0.0)
+    return lines
+
+
+def _client(cells: list[str], timeout: int, drop_reads: int = 0) -> NotebookClient:
+    """A client for ``cells``; the first ``drop_reads`` reads of the shell socket miss
+    their wake-up as in jupyter/nbclient#312 (wait out the slice, read nothing)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3")
+    left = [drop_reads]
+
+    def hook(cell: object, cell_index: int) -> None:
+        channel = client.kc.shell_channel
+        if getattr(channel, "_dropping", False):
+            return
+        real = channel.get_msg
+
+        async def get_msg(timeout: float | None = None) -> dict:
+            if left[0] > 0:
+                left[0] -= 1
+                await asyncio.sleep(timeout or 0)
+                raise Empty
+            return await real(timeout=timeout)
+
+        channel.get_msg, channel._dropping = get_msg, True
+
+    client.on_cell_execute = hook
+    return client
+
+
+def test_slow_cell_runs_past_the_slice_and_is_reported(said: list[str]) -> None:
+    client = _client(["import time; time.sleep(3.5); print('done')"], timeout=60)
+    client.execute()
+    assert client.nb.cells[0].outputs[0]["text"].strip() == "done"
+    running = [ln for ln in said if "still running" in ln]
+    assert len(running) >= 2 and "per-cell limit 60 s" in running[0], said
+
+
+def test_cell_past_the_limit_fails_and_is_named(said: list[str]) -> None:
+    client = _client(["x = 1", "import time\ntime.sleep(30)"], timeout=2)
+    with pytest.raises(CellTimeoutError, match=r"cell 1 .*first line 'import time'"):
+        client.execute()
+
+
+def test_missed_wake_up_is_recovered(said: list[str]) -> None:
+    client = _client(["print(6 * 7)"], timeout=60, drop_reads=1)
+    client.execute()
+    assert client.nb.cells[0].outputs[0]["text"].strip() == "42"
+    assert any("jupyter/nbclient#312" in ln and "reading again" in ln for ln in said), said
+
+
+def test_reply_that_never_comes_is_a_named_stall(said: list[str]) -> None:
+    client = _client(["print(1)"], timeout=600, drop_reads=10_000)
+    with pytest.raises(CellTimeoutError, match=r"stalled: the kernel finished this cell .*nbclient#312"):
+        client.execute()
+
+
+def test_tqdm_text_is_echoed(said: list[str]) -> None:
+    client = _client(["from tqdm.auto import tqdm\nfor _ in tqdm(range(5), desc='demo'): pass"], timeout=60)
+    client.execute()
+    assert any("demo" in ln and "5/5 [" in ln for ln in said), said
+
+
+MINI_CONFIG = """title: mini
+only_build_toc_files: true
+execute:
+  execute_notebooks: cache
+  timeout: 60
+repository:
+  url: https://github.com/example/mini
+  path_to_book: ""
+  branch: main
+html:
+  use_repository_button: true
+sphinx:
+  local_extensions:
+    site_fixes: {ext}
+  config:
+    nb_execution_raise_on_error: true
+    course_exec_poll: 1
+    course_exec_echo: 0
+"""
+
+
+def _notebook(path: Path, cells: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}")] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+
+
+def test_build_says_what_it_executes_and_reports_the_course_error(tmp_path: Path) -> None:
+    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
+    (tmp_path / "_config.yml").write_text(MINI_CONFIG.format(ext=json.dumps(str(ROOT / "book" / "_ext"))))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: a_ok\nchapters:\n- file: b_fails\n")
+    _notebook(tmp_path / "a_ok.ipynb", [
+        "import time\nfrom tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='demo'):\n    time.sleep(0.5)",
+        "time.sleep(2.5)",
+    ])
+    _notebook(tmp_path / "b_fails.ipynb", ["x = 1", "raise ValueError('a course bug')"])
+    proc = subprocess.run([jb, "build", "--all", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log
+    assert "executing a_ok.ipynb (notebook 1 of 2" in log, log
+    assert "executed a_ok.ipynb in" in log, log
+    assert "demo: 100% 3/3 [" in log, log
+    assert "a_ok.ipynb: cell 2 ('time.sleep(2.5)') still running after" in log, log
+    assert "executing b_fails.ipynb (notebook 2 of 2" in log, log
+    assert "A chapter failed to execute (an error of the course, not of Sphinx)" in log, log
+    assert "a course bug" in log and "https://github.com/example/mini/issues" in log, log
+    assert "sphinx-doc/sphinx/issues" not in log, log
+    times = json.loads((tmp_path / "_build" / "execution_times.json").read_text())
+    assert set(times) == {"a_ok.ipynb"} and times["a_ok.ipynb"] >= 4.0, times
