@@ -52,7 +52,9 @@ def test_binder_python_and_requirements():
     assert "./binder/postBuild" in dockerfile
     req = (ROOT / "binder" / "requirements.txt").read_text()
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in req
-    binder, root = _pins(ROOT / "binder" / "requirements.txt"), _pins(ROOT / "requirements.txt")
+    binder = _pins(ROOT / "binder" / "requirements.txt")
+    # one home per pin: the chapters' file, and requirements.txt for the author's tooling
+    root = {**_pins(ROOT / "requirements-chapters.txt"), **_pins(ROOT / "requirements.txt")}
     assert binder["torch"] == root["torch"] + "+cpu", "Binder must get the CPU build of the pinned torch"
     for name, version in binder.items():
         if name != "torch":
@@ -87,4 +89,18 @@ def test_one_python_floor_everywhere():
 
 def test_environment_yml_uses_the_pins():
     text = (ROOT / "environment.yml").read_text()
-    assert "- -r requirements.txt" in text and "name: tts-course" in text
+    assert "- -r requirements-student.txt" in text and "name: tts-course" in text
+    assert "- --extra-index-url https://download.pytorch.org/whl/cpu" in text
+
+
+def test_installs_share_the_chapters_pins():
+    """One home per pin: the chapters' file, included by the student's and the author's."""
+    chapters = _pins(ROOT / "requirements-chapters.txt")
+    student, author = _pins(ROOT / "requirements-student.txt"), _pins(ROOT / "requirements.txt")
+    for path in ("requirements-student.txt", "requirements.txt"):
+        assert "-r requirements-chapters.txt" in (ROOT / path).read_text(), path
+    assert not set(chapters) & (set(student) | set(author)), "a pin in two files"
+    assert not set(TOOLING) & (set(chapters) | set(student)), "book/test tooling in the student install"
+    for name in ("torch", "numpy", "matplotlib", "ipywidgets", "ipykernel", "tqdm"):
+        assert name in chapters, f"{name} missing from requirements-chapters.txt"
+    assert "jupyterlab" in student

@@ -25,7 +25,6 @@ LIB = ROOT / "tts_lib"
 #: private names that cross a module in files another branch owns, each with the fix that
 #: branch is asked to merge; the test fails when such an import disappears (stale entry)
 PENDING: dict[tuple[str, str], str] = {
-    ("tts_lib/plotting.py", "tts_lib.metrics._mean_se"): "use metrics.mean_se (public) in plotting.band",
 }
 
 

@@ -106,7 +106,7 @@ def _as_array(values: Any, name: str) -> np.ndarray:
 
 
 def _mean_se(a: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Unchecked :func:`mean_se` (``plotting.band`` uses it; NaN entries stay NaN)."""
+    """Unchecked :func:`mean_se`."""
     return a.mean(axis), a.std(axis, ddof=1) / np.sqrt(a.shape[axis])
 
 

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from ._checks import InputTypeError, check_pos_int, check_real
-from .metrics import _mean_se
 
 #: The smallest font size (points) of any text the course style draws: labels, ticks, legends.
 READABLE_PT = 11
@@ -132,7 +131,8 @@ def band(ax: plt.Axes, x: Sequence[float], samples: np.ndarray, *, label: str, c
     if samples.ndim != 2 or samples.shape[1] != len(x) or samples.shape[0] < 2:
         raise ValueError(f"`samples` must have shape (num_samples >= 2, len(x)={len(x)}), got {samples.shape}")
     z = check_real(z, "z", minimum=0.0)
-    mean, se = _mean_se(samples, 0)
+    # NaN stays NaN (gaps), so not metrics.mean_se, which refuses non-finite values
+    mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(samples.shape[0])
     line = ax.plot(x, mean, marker=marker, linestyle="none" if marker else "-", label=label, color=color)[0]
     ax.fill_between(x, np.maximum(mean - z * se, 1e-300), mean + z * se, color=line.get_color(), alpha=0.2)
 

@@ -75,7 +75,7 @@ async function axeSerious(page, mode) {
 function htmlPages(dir) {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) return ["_static", "_sources", "_images", "_downloads"].includes(e.name) ? [] : htmlPages(p);
+    if (e.isDirectory()) return ["_static", "_sources", "_images", "_downloads", "slides"].includes(e.name) ? [] : htmlPages(p);
     return e.name.endsWith(".html") ? [path.relative(root, p)] : [];
   });
 }
