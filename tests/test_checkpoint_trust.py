@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from tts_lib import fetch
+from tts_lib._checkpoint_registry import MANIFEST_SHA256
 from tts_lib.gpt2 import build_model
 from tts_lib.gpt2_checkpoint import (
     checkpoint_stem,
@@ -45,8 +46,12 @@ def _edit(path: Path, change) -> None:  # noqa: ANN001
 
 
 def test_committed_checkpoints_verify_against_the_registry():
-    for path in sorted(CKPT.glob("*.json")):
-        verify_checkpoint(path)  # default: registry checked
+    from tts_lib.euclid_sweep import verify_lm_checkpoint
+
+    paths = sorted(CKPT.glob("*.json"))
+    assert {p.name for p in paths} == set(MANIFEST_SHA256), "registry and committed manifests differ"
+    for path in paths:  # default: registry checked
+        verify_lm_checkpoint(path) if path.name.startswith("euclid_") else verify_checkpoint(path)
 
 
 def test_an_edited_committed_manifest_is_refused(tmp_path):
