@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--save-every", type=int, default=10)
+    ap.add_argument("--top-layers", type=int, default=0, help="LoRA on the top N decoder layers only (0: all)")
     ap.add_argument("--out", default="book/checkpoints/smollm2")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -50,12 +51,17 @@ def main(argv: list[str] | None = None) -> None:
         # every --save-every steps, so that a run cut short still leaves N-step adapters
         if step % args.save_every == 0 or step == args.steps:
             hist = {"loss": list(losses), "seconds": time.perf_counter() - t1, "steps": step,
-                    "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+                    "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                    "top_layers": args.top_layers, "rank": 8, "alpha": 16, "targets": list(smollm.LORA_TARGETS),
+                    "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),
+                    "cpu_seconds": time.process_time()}
             _write(net, Path(args.out) / f"{name}_step{step}", hist, args, examples[:step * args.batch_size],
                    tokens, load_s)
 
+    depth = model.config.num_hidden_layers
+    layers = list(range(depth - args.top_layers, depth)) if args.top_layers else None
     model, hist = smollm.lora_finetune(model, tok, examples, steps=args.steps, batch_size=args.batch_size,
-                                       lr=args.lr, seed=args.seed, progress=True, callback=save)
+                                       lr=args.lr, seed=args.seed, layers=layers, progress=True, callback=save)
     print(f"{name}: {hist['seconds']:.0f} s, loss {hist['loss'][0]:.3f} -> {hist['loss'][-1]:.3f}")
 
 

@@ -216,6 +216,8 @@ def test_bad_inputs_with_model(loaded):
         (lambda: smollm.lora_finetune(model, tok, [smollm.gcd_problem(4, 2)], steps=1, lr=0.0), "lr"),
         (lambda: smollm.lora_finetune(model, tok, [smollm.gcd_problem(4, 2)], steps=1, targets=[]), "targets"),
         (lambda: smollm.lora_finetune(model, tok, [smollm.gcd_problem(4, 2)], steps=1, callback=3), "callback"),
+        (lambda: smollm.lora_finetune(model, tok, [smollm.gcd_problem(4, 2)], steps=1, layers=[30]), "layers"),
+        (lambda: smollm.lora_finetune(model, tok, [smollm.gcd_problem(4, 2)], steps=1, layers=[2, 2]), "layers"),
         (lambda: smollm.use_adapter(model, "aligned"), "not a loaded adapter"),
     ]
     for call, match in cases:

@@ -12,7 +12,7 @@ length of the chain of thought they write.
   parameters). Nothing is downloaded at run time. A local Hugging Face folder or a hub
   name may be passed instead (:func:`load_model`).
 * Prompts: one user message through the model's own chat template, with an empty
-  system message (the template's default system line would cost 30 tokens a prompt):
+  system message (the template's default system line would cost 16 tokens a prompt):
   ``"Find the greatest common divisor of a and b. Think step by step."``
   (:func:`gcd_prompt`).
 * Generation: greedy, batched, left-padded, with the key/value cache
@@ -300,7 +300,7 @@ def _pair(value: Any, name: str) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- prompts
 
 
-#: the system message: empty, so that the template does not add its default system line (30 tokens)
+#: the system message: empty, so that the template does not add its default system line (16 tokens)
 SYSTEM = ""
 
 
@@ -573,6 +573,7 @@ def lora_finetune(
     rank: int = 8,
     alpha: int = 16,
     targets: Any = LORA_TARGETS,
+    layers: Any = None,
     seed: int = 0,
     progress: bool = False,
     log_every: int = 10,
@@ -582,8 +583,10 @@ def lora_finetune(
 
     The examples are shuffled with ``seed`` and taken in order, ``batch_size`` per step,
     cycling if ``steps · batch_size`` exceeds them; AdamW with ``lr``, constant after a
-    linear warm-up over the first 10% of steps; LoRA matrices of ``rank`` on ``targets``,
-    scaled by ``alpha / rank``, no dropout. ``model`` is wrapped in place.
+    linear warm-up over the first 10% of steps; LoRA matrices of ``rank`` on ``targets``
+    in the decoder layers ``layers`` (None: all; the top few cost less, since the backward
+    pass stops at the lowest adapted layer), scaled by ``alpha / rank``, no dropout.
+    ``model`` is wrapped in place.
 
     ``callback(step, peft_model, losses)``, if given, runs after every step (``step``
     counts from 1), e.g. to save intermediate adapters.
@@ -604,12 +607,17 @@ def lora_finetune(
     targets = check_sequence(targets, "targets")
     if not targets or not all(isinstance(t, str) for t in targets):
         raise InputTypeError(f"`targets` must be a non-empty list of module names such as {LORA_TARGETS}")
+    if layers is not None:
+        depth = model.config.num_hidden_layers
+        layers = [check_pos_int(i, "layers", minimum=0, maximum=depth - 1) for i in check_sequence(layers, "layers")]
+        if not layers or len(set(layers)) != len(layers):
+            raise ValueError(f"`layers` must be distinct decoder-layer indices in 0..{depth - 1}, got {layers}")
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0,
-                     bias="none", task_type="CAUSAL_LM")
+                     bias="none", task_type="CAUSAL_LM", layers_to_transform=layers)
     peft_model = get_peft_model(model, cfg)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -641,6 +649,7 @@ def lora_finetune(
     peft_model.eval()
     history = {"loss": losses, "seconds": time.perf_counter() - t0, "trainable": trainable, "steps": steps,
                "batch_size": batch_size, "lr": lr, "rank": rank, "alpha": alpha, "targets": list(targets),
+               "layers": layers,
                "seed": seed, "num_examples": len(examples)}
     return peft_model, history
 
@@ -700,7 +709,10 @@ def read_generations(path: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"`path` {path} holds no rows")
     if [r["id"] for r in rows] != list(range(len(rows))):
         raise ValueError(f"`path` {path}: rows are not problems 0..{len(rows) - 1} in order")
-    return {k: np.array([r[k] for r in rows], dtype=object if k in ("text", "parsed") else None) for k in rows[0]}
+    out = {k: np.array([r[k] for r in rows], dtype=object if k in ("text", "parsed") else None) for k in rows[0]}
+    if "ref_logprob" in out:  # scored on a prefix of the problems: None (JSON null) elsewhere
+        out["ref_logprob"] = np.array([np.nan if r["ref_logprob"] is None else r["ref_logprob"] for r in rows])
+    return out
 
 
 def accuracy_by_bin(
