@@ -639,7 +639,7 @@ def lora_finetune(
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if progress and (step % log_every == 0 or step == steps - 1):
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if callback is not None:
