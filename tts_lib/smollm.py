@@ -752,10 +752,13 @@ def accuracy_by_bin(
                 r = bootstrap_change(mine, theirs, num_boot=num_boot, seed=int(rng.integers(2**31)))
                 row.update({k: r[k] for k in ("acc", "acc_lo", "acc_hi", "base", "change", "change_lo",
                                               "change_hi")})
-            elif mine.size == 0 or theirs.size == 0:
+            elif mine.size == 0 or theirs.size == 0:  # no change to report; the accuracy if any
                 row.update(dict.fromkeys(("acc", "acc_lo", "acc_hi", "base", "change", "change_lo",
                                           "change_hi"), float("nan")))
-                row["acc"] = mine.mean() if mine.size else float("nan")
+                if mine.size:
+                    a = mine[rng.integers(0, mine.size, (num_boot, mine.size))].mean(1)
+                    row["acc"] = mine.mean()
+                    row["acc_lo"], row["acc_hi"] = np.quantile(a, [0.025, 0.975])
                 row["base"] = theirs.mean() if theirs.size else float("nan")
             else:
                 a = mine[rng.integers(0, mine.size, (num_boot, mine.size))].mean(1)
