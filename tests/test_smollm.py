@@ -98,6 +98,25 @@ def test_length_bins_and_bootstrap():
     assert math.isnan(smollm.bootstrap_change([], [], num_boot=100)["acc"])
 
 
+def test_committed_generations_and_table():
+    """The committed evaluation reads back and bins: paired by problem, unpaired by own length."""
+    from pathlib import Path
+
+    ckpt = Path(__file__).resolve().parent.parent / "book" / "checkpoints" / "smollm2"
+    runs = {"base": "base", "aligned": "aligned_seed0_step20"}
+    res = {k: smollm.read_generations(ckpt / f"generations_{v}.jsonl") for k, v in runs.items()}
+    held = smollm.heldout_problems(len(res["base"]["a"]))
+    assert [(int(a), int(b)) for a, b in zip(res["base"]["a"], res["base"]["b"], strict=True)] == [
+        p.operands for p in held]
+    for r in res.values():  # stored correctness is the parser's verdict on the stored text
+        assert [smollm.parse_answer(t) == g for t, g in zip(r["text"], r["gcd"], strict=True)] == list(r["correct"])
+    rows = smollm.accuracy_by_bin(res, [0, 64, 129], num_boot=200)
+    assert [r["n"] for r in rows[:2]] == [int(np.sum(res["base"]["num_tokens"] < 64)),
+                                         int(np.sum(res["base"]["num_tokens"] >= 64))]
+    by = smollm.accuracy_by_bin(res, [0, 2, 7], by="euclid_steps", num_boot=200)
+    assert all(r["n"] == r["base_n"] for r in by)
+
+
 # ----------------------------------------------------------------------------- the model
 
 
@@ -189,6 +208,9 @@ def test_missing_package_names_the_install_command(monkeypatch):
         (lambda: smollm.bootstrap_change("ab", "ab"), "correct"),
         (lambda: smollm.score([smollm.gcd_problem(4, 2)], []), "one each"),
         (lambda: smollm.score(["x"], [{}]), "Problem"),
+        (lambda: smollm.read_generations("/nonexistent.jsonl"), "does not exist"),
+        (lambda: smollm.accuracy_by_bin({}, [0, 5]), "base model"),
+        (lambda: smollm.accuracy_by_bin({"base": {}}, [0, 5], by="length"), "`by`"),
         (lambda: smollm.load_adapters(None, {}), "non-empty dict"),
         (lambda: smollm.load_adapters(None, {"a": "/nonexistent"}), "adapter_config"),
         (lambda: smollm.load_adapters(None, {"base": "/x"}), "other than 'base'"),
