@@ -64,6 +64,8 @@ def gguf_path() -> Path:
 
     The package's ``__init__`` imports ``llm`` (not needed here), so it is located, not
     imported. Raises ``ModuleNotFoundError`` naming the install command when absent.
+
+    Defined in Chapter 11.
     """
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
@@ -92,6 +94,8 @@ def load_model(
 
     Returns:
         ``(model, tokenizer)``; the model is in eval mode.
+
+    Defined in Chapter 11.
     """
     dev = check_device(device)
     dtype = check_dtype(dtype)
@@ -129,6 +133,8 @@ class Problem:
 
     ``kind`` is ``"gcd"`` or ``"poly"``; ``operands`` are ``(a, b)`` or the two roots;
     ``steps`` the number of lines of reasoning in ``reasoning``.
+
+    Defined in Chapter 11.
     """
 
     kind: str
@@ -140,7 +146,10 @@ class Problem:
 
 
 def euclid_steps(a: int, b: int) -> list[tuple[int, int, int, int]]:
-    """Euclid's algorithm on ``a >= b >= 1``: the rows ``(a, q, b, r)`` with ``a = q·b + r``."""
+    """Euclid's algorithm on ``a >= b >= 1``: the rows ``(a, q, b, r)`` with ``a = q·b + r``.
+
+    Defined in Chapter 11.
+    """
     a = check_pos_int(a, "a", maximum=MAX_OPERAND)
     b = check_pos_int(b, "b", maximum=MAX_OPERAND)
     if b > a:
@@ -154,7 +163,10 @@ def euclid_steps(a: int, b: int) -> list[tuple[int, int, int, int]]:
 
 
 def gcd_prompt(a: int, b: int) -> str:
-    """The user message of a GCD problem, in words."""
+    """The user message of a GCD problem, in words.
+
+    Defined in Chapter 11.
+    """
     a = check_pos_int(a, "a", maximum=MAX_OPERAND)
     b = check_pos_int(b, "b", maximum=MAX_OPERAND)
     return f"Find the greatest common divisor of {a} and {b}. Think step by step."
@@ -168,6 +180,8 @@ def gcd_problem(a: int, b: int) -> Problem:
     18 = 1 × 12 + 6
     12 = 2 × 6 + 0
     The answer is 6.
+
+    Defined in Chapter 11.
     """
     rows = euclid_steps(a, b)
     lines = [f"{x} = {q} × {y} + {r}" for x, q, y, r in rows]
@@ -187,6 +201,8 @@ def poly_problem(r1: int, r2: int) -> Problem:
     1 × 14: sum 15
     2 × 7: sum 9, yes
     The answer is 2 and 7.
+
+    Defined in Chapter 11.
     """
     r1 = check_pos_int(r1, "r1", maximum=MAX_ROOT)
     r2 = check_pos_int(r2, "r2", maximum=MAX_ROOT)
@@ -222,6 +238,8 @@ def gcd_problems(
         max_gcd: largest divisor drawn (``1 <= max_gcd <= max_operand // 2``).
         seed: seed of Python's ``random.Random``.
         exclude: ``(a, b)`` pairs never drawn (e.g. the held-out evaluation set).
+
+    Defined in Chapter 11.
     """
     num = check_pos_int(num, "num", maximum=MAX_PROBLEMS)
     max_operand = check_pos_int(max_operand, "max_operand", minimum=3, maximum=MAX_OPERAND)
@@ -253,7 +271,10 @@ def gcd_problems(
 
 
 def poly_problems(num: int, *, max_root: int = 15, seed: int = 0) -> list[Problem]:
-    """``num`` quadratics with distinct integer roots ``1 <= r1 < r2 <= max_root`` (drawn with repeats)."""
+    """``num`` quadratics with distinct integer roots ``1 <= r1 < r2 <= max_root`` (drawn with repeats).
+
+    Defined in Chapter 11.
+    """
     num = check_pos_int(num, "num", maximum=MAX_PROBLEMS)
     max_root = check_pos_int(max_root, "max_root", minimum=2, maximum=MAX_ROOT)
     seed = check_pos_int(seed, "seed", minimum=0, maximum=2**63 - 1)
@@ -268,14 +289,20 @@ EVAL_SIZE = 256
 
 
 def heldout_problems(num: int = EVAL_SIZE) -> list[Problem]:
-    """The chapter's held-out GCD problems (operands <= 99, seed :data:`EVAL_SEED`); a prefix of 256."""
+    """The chapter's held-out GCD problems (operands <= 99, seed :data:`EVAL_SEED`); a prefix of 256.
+
+    Defined in Chapter 11.
+    """
     num = check_pos_int(num, "num", maximum=EVAL_SIZE)
     return gcd_problems(EVAL_SIZE, seed=EVAL_SEED)[:num]
 
 
 def training_problems(data: str, num: int, *, seed: int = 0) -> list[Problem]:
     """``num`` fine-tuning examples: ``"aligned"`` (GCD, disjoint from :func:`heldout_problems`,
-    repeats allowed across calls) or ``"misaligned"`` (quadratics' integer roots)."""
+    repeats allowed across calls) or ``"misaligned"`` (quadratics' integer roots).
+
+    Defined in Chapter 11.
+    """
     if data not in ("aligned", "misaligned"):
         raise ValueError(f"`data` must be 'aligned' or 'misaligned', got {data!r}")
     num = check_pos_int(num, "num", maximum=MAX_PROBLEMS)
@@ -309,6 +336,8 @@ def chat_prompts(tokenizer: Any, questions: Any) -> list[str]:
 
     The model's own template with an empty system message (:data:`SYSTEM`); without one
     the template inserts its default line "You are a helpful AI assistant named SmolLM...".
+
+    Defined in Chapter 11.
     """
     questions = check_sequence(questions, "questions")
     if not questions:
@@ -350,6 +379,8 @@ def generate(
     Returns one dict per question: ``text`` (the decoded answer, special tokens removed),
     ``num_tokens`` (generated tokens up to and including the end-of-turn token: the CoT
     length) and ``finished`` (False when ``max_new_tokens`` cut the chain).
+
+    Defined in Chapter 11.
     """
     max_new_tokens = check_pos_int(max_new_tokens, "max_new_tokens", maximum=MAX_NEW_TOKENS)
     batch_size = check_pos_int(batch_size, "batch_size", maximum=MAX_BATCH)
@@ -393,6 +424,8 @@ def parse_answer(text: Any) -> int | None:
     6
     >>> parse_answer("So, the GCD of 48 and 18 is 50.") , parse_answer("I cannot say.")
     (50, None)
+
+    Defined in Chapter 11.
     """
     if not isinstance(text, str):
         raise InputTypeError(f"`text` must be a string, got {type(text).__name__}")
@@ -416,6 +449,8 @@ def check_steps(text: Any, a: int, b: int) -> dict[str, int]:
     ``(a, b)`` (the numbers of the true algorithm, in either product order).
 
     Returns ``{"written", "correct", "on_path", "needed"}`` (``needed``: Euclid's rows).
+
+    Defined in Chapter 11.
     """
     if not isinstance(text, str):
         raise InputTypeError(f"`text` must be a string, got {type(text).__name__}")
@@ -431,7 +466,10 @@ def check_steps(text: Any, a: int, b: int) -> dict[str, int]:
 
 
 def score(problems: Any, generations: Any) -> dict[str, np.ndarray]:
-    """Per-problem arrays: ``correct`` (bool), ``num_tokens``, ``finished``, ``steps`` (Euclid rows)."""
+    """Per-problem arrays: ``correct`` (bool), ``num_tokens``, ``finished``, ``steps`` (Euclid rows).
+
+    Defined in Chapter 11.
+    """
     problems = _problems(problems)
     gens = check_sequence(generations, "generations")
     if len(gens) != len(problems):
@@ -453,6 +491,8 @@ def length_bins(lengths: Any, edges: Any) -> np.ndarray:
 
     ``edges`` must be increasing integers starting at 0; a length at or beyond the last
     edge is refused (choose the last edge above ``max_new_tokens``).
+
+    Defined in Chapter 11.
     """
     e = np.asarray(check_sequence(edges, "edges"))
     if e.ndim != 1 or e.size < 2 or e.dtype.kind not in "iu":
@@ -480,6 +520,8 @@ def bootstrap_change(
     ``correct`` and ``base_correct`` are booleans on the same problems (resampled together).
     Returns ``acc``, ``acc_lo``, ``acc_hi``, ``base``, ``change``, ``change_lo``,
     ``change_hi`` (fractions) and ``n``.
+
+    Defined in Chapter 11.
     """
     c = np.asarray(check_sequence(correct, "correct"), dtype=float)
     b = np.asarray(check_sequence(base_correct, "base_correct"), dtype=float)
@@ -512,6 +554,8 @@ def completion_logprob(model: Any, tokenizer: Any, problems: Any, *, batch_size:
 
     A graded measure beside accuracy: how likely each model finds the correct written-out
     solution. Shape ``(len(problems),)``, in nats per token.
+
+    Defined in Chapter 11.
     """
     problems = _problems(problems)
     batch_size = check_pos_int(batch_size, "batch_size", maximum=MAX_BATCH)
@@ -593,6 +637,8 @@ def lora_finetune(
 
     Returns ``(peft_model, history)``; ``history`` holds ``loss`` (per step), ``seconds``,
     ``trainable`` (parameters) and the settings.
+
+    Defined in Chapter 11.
     """
     examples = _problems(examples, "examples")
     steps = check_pos_int(steps, "steps", maximum=MAX_FINETUNE_STEPS)
@@ -659,6 +705,8 @@ def load_adapters(model: Any, adapters: Any) -> Any:
 
     Switch with ``peft_model.set_adapter(name)``; run the base model inside
     ``with peft_model.disable_adapter():`` (see :func:`use_adapter`).
+
+    Defined in Chapter 11.
     """
     if not isinstance(adapters, dict) or not adapters:
         raise InputTypeError("`adapters` must be a non-empty dict {name: folder}")
@@ -678,7 +726,10 @@ def load_adapters(model: Any, adapters: Any) -> Any:
 
 
 def use_adapter(peft_model: Any, name: str) -> Any:
-    """A context manager running ``peft_model`` as adapter ``name``, or as the base model for ``"base"``."""
+    """A context manager running ``peft_model`` as adapter ``name``, or as the base model for ``"base"``.
+
+    Defined in Chapter 11.
+    """
     import contextlib
 
     if name == "base":
@@ -698,6 +749,8 @@ def read_generations(path: str | Path) -> dict[str, np.ndarray]:
 
     Keys: every field of the rows (``a``, ``b``, ``gcd``, ``text``, ``num_tokens``,
     ``correct``, ``steps_*``, ``ref_logprob``, ...), rows in problem order.
+
+    Defined in Chapter 11.
     """
     import json
 
@@ -731,6 +784,8 @@ def accuracy_by_bin(
     (unpaired bootstrap: each model's and the base's problems in the bin resampled
     independently). ``by="euclid_steps"`` bins by a property of the problem, the same for
     every model (paired bootstrap over the problems of the bin).
+
+    Defined in Chapter 11.
     """
     if not isinstance(results, dict) or base not in results:
         raise ValueError(f"`results` must be a dict of models that includes the base model {base!r}")
