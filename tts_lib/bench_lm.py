@@ -152,6 +152,11 @@ LM_BENCHMARKS = [bench_lm_vs_nanogpt, bench_lm_generate]
 
 
 def main(argv: list[str] | None = None) -> list[Record]:
+    """``python -m tts_lib.bench_lm [--device D] [--quick] [--threads T]``: print the language
+    model's benchmark records.
+
+    Defined in Chapter 10.
+    """
     ap = argparse.ArgumentParser(prog="python -m tts_lib.bench_lm", description="Benchmarks of tts_lib.lm.")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true")

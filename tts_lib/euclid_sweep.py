@@ -274,6 +274,11 @@ def run_experiment(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m tts_lib.euclid_sweep --out DIR [--seed ...] [--only ...]``: retrain the
+    chapter's models; bad arguments exit with status 2 (argparse).
+
+    Defined in Chapter 10.
+    """
     parser = argparse.ArgumentParser(prog="python -m tts_lib.euclid_sweep", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder for the checkpoints")
     parser.add_argument("--seed", type=int, nargs="+", default=[0, 1, 2])
