@@ -207,3 +207,19 @@ def test_exercises_are_directives_with_gated_solutions(path: Path) -> None:
                 assert opened is None, f"{path.name} cell {i}: exercise inside solution"
     assert opened is None, f"{path.name}: solution {opened} never ends"
     assert sorted(solved) == sorted(labels), (solved, labels)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_check_cells_start_collapsed_in_jupyter(path: Path) -> None:
+    """A claim's check (a ``hide-input`` cell, hidden on the site) also starts collapsed when a
+    student opens the notebook in JupyterLab or Notebook 7 (``jupyter.source_hidden``): its
+    "✓" output stays visible, its code is one click away, as on the site."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    open_checks = [
+        i
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code"
+        and "hide-input" in cell.get("metadata", {}).get("tags", [])
+        and cell["metadata"].get("jupyter", {}).get("source_hidden") is not True
+    ]
+    assert not open_checks, f"hide-input cells {open_checks} lack metadata jupyter.source_hidden = true"
