@@ -40,15 +40,23 @@ def text(reader: pypdf.PdfReader) -> str:
 
 
 def executed_figures() -> int:
-    """Image outputs of the executed chapters of the build (what the PDF must show)."""
+    """Image outputs of the executed chapters of the build (what the PDF must show), less those
+    inside a worked solution (between ``solution-start`` and ``solution-end``): the PDF prints
+    solutions collapsed to their titles (tested below)."""
     files = glob.glob(str(ROOT / "_build" / "jupyter_execute" / "**" / "*.ipynb"), recursive=True)
     assert len(files) >= len(CHAPTERS), f"executed notebooks missing under _build/jupyter_execute: {files}"
     count = 0
     for f in files:
         nb = json.loads(Path(f).read_text(encoding="utf8"))
+        in_solution = False
         for cell in nb["cells"]:
-            for out in cell.get("outputs", []):
-                count += any(k.startswith("image/") for k in out.get("data", {}))
+            src = "".join(cell["source"])
+            if cell["cell_type"] == "markdown":
+                in_solution = ("{solution-start}" in src or in_solution) and "{solution-end}" not in src
+                continue
+            if not in_solution:
+                for out in cell.get("outputs", []):
+                    count += any(k.startswith("image/") for k in out.get("data", {}))
     return count
 
 
