@@ -487,19 +487,27 @@ def accuracy_by_bin(correct: Sequence[bool], lengths: Sequence[int]) -> dict[str
 
 
 @torch.no_grad()
+def _check_model_and_pairs(model: Any, pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The boundary of :func:`solve_gcd` and :func:`score_steps`: a TinyLM and ≥ 1 checked pair."""
+    from .lm import TinyLM
+
+    if not isinstance(model, TinyLM):
+        raise TypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
+    checked = [_check_pair(*p) for p in pairs]
+    if not checked:
+        raise ValueError("`pairs` must hold at least one (a, b) pair")
+    return checked
+
+
 def solve_gcd(model: Any, pairs: Sequence[tuple[int, int]], *, use_cache: bool = True) -> list[str]:
     """The model's greedy completions of ``"gcd(a,b):"`` for every pair (text after the
     colon, up to the end token or 112 new characters).
 
     Defined in Chapter 10.
     """
-    from .lm import TinyLM, generate
+    from .lm import generate
 
-    if not isinstance(model, TinyLM):
-        raise TypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
-    pairs = [_check_pair(*p) for p in pairs]
-    if not pairs:
-        raise ValueError("`pairs` must hold at least one (a, b) pair")
+    pairs = _check_model_and_pairs(model, pairs)
     prompts = [encode(gcd_prompt(a, b)) for a, b in pairs]
     out = generate(model, prompts, MAX_COMPLETION, stop_id=_ID[EOS], use_cache=use_cache)
     return [decode(ids) for ids in out]
@@ -537,13 +545,9 @@ def score_steps(model: Any, pairs: Sequence[tuple[int, int]]) -> StepScores:
 
     Defined in Chapter 10.
     """
-    from .lm import TinyLM, generate
+    from .lm import generate
 
-    if not isinstance(model, TinyLM):
-        raise TypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
-    pairs = [_check_pair(*p) for p in pairs]
-    if not pairs:
-        raise ValueError("`pairs` must hold at least one (a, b) pair")
+    pairs = _check_model_and_pairs(model, pairs)
     prompts, meta, targets = [], [], []
     for i, (a, b) in enumerate(pairs):
         steps = euclid_steps(a, b)
