@@ -14,9 +14,9 @@
 //   node tests/browser/check_site.mjs [_build/html] [artifacts/screenshots]
 import { chromium } from "playwright-core";
 import fs from "node:fs";
-import http from "node:http";
 import path from "node:path";
 import { createRequire } from "node:module";
+import { serve } from "./serve.mjs";
 
 // tts_lib.plotting draws text at READABLE_PT = 11 pt at 100 dpi (15.3 px): a figure shown
 // at less than 0.59 of its drawn width would put it below 9 px.
@@ -29,21 +29,7 @@ const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/cs
   ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".json": "application/json",
   ".ipynb": "application/json", ".txt": "text/plain", ".md": "text/plain", ".ico": "image/x-icon" };
 
-function resolveFile(urlPath) {
-  let p = path.join(root, decodeURIComponent(urlPath));
-  if (!p.startsWith(root)) return null;
-  if (fs.existsSync(p) && fs.statSync(p).isDirectory()) p = path.join(p, "index.html");
-  return fs.existsSync(p) ? p : null;
-}
-
-const server = http.createServer((req, res) => {
-  const file = resolveFile(new URL(req.url, "http://127.0.0.1").pathname);
-  if (!file) { res.writeHead(404); res.end("not found"); return; }
-  res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
-  fs.createReadStream(file).pipe(res);
-});
-await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-const base = `http://127.0.0.1:${server.address().port}`;
+const { server, base, resolveFile } = await serve(root, TYPES);
 
 // Image outputs per executed notebook, keyed by the page's path without extension.
 const executed = path.join(path.dirname(root), "jupyter_execute");

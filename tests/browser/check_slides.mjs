@@ -16,9 +16,9 @@
 //   node tests/browser/check_slides.mjs [_build/html/slides] [artifacts/slides]
 import { chromium } from "playwright-core";
 import fs from "node:fs";
-import http from "node:http";
 import path from "node:path";
 import { createRequire } from "node:module";
+import { serve } from "./serve.mjs";
 
 const MIN_SLIDES = 8;
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
@@ -36,20 +36,7 @@ const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/cs
   ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2", ".json": "application/json",
   ".pdf": "application/pdf" };
 
-function resolveFile(urlPath) {
-  let p = path.join(root, decodeURIComponent(urlPath));
-  if (!p.startsWith(root)) return null;
-  if (fs.existsSync(p) && fs.statSync(p).isDirectory()) p = path.join(p, "index.html");
-  return fs.existsSync(p) ? p : null;
-}
-const server = http.createServer((req, res) => {
-  const file = resolveFile(new URL(req.url, "http://127.0.0.1").pathname);
-  if (!file) { res.writeHead(404); res.end("not found"); return; }
-  res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
-  fs.createReadStream(file).pipe(res);
-});
-await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-const base = `http://127.0.0.1:${server.address().port}`;
+const { server, base, resolveFile } = await serve(root, TYPES);
 const slidesUrl = `${base}/${path.basename(dir)}`;
 const bookBuilt = fs.existsSync(path.join(root, "book"));
 
