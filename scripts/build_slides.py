@@ -9,10 +9,10 @@ from the book: a title slide (the chapter's opening paragraph), "What you will l
 overview's list), a roadmap of its sections, one slide per section (``##`` and ``###``
 headings) with its first paragraph, its display equations (labelled ones numbered as in the
 book) and the claims its assert cells print ("✓ ..."), one slide per figure (the image from
-the executed notebook, its caption, its alt text; the caption's "What to see" becomes a
-speaker note), the summary's key points and the list of exercises. Derivation dropdowns,
-solutions, code and appendices stay in the book. The rest of each section's prose becomes
-speaker notes (press ``s`` in a deck).
+the executed notebook, its caption, its alt text; the caption's second paragraph and the
+"**What to see.**" markdown cell under the figure become speaker notes), the summary's key
+points and the list of exercises. Derivation dropdowns, solutions, code and appendices stay
+in the book. The rest of each section's prose becomes speaker notes (press ``s`` in a deck).
 
 Chapters are the ``.ipynb`` entries of ``_toc.yml``: a chapter added there gets a deck with no
 change here. Figures and claims come from the executed notebooks that ``jupyter-book build``
@@ -201,6 +201,10 @@ class Figure:
     alt: str
 
 
+#: a markdown cell under a figure that starts so is the figure's reading note (speaker notes)
+WHAT_TO_SEE = "**What to see.**"
+
+
 @dataclass
 class Section:
     title: str
@@ -276,6 +280,12 @@ def parse_chapter(src: nbformat.NotebookNode, name: str, executed: nbformat.Note
             if in_solution:
                 in_solution = ":::{solution-end}" not in source
                 continue
+            if source.lstrip().startswith(WHAT_TO_SEE) and section is not None and section.figures:
+                # the figure's reading note (a markdown cell under it): its speaker notes
+                fig = section.figures[-1]
+                note = source.strip()
+                fig.notes = f"{fig.notes}\n\n{note}".strip() if fig.notes else note
+                continue
             tokens = MD.parse(source)
             for block in _blocks(tokens):
                 head = block[0]
@@ -313,7 +323,8 @@ def parse_chapter(src: nbformat.NotebookNode, name: str, executed: nbformat.Note
                     if head.type == "bullet_list_open":
                         chapter.summary += _list_items(block, source)
                 elif region in ("section", "subsection") and section is not None:
-                    section.blocks.append(block)
+                    if not re.fullmatch(r"\*≈\s*\d+\s*min\*", text.strip()):  # reading time
+                        section.blocks.append(block)
         elif cell.cell_type == "code" and not in_solution and section is not None and region != "skip":
             if "hide-input" in cell.metadata.get("tags", []):
                 section.claims += _claims(run)
