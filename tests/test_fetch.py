@@ -166,3 +166,50 @@ def test_registry_matches_the_committed_checkpoints():
         blob = subprocess.run([git, "show", f"{fetch.CHECKPOINTS_REF}:book/checkpoints/{name}"], cwd=ROOT,
                               capture_output=True, check=True).stdout
         assert hashlib.sha256(blob).hexdigest() == sha, f"{name} at the pinned commit differs"
+
+
+SMOL = LOCAL / fetch.SMOLLM_FOLDER
+
+
+def test_smollm_fetch_verifies_every_file_then_uses_the_cache(served, tmp_path):
+    """Chapter 11's folder on Colab: every file fetched into its sub-folder and verified."""
+    folder, server = served
+    cache = tmp_path / "smol"
+    got = fetch.smollm_dir(tmp_path / "absent", cache_dir=cache, base_url=f"{server.url}/smollm2")
+    assert got == cache
+    fetched = sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file())
+    assert fetched == sorted(fetch.SMOLLM_SHA256)
+    for rel in fetched:
+        assert (cache / rel).read_bytes() == (SMOL / rel).read_bytes()
+    n = len(server.requests)
+    assert n == len(fetch.SMOLLM_SHA256)
+    fetch.smollm_dir(tmp_path / "absent", cache_dir=cache, base_url=f"{server.url}/smollm2")
+    assert len(server.requests) == n  # the cache answers
+    # a local folder wins: nothing fetched
+    assert fetch.smollm_dir().resolve() == SMOL.resolve()
+
+
+def test_smollm_tampered_adapter_is_refused(served, tmp_path):
+    folder, server = served
+    rel = "aligned_seed0_step20/adapter_model.safetensors"
+    data = bytearray((folder / "smollm2" / rel).read_bytes())
+    data[100] ^= 0xFF
+    (folder / "smollm2" / rel).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="adapter_model.safetensors .*does not match its sha256"):
+        fetch.smollm_dir(tmp_path / "absent", cache_dir=tmp_path / "c",
+                         base_url=f"{server.url}/smollm2")
+
+
+def test_smollm_registry_matches_the_committed_folder():
+    local = {p.relative_to(SMOL).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in SMOL.rglob("*") if p.is_file()}
+    assert fetch.SMOLLM_SHA256 == local
+
+
+def test_smollm_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="base_url"):
+        fetch.smollm_dir(tmp_path, base_url="ftp://x")
+    with pytest.raises(TypeError, match="progress"):
+        fetch.smollm_dir(tmp_path, progress=1)
+    with pytest.raises(TypeError, match="local"):
+        fetch.smollm_dir(3)

@@ -1,4 +1,4 @@
-"""The committed GPT-2 checkpoints of Chapter 7, here or fetched (Colab, a bare ``pip install``).
+"""The committed checkpoints of Chapters 7, 10 and 11, here or fetched (Colab, a bare ``pip install``).
 
 :func:`checkpoint_dir` returns a folder holding the checkpoint manifests (``*.json``) and weights
 (``*.pt``) that :func:`tts_lib.gpt2_checkpoint.load_checkpoint` reads:
@@ -10,6 +10,10 @@
   verified by the sha256 in :data:`MANIFEST_SHA256` (written by
   ``python -m tts_lib.fetch --write-registry``), each weights file by the sha256 its manifest
   records (:func:`manifest_files`).
+
+:func:`smollm_dir` does the same for Chapter 11's folder ``book/checkpoints/smollm2/`` (LoRA
+adapters, their manifests, the committed generations), each file verified by the sha256 pinned
+in :data:`SMOLLM_SHA256`.
 
 The download URL is built from :data:`REPOSITORY_URL`, which is the ``repository.url`` of the
 book's ``_config.yml`` (a test checks that the two agree).
@@ -24,22 +28,27 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from tts_lib._checkpoint_registry import CHECKPOINTS_REF, MANIFEST_SHA256
+from tts_lib._checkpoint_registry import CHECKPOINTS_REF, MANIFEST_SHA256, SMOLLM_SHA256
 
 REPOSITORY_URL = "https://github.com/tts-course/training-data-tts"
 """The course repository: ``repository.url`` of ``_config.yml``."""
 CHECKPOINTS_PATH = "book/checkpoints"
 """Where the checkpoints are committed, relative to the repository root."""
+SMOLLM_FOLDER = "smollm2"
+"""Chapter 11's sub-folder of :data:`CHECKPOINTS_PATH`."""
 
 __all__ = [
     "CHECKPOINTS_PATH",
     "CHECKPOINTS_REF",
     "MANIFEST_SHA256",
     "REPOSITORY_URL",
+    "SMOLLM_FOLDER",
+    "SMOLLM_SHA256",
     "CheckpointFetchError",
     "checkpoint_dir",
     "manifest_files",
     "raw_url",
+    "smollm_dir",
 ]
 
 
@@ -214,6 +223,68 @@ def checkpoint_dir(
     return cache
 
 
+def _has_smollm(folder: Path) -> bool:
+    return folder.is_dir() and (folder / "evaluation.json").is_file()
+
+
+def smollm_dir(
+    local: str | Path | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    base_url: str | None = None,
+    progress: bool = False,
+) -> Path:
+    """The folder of Chapter 11's committed files: local when present, else fetched and verified.
+
+    Args:
+        local: a folder to use if it holds ``evaluation.json``. Default: ``checkpoints/smollm2``,
+            ``book/checkpoints/smollm2`` (relative to the working directory) and the source tree's.
+            When one is present nothing is fetched.
+        cache_dir: where fetched files go. Default: pooch's per-user cache
+            ``…/tts_lib/smollm2-<commit>``.
+        base_url: URL of the ``smollm2`` folder. Default: its raw-file URL in
+            :data:`REPOSITORY_URL` at :data:`CHECKPOINTS_REF`.
+        progress: show a download progress bar (needs tqdm).
+
+    Returns:
+        The folder: adapters (one sub-folder each), manifests, generations, ``evaluation.json``.
+
+    Raises:
+        CheckpointFetchError: a file could not be downloaded (the message names it and the fix).
+        ValueError: a downloaded file does not match the sha256 pinned in :data:`SMOLLM_SHA256`.
+
+    Defined in Chapter 11.
+    """
+    local = _check_path_like(local, "local")
+    cache_dir = _check_path_like(cache_dir, "cache_dir")
+    if base_url is not None:
+        _check_str(base_url, "base_url")
+        if not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", base_url):
+            raise ValueError(f"`base_url` must be an http(s) URL of the smollm2 folder, got {base_url!r}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"`progress` must be True or False, got {progress!r}")
+    if local is not None:
+        candidates = [local]
+    else:
+        candidates = [folder / SMOLLM_FOLDER for folder in _local_candidates()]
+    for folder in candidates:
+        if _has_smollm(folder):
+            return folder
+    if cache_dir is None:
+        import pooch
+
+        cache_dir = Path(pooch.os_cache("tts_lib")) / f"smollm2-{CHECKPOINTS_REF[:12]}"
+    cache = Path(cache_dir)
+    base = (base_url or raw_url(REPOSITORY_URL, CHECKPOINTS_REF,
+                                f"{CHECKPOINTS_PATH}/{SMOLLM_FOLDER}")).rstrip("/")
+    for rel, sha256 in sorted(SMOLLM_SHA256.items()):
+        *subs, name = rel.split("/")
+        for part in [*subs, name]:
+            _check_file_name(part, "SMOLLM_SHA256")
+        _retrieve(f"{base}/{rel}", sha256, name, cache.joinpath(*subs), progress)
+    return cache
+
+
 def write_registry(folder: str | Path | None = None, ref: str | None = None) -> Path:
     """Rewrite ``tts_lib/_checkpoint_registry.py`` from the committed checkpoints.
 
@@ -228,6 +299,8 @@ def write_registry(folder: str | Path | None = None, ref: str | None = None) -> 
         ref = subprocess.run(["git", "log", "-1", "--format=%H", "--", CHECKPOINTS_PATH], cwd=root,
                              capture_output=True, text=True, check=True).stdout.strip()
     hashes = {p.name: _sha256(p) for p in sorted(folder.glob("*.json"))}
+    smollm = {p.relative_to(folder / SMOLLM_FOLDER).as_posix(): _sha256(p)
+              for p in sorted((folder / SMOLLM_FOLDER).rglob("*")) if p.is_file()}
     lines = [
         '"""Pinned commit and manifest hashes of the committed checkpoints (``python -m tts_lib.fetch',
         '--write-registry`` writes this file; do not edit it by hand)."""',
@@ -235,6 +308,10 @@ def write_registry(folder: str | Path | None = None, ref: str | None = None) -> 
         f'CHECKPOINTS_REF = "{ref}"',
         "MANIFEST_SHA256 = {",
         *(f'    "{name}": "{digest}",' for name, digest in hashes.items()),
+        "}",
+        f"# Chapter 11: every file of {CHECKPOINTS_PATH}/{SMOLLM_FOLDER}/, by relative path",
+        "SMOLLM_SHA256 = {",
+        *(f'    "{name}": "{digest}",' for name, digest in smollm.items()),
         "}",
         "",
     ]
@@ -244,8 +321,9 @@ def write_registry(folder: str | Path | None = None, ref: str | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tts_lib.fetch [--write-registry]``: print the checkpoint folder (fetching it
-    if needed), or rewrite the registry; unknown arguments exit with status 2 (argparse).
+    """``python -m tts_lib.fetch [--smollm] [--write-registry]``: print the checkpoint folder
+    (Chapter 11's with ``--smollm``; fetching it if needed), or rewrite the registry; unknown
+    arguments exit with status 2 (argparse).
 
     Defined in Chapter 7.
     """
@@ -256,8 +334,13 @@ def main(argv: list[str] | None = None) -> int:
                                              "verified when not in this checkout).")
     ap.add_argument("--write-registry", action="store_true",
                     help="rewrite tts_lib/_checkpoint_registry.py from book/checkpoints (maintainers)")
+    ap.add_argument("--smollm", action="store_true",
+                    help="Chapter 11's folder (LoRA adapters, generations) instead of the checkpoints")
     args = ap.parse_args(argv)
-    print(write_registry() if args.write_registry else checkpoint_dir(progress=True))
+    if args.write_registry:
+        print(write_registry())
+    else:
+        print(smollm_dir(progress=True) if args.smollm else checkpoint_dir(progress=True))
     return 0
 
 
