@@ -13,8 +13,11 @@ code lines / 30** minutes.
   cells tagged ``hide-input`` (the claim checks, whose one-line ``✓`` output still shows) and
   cells tagged ``hide-cell``, ``remove-cell`` or ``remove-input``. A figure's caption counts:
   the site shows it under the figure.
-* **Check share**: lines of check code (cells tagged ``hide-input`` whose source asserts) over
-  all code lines of the chapter.
+* **Check code**: lines of claim checks (cells tagged ``hide-input`` that assert or call
+  ``tts_lib.claims.check``) over all code lines of the chapter; **visible checks**: the part of
+  it a student sees on opening the notebook in Jupyter (check cells not collapsed with
+  ``jupyter.source_hidden``). The budget (a quarter) is on what is visible; the site hides
+  every check's input.
 * **Repeated derivations**: for each derivation in :data:`DERIVATIONS`, the paragraphs outside
   its home chapter that redo it (match its pattern) without linking to it.
 """
@@ -65,6 +68,7 @@ class ChapterPath:
     total_words: int
     total_code_lines: int
     check_lines: int
+    visible_check_lines: int
     repeats: int
 
     @property
@@ -77,7 +81,13 @@ class ChapterPath:
 
     @property
     def check_share(self) -> float:
+        """Check code over all code lines (collapsed or not)."""
         return self.check_lines / max(self.total_code_lines, 1)
+
+    @property
+    def visible_check_share(self) -> float:
+        """Check code a student sees on opening the notebook in Jupyter, over all code lines."""
+        return self.visible_check_lines / max(self.total_code_lines, 1)
 
 
 def visible_markdown(text: str) -> str:
@@ -116,8 +126,14 @@ def _code_lines(src: str) -> int:
 
 
 def _is_check(cell: dict) -> bool:
+    """A claim check: a ``hide-input`` cell that asserts or calls ``tts_lib.claims``."""
     tags = set(cell["metadata"].get("tags", []))
-    return "hide-input" in tags and re.search(r"\bassert", "".join(cell["source"])) is not None
+    src = "".join(cell["source"])
+    return "hide-input" in tags and re.search(r"\bassert|\bcheck(_close)?\(", src) is not None
+
+
+def _collapsed_in_jupyter(cell: dict) -> bool:
+    return bool(cell["metadata"].get("jupyter", {}).get("source_hidden"))
 
 
 def _cells(path: Path) -> list[dict]:
@@ -205,7 +221,7 @@ def sections(path: Path) -> list[tuple[str, float, int | None]]:
 def measure(path: Path) -> ChapterPath:
     """The measures of one chapter notebook (or the intro page)."""
     core = True
-    cw = cc = tw = tc = chk = 0
+    cw = cc = tw = tc = chk = vis = 0
     for cell in _cells(path):
         src = "".join(cell["source"])
         if cell["cell_type"] == "markdown":
@@ -221,12 +237,13 @@ def measure(path: Path) -> ChapterPath:
         lines = _code_lines(src)
         tc += lines
         chk += lines if _is_check(cell) else 0
+        vis += lines if _is_check(cell) and not _collapsed_in_jupyter(cell) else 0
         caption = cell["metadata"].get("mystnb", {}).get("figure", {}).get("caption", "")
         tw += _words(caption)
         cw += _words(caption) if core else 0
         if core and not tags & _HIDDEN_TAGS:
             cc += lines
-    return ChapterPath(path.stem, cw, cc, tw, tc, chk, repeats(path))
+    return ChapterPath(path.stem, cw, cc, tw, tc, chk, vis, repeats(path))
 
 
 def chapters() -> list[Path]:
@@ -235,15 +252,16 @@ def chapters() -> list[Path]:
 
 def table(markdown: bool = False) -> str:
     rows = [measure(p) for p in chapters()]
-    head = ["chapter", "core min", "all min", "check share", "repeated derivations"]
+    head = ["chapter", "core min", "all min", "check code", "visible checks", "repeats"]
     lines = []
     if markdown:
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r.name, f"{r.core_minutes:.0f}", f"{r.total_minutes:.0f}",
-                 f"{100 * r.check_share:.0f}%", str(r.repeats)]
+                 f"{100 * r.check_share:.0f}%", f"{100 * r.visible_check_share:.0f}%",
+                 str(r.repeats)]
         lines.append("| " + " | ".join(cells) + " |" if markdown else "  ".join(
-            f"{c:>{w}}" for c, w in zip(cells, (30, 8, 7, 11, 20), strict=True)))
+            f"{c:>{w}}" for c, w in zip(cells, (26, 8, 7, 10, 14, 7), strict=True)))
     core = sum(r.core_minutes for r in rows)
     lines.append(f"\ncore path, all chapters: {core / 60:.1f} h")
     return "\n".join(lines)
