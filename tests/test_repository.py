@@ -31,9 +31,10 @@ def test_notebook_is_stored_clean(path):
     assert not any("NBVAL_" in s for s in sources), "use nbval cell tags, not comment markers"
     asserts = [
         c for c, s in zip(code, sources, strict=True)
-        if re.search(r"^\s*assert\b", s, re.M) and ASSERT_TAGS & set(c.get("metadata", {}).get("tags", []))
+        if re.search(r"^\s*(assert\b|check(_close)?\()", s, re.M)
+        and ASSERT_TAGS & set(c.get("metadata", {}).get("tags", []))
     ]
-    assert asserts, "claims must be checked by assert cells tagged remove-input or hide-input"
+    assert asserts, "claims must be checked by assert or tts_lib.claims.check cells tagged remove-input or hide-input"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
