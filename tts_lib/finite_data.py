@@ -289,15 +289,16 @@ class DeltaMethod:
         N = check_pos_int(num_train, "num_train")
         if method not in OVERTHINK_METHODS:
             raise ValueError(f"`method` must be one of {', '.join(map(repr, OVERTHINK_METHODS))}, got {method!r}")
+        sets = check_pos_int(num_sets, "num_sets", minimum=10, maximum=MAX_PROMPTS)
+        draws = check_pos_int(num_draws, "num_draws", minimum=10, maximum=10**8)
+        gen = make_generator(check_pos_int(seed, "seed", minimum=0))
         d = self.precond.shape[0]
         if method == "auto":
             method = "gaussian" if self._gaussian_validated(N) else "monte_carlo"
         if method == "linearised":
             return OverthinkEstimate(self._linearised(N), se=0.0, method="linearised", samples=0)
-        gen = make_generator(check_pos_int(seed, "seed", minimum=0))
         if method == "monte_carlo":
-            return self._monte_carlo(N, check_pos_int(num_sets, "num_sets", minimum=10, maximum=MAX_PROMPTS), gen)
-        draws = check_pos_int(num_draws, "num_draws", minimum=10, maximum=10**8)
+            return self._monte_carlo(N, sets, gen)
         check_memory(3 * min(draws, 4096) * d * d, "num_draws", what="one chunk of preconditioner draws")
         if draws * (d**3 + d**4) > MAX_FLOPS:
             raise ValueError(f"`num_draws`={draws} draws of a {d}×{d} preconditioner exceed the work limit "
