@@ -269,8 +269,8 @@ class DeltaMethod:
           - d = 20, n = 60: 15–28 % low at every N tried, 3d–16d (N = 80: 0.507 against
             0.631 ± 0.005; N = 160: 0.106 against 0.144 ± 0.004, z = −8.5; N = 320: 0.0041
             against 0.0055 ± 0.0008);
-          - d = 10, n = 20 (short training prompts): 59–76 % low (N = 25: 0.075 against
-            0.278 ± 0.006).
+          - short training prompts: d = 5, n = 15: 37–72 % low (N = 20: 0.034 against
+            0.064 ± 0.003); d = 10, n = 20: 59–76 % low (N = 25: 0.075 against 0.278 ± 0.006).
 
           Its error grows as the training context n falls towards d (n = 12d, 5d, 3d, 2d above).
         * ``"linearised"`` (cheap named approximation, :meth:`_linearised`): first-order
