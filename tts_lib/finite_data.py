@@ -38,7 +38,7 @@ from ._checks import (
     make_generator,
 )
 from .noise import MAX_NOISE_STD, noisy_precond
-from .prompts import Prompts, sample_prompts
+from .prompts import Prompts, _cov_sqrt, sample_prompts
 from .theory import error_curve
 
 #: most prompts one Monte Carlo call draws (a bound on its run time, checked before it starts)
@@ -50,6 +50,17 @@ MAX_DELTA_STEPS = 1000
 MAX_FLOPS = 2e11
 #: most prompts a moment chunk of :func:`delta_method` holds
 DELTA_CHUNK = 50_000
+#: routes of :meth:`DeltaMethod.overthink_probability`
+OVERTHINK_METHODS = ("auto", "monte_carlo", "gaussian", "linearised")
+#: ``method="auto"`` of :meth:`DeltaMethod.overthink_probability` uses the Gaussian ``G_N``
+#: only where it was measured within Monte Carlo error: ``d <= GAUSSIAN_MAX_DIM``,
+#: ``n >= GAUSSIAN_MIN_CONTEXT_PER_D · d``, ``N >= GAUSSIAN_MIN_N_PER_D · d`` and no label
+#: noise; direct Monte Carlo everywhere else
+GAUSSIAN_MAX_DIM = 10
+GAUSSIAN_MIN_CONTEXT_PER_D = 5
+GAUSSIAN_MIN_N_PER_D = 8
+#: most float64 values one Monte Carlo chunk of the overthinking probability draws (about 32 MB)
+MC_CHUNK_VALUES = 4_000_000
 
 
 def fit_precond(prompts: Prompts) -> torch.Tensor:
@@ -170,6 +181,43 @@ def mc_fitted(
     return FittedSets(G, error_curve(G, sig, K), _spectral_radius(G, sig))
 
 
+class OverthinkEstimate(float):
+    """An overthinking probability (the float itself) with how it was computed.
+
+    ``se``: its Monte Carlo standard error ``√(p(1 − p)/samples)`` (sampling only; 0 for the
+    linearised route, and 0 when no sample overthinks, where ``p < 3/samples`` at 95 %);
+    ``method``: ``"monte_carlo"``, ``"gaussian"`` or ``"linearised"``; ``samples``: training
+    sets or Gaussian draws. Arithmetic on it gives plain floats.
+
+    Defined in Chapter 8.
+    """
+
+    se: float
+    method: str
+    samples: int
+
+    def __new__(cls, probability: float, *, se: float, method: str, samples: int) -> OverthinkEstimate:
+        out = super().__new__(cls, probability)
+        out.se, out.method, out.samples = float(se), method, int(samples)
+        return out
+
+    def __getnewargs_ex__(self) -> tuple[tuple[float], dict[str, Any]]:  # pickle and copy
+        return (float(self),), {"se": self.se, "method": self.method, "samples": self.samples}
+
+    @classmethod
+    def _binomial(cls, hits: int, samples: int, method: str) -> OverthinkEstimate:
+        p = hits / samples
+        return cls(p, se=math.sqrt(p * (1 - p) / samples), method=method, samples=samples)
+
+    @property
+    def probability(self) -> float:
+        return float(self)
+
+    def __repr__(self) -> str:
+        return (f"OverthinkEstimate({float(self):.4g}, se={self.se:.2g}, method={self.method!r}, "
+                f"samples={self.samples})")
+
+
 @dataclass
 class DeltaMethod:
     """Order-1/N theory of the fitted preconditioner (see the module docstring).
@@ -177,7 +225,8 @@ class DeltaMethod:
     ``precond``: population ``G`` (d, d); ``mean_shift``: ``μ`` with ``E G_N ≈ G + μ/N``;
     ``cov``: ``C`` with ``Cov(vec G_N) ≈ C/N`` (d², d²), row-major ``vec``;
     ``error``: ``f_k(G)`` (max_steps + 1,); ``error_coef``: ``a_k`` with
-    ``E f_k(G_N) ≈ f_k(G) + a_k/N``.
+    ``E f_k(G_N) ≈ f_k(G) + a_k/N``; ``train_cov``, ``context_len``, ``noise_std``: the
+    training prompts' distribution (for direct Monte Carlo over training sets).
 
     Defined in Chapter 8.
     """
@@ -188,38 +237,68 @@ class DeltaMethod:
     error: torch.Tensor
     error_coef: torch.Tensor
     test_cov: torch.Tensor
+    train_cov: torch.Tensor | None = None
+    context_len: int | None = None
+    noise_std: float = 0.0
 
     def expected_error(self, num_train: int) -> torch.Tensor:
         """``f_k(G) + a_k/N`` for k = 0..max_steps."""
         N = check_pos_int(num_train, "num_train")
         return self.error + self.error_coef / N
 
-    def overthink_probability(self, num_train: int, *, num_draws: int = 20_000, seed: int = 0,
-                              method: str = "gaussian") -> float:
-        """P(ρ(I − G_N Σ) > 1) for ``G_N`` Gaussian with the delta method's mean and covariance.
+    def overthink_probability(self, num_train: int, *, method: str = "auto", num_sets: int = 4000,
+                              num_draws: int = 20_000, seed: int = 0) -> OverthinkEstimate:
+        """P(ρ(I − G_N Σ) > 1): the probability that ``G_N`` fitted on N prompts overthinks.
 
-        ``method="linearised"`` returns the cheap named approximation of
-        :meth:`_linearised` instead (``num_draws`` and ``seed`` unused).
+        Returns an :class:`OverthinkEstimate` (a float, the probability, that also carries its
+        standard error ``se``, the ``method`` used and the number of ``samples``). Routes:
 
-        Draws ``vec G_N ~ N(vec G + vec μ/N, C/N)`` (``num_draws`` times, no training sets)
-        and takes the exact spectral radius of each ``I − G_N Σ``: no linearisation of the
-        eigenvalues. Its own Monte Carlo standard error is ``√(p(1 − p)/num_draws)``.
-        Measured against Monte Carlo over 3000 training sets (λ_i ∝ 1/i, tr Λ = d, Σ = I):
-        d = 5, n = 60, N = 50 / 100 / 200: 0.302 / 0.182 / 0.083 against 0.316 / 0.188 /
-        0.083 (± 0.008); d = 10, n = 50, N = 50: 0.519 against 0.541 ± 0.009 (z = −2.4), where
-        the cheap ``method="linearised"`` gives 0.383 (z = −17). It is low when N is a few
-        times d: at d = 20, n = 60 it gives 0.50 / 0.109 / 0.022 at N = 80 / 160 / 240 against
-        0.66 / 0.156 / 0.042 (500 sets, SE 0.02 / 0.016 / 0.009); there use :func:`mc_fitted`.
-        The tests check d = 5, 10 and 20 (N = 240) within 3 standard errors.
+        * ``"monte_carlo"``: ``num_sets`` training sets of N prompts, each fitted exactly
+          (:func:`fit_precond`'s least squares) and its spectral radius taken; the prompts'
+          ``(b, w)`` are drawn by :func:`_draw_fit_inputs` (exact in distribution, O(n + d²) per
+          prompt instead of :func:`mc_fitted`'s O(n d²)). No approximation; SE
+          ``√(p(1 − p)/num_sets)``. Needs the object from :func:`delta_method`.
+        * ``"gaussian"`` (named approximation): ``vec G_N ~ N(vec G + vec μ/N, C/N)``, the delta
+          method's mean and covariance, ``num_draws`` draws, exact spectral radius of each. Its
+          ``se`` counts only the draws, not its bias. Measured against direct Monte Carlo
+          (8000 training sets; λ_i ∝ 1/i, tr Λ = d, Σ = I, σ = 0):
+
+          - d = 5, n = 60: within 3 % at N = 20–200 (N = 25: 0.421 against 0.409 ± 0.006);
+          - d = 10, n = 50: 4–6 % low for N <= 5d (N = 50: 0.518 against 0.550 ± 0.006,
+            z = −4.9), within 1.2 SE at N = 8d–40d;
+          - d = 20, n = 60: 15–28 % low at every N tried, 3d–16d (N = 80: 0.507 against
+            0.631 ± 0.005; N = 160: 0.106 against 0.144 ± 0.004, z = −8.5; N = 320: 0.0041
+            against 0.0055 ± 0.0008);
+          - short training prompts: d = 5, n = 15: 37–72 % low (N = 20: 0.034 against
+            0.064 ± 0.003); d = 10, n = 20: 59–76 % low (N = 25: 0.075 against 0.278 ± 0.006).
+
+          Its error grows as the training context n falls towards d (n = 12d, 5d, 3d, 2d above).
+        * ``"linearised"`` (cheap named approximation, :meth:`_linearised`): first-order
+          eigenvalues treated as independent; ``se`` is 0 (no sampling). Lower still: at
+          d = 20, n = 60, N = 160 it gives 0.016 against 0.144.
+        * ``"auto"`` (default): ``"gaussian"`` inside the range where it was measured within
+          Monte Carlo error (``d <=`` :data:`GAUSSIAN_MAX_DIM`, ``n >=``
+          :data:`GAUSSIAN_MIN_CONTEXT_PER_D` ``· d``, ``N >=`` :data:`GAUSSIAN_MIN_N_PER_D`
+          ``· d``, ``σ = 0``), ``"monte_carlo"`` everywhere else.
+
+        Work beyond :data:`MAX_FLOPS` is refused before it starts (lower ``num_sets`` or
+        ``num_draws``).
+
+        Defined in Chapter 8.
         """
         N = check_pos_int(num_train, "num_train")
-        if method not in ("gaussian", "linearised"):
-            raise ValueError(f"`method` must be 'gaussian' or 'linearised', got {method!r}")
-        if method == "linearised":
-            return self._linearised(N)
+        if method not in OVERTHINK_METHODS:
+            raise ValueError(f"`method` must be one of {', '.join(map(repr, OVERTHINK_METHODS))}, got {method!r}")
+        sets = check_pos_int(num_sets, "num_sets", minimum=10, maximum=MAX_PROMPTS)
         draws = check_pos_int(num_draws, "num_draws", minimum=10, maximum=10**8)
         gen = make_generator(check_pos_int(seed, "seed", minimum=0))
         d = self.precond.shape[0]
+        if method == "auto":
+            method = "gaussian" if self._gaussian_validated(N) else "monte_carlo"
+        if method == "linearised":
+            return OverthinkEstimate(self._linearised(N), se=0.0, method="linearised", samples=0)
+        if method == "monte_carlo":
+            return self._monte_carlo(N, sets, gen)
         check_memory(3 * min(draws, 4096) * d * d, "num_draws", what="one chunk of preconditioner draws")
         if draws * (d**3 + d**4) > MAX_FLOPS:
             raise ValueError(f"`num_draws`={draws} draws of a {d}×{d} preconditioner exceed the work limit "
@@ -233,7 +312,40 @@ class DeltaMethod:
             z = torch.randn(b, d * d, generator=gen, dtype=self.cov.dtype)
             G = (mean + z @ root.T).reshape(b, d, d)
             hits += int((_spectral_radius(G, self.test_cov) > 1).sum())
-        return hits / draws
+        return OverthinkEstimate._binomial(hits, draws, "gaussian")
+
+    def _gaussian_validated(self, N: int) -> bool:
+        """Whether (d, n, N, σ) lies where the Gaussian route was measured within MC error."""
+        d, n = self.precond.shape[0], self.context_len
+        return (n is not None and self.noise_std == 0 and d <= GAUSSIAN_MAX_DIM
+                and n >= GAUSSIAN_MIN_CONTEXT_PER_D * d and N >= GAUSSIAN_MIN_N_PER_D * d)
+
+    def _monte_carlo(self, N: int, sets: int, gen: torch.Generator) -> OverthinkEstimate:
+        """Direct Monte Carlo over ``sets`` fitted training sets of N prompts (no approximation)."""
+        if self.train_cov is None or self.context_len is None:
+            raise ValueError("`method`='monte_carlo' needs the training distribution: build this DeltaMethod "
+                             "with tts_lib.finite_data.delta_method, or pass method='gaussian'")
+        lam, n, s = self.train_cov, self.context_len, self.noise_std
+        d = lam.shape[0]
+        if N < d:
+            raise ValueError(f"`num_train` must be at least d = {d} prompts to fit G_N, got {N}")
+        per_set = N * (2 * n + 4 * d + 2)  # float64 values drawn or held per training set
+        check_memory(per_set, "num_train", what="one training set's draws")
+        flops = sets * N * (20 * (2 * n + 2 * d) + 6 * d * d) + sets * 30 * d**3
+        if sets * N > MAX_PROMPTS or flops > MAX_FLOPS:
+            raise ValueError(f"`num_sets`={sets} training sets of `num_train`={N} prompts (n = {n}, d = {d}) need "
+                             f"about {flops:.1e} flops, beyond the limit {MAX_FLOPS:.0e} "
+                             "(tts_lib.finite_data.MAX_FLOPS, a few minutes on one core); lower `num_sets`")
+        root = _cov_sqrt(lam.detach().to("cpu", torch.float64))
+        sig = self.test_cov.detach().to("cpu", torch.float64)
+        per_chunk = max(1, MC_CHUNK_VALUES // per_set)
+        hits = 0
+        for start in range(0, sets, per_chunk):
+            c = min(per_chunk, sets - start)
+            b, w = _draw_fit_inputs(root, n, s, c * N, gen)
+            G = _fit(b.reshape(c, N, d), w.reshape(c, N, d))
+            hits += int((_spectral_radius(G, sig) > 1).sum())
+        return OverthinkEstimate._binomial(hits, sets, "monte_carlo")
 
     def _linearised(self, N: int) -> float:
         """Cheap approximation of P(ρ(I − G_N Σ) > 1): linearised eigenvalues, treated as independent.
@@ -243,8 +355,8 @@ class DeltaMethod:
         Gaussian with mean ``u_iᵀ μ Σ v_i/(N u_iᵀv_i)`` and variance from ``C/N``; overthinking
         needs some ``μ_i + δμ_i`` outside ``[0, 2]``. Measured error (λ_i ∝ 1/i, Σ = I): close
         at d = 5, but at d = 10, n = 50 it gives 0.38 / 0.20 / 0.017 at N = 50 / 100 / 400
-        against Monte Carlo 0.54 / 0.30 / 0.031: the linearisation, not the Gaussian, fails
-        (the default ``method="gaussian"`` keeps the Gaussian and is within Monte Carlo error).
+        against Monte Carlo 0.54 / 0.30 / 0.031, where ``method="gaussian"`` (the same Gaussian
+        with the exact spectral radius) is within a few per cent.
         """
         GS = self.precond @ self.test_cov
         mu, V = torch.linalg.eig(GS)
@@ -259,6 +371,36 @@ class DeltaMethod:
             sd = math.sqrt(max(float(L @ self.cov @ L) / N, 1e-300))
             p_inside *= _phi((2 - mean) / sd) - _phi((0 - mean) / sd)
         return 1.0 - p_inside
+
+
+def _draw_fit_inputs(root: torch.Tensor, n: int, noise_std: float, count: int,
+                     gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` independent prompts' ``(b, w)``, each (count, d), without drawing ``X``.
+
+    Exact in distribution: with ``x_i = Λ^{1/2} z_i``, ``v = Λ^{1/2} w = |v| u`` and
+    ``t = Z v + ε``, ``n b = Λ^{1/2} Zᵀ t``. Along ``u``, ``(Zu)·t = |v| c + σ√c h``
+    (``c = |Zu|² ~ χ²_n``, ``h ~ N(0, 1)``); across ``u`` the columns of ``Z`` are independent of
+    ``t``, so ``(I − uuᵀ) Zᵀ t = |t| (I − uuᵀ) g`` with ``g ~ N(0, I_d)`` and
+    ``|t|² = |v|² c + 2|v|σ√c h + σ²(h² + e)``, ``e ~ χ²_{n−1}``. Costs ``O(n + d²)`` per
+    prompt instead of ``O(n d²)``. ``root``: the (d, d) float64 CPU ``Λ^{1/2}``.
+    """
+    d = root.shape[0]
+    f64 = torch.float64
+    w = torch.randn(count, d, generator=gen, dtype=f64)
+    v = w @ root
+    a = v.norm(dim=-1, keepdim=True)
+    u = v / a.clamp_min(1e-300)
+    c = torch.randn(count, n, generator=gen, dtype=f64).square().sum(-1, keepdim=True)
+    g = torch.randn(count, d, generator=gen, dtype=f64)
+    if noise_std > 0:
+        h = torch.randn(count, 1, generator=gen, dtype=f64)
+        e = torch.randn(count, n - 1, generator=gen, dtype=f64).square().sum(-1, keepdim=True)
+        along = a * c + noise_std * c.sqrt() * h
+        t_norm = (a * a * c + 2 * noise_std * a * c.sqrt() * h + noise_std**2 * (h * h + e)).sqrt()
+    else:
+        along, t_norm = a * c, a * c.sqrt()
+    zt = u * along + t_norm * (g - u * (u * g).sum(-1, keepdim=True))  # Zᵀ t
+    return zt @ root / n, w
 
 
 def _phi(x: float) -> float:
@@ -326,7 +468,7 @@ def delta_method(
     mu = -(mu_acc / P) @ Binv
     C = C_acc / P
     coef = _error_coef(G, sig, K, mu, C)
-    return DeltaMethod(G, mu, C, error_curve(G, sig, K), coef, sig)
+    return DeltaMethod(G, mu, C, error_curve(G, sig, K), coef, sig, lam, n, s)
 
 
 def _error_coef(G: torch.Tensor, sig: torch.Tensor, K: int, mu: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
