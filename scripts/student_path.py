@@ -35,6 +35,7 @@ BOOK = Path(__file__).resolve().parents[1] / "book"
 WORDS_PER_MIN = 70
 CODE_LINES_PER_MIN = 30
 CORE_BUDGET_MIN = 45.0
+TOTAL_CORE_BUDGET_MIN = 360.0  # the whole core path: six hours
 CHECK_SHARE_BUDGET = 0.25
 
 #: name -> (home file, pattern of a paragraph that redoes the derivation)

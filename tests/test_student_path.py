@@ -1,6 +1,6 @@
 """The student's path stays a sitting per chapter (scripts/student_path.py measures it).
 
-Budgets: a core path of at most 45 reading minutes per chapter, visible check code at most a
+Budgets: a core path of at most 45 reading minutes per chapter and six hours in all, visible check code at most a
 quarter of a chapter's code lines, and each derivation in one place (other chapters link to it).
 """
 
@@ -30,6 +30,14 @@ def test_core_path_fits_a_sitting(path):
     assert m.core_minutes <= sp.CORE_BUDGET_MIN, (
         f"{path.name}: core path {m.core_minutes:.0f} min > {sp.CORE_BUDGET_MIN:.0f} "
         "(move deep dives into dropdowns, hide-cell cells or the appendix)"
+    )
+
+
+def test_whole_core_path_fits_six_hours():
+    total = sum(sp.measure(p).core_minutes for p in CHAPTERS)
+    assert total <= sp.TOTAL_CORE_BUDGET_MIN, (
+        f"the core path of all chapters is {total / 60:.1f} h > "
+        f"{sp.TOTAL_CORE_BUDGET_MIN / 60:.0f} h"
     )
 
 
