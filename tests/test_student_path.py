@@ -74,3 +74,20 @@ def test_measure_sees_collapsed_blocks():
     shown = sp.visible_markdown(text)
     assert "hidden" not in shown and "not seen" not in shown
     assert "seen words here" in shown and "after" in shown and "Derivation" in shown
+
+
+def test_instructors_table_shows_the_measure():
+    """book/instructors.md's "Time per chapter" states each chapter's measured minutes."""
+    import re
+
+    text = (sp.BOOK / "instructors.md").read_text(encoding="utf8")
+    rows = {int(m.group(1)): (int(m.group(2)), int(m.group(3))) for m in re.finditer(
+        r"^\| (\d+) \| \{doc\}`[^`]*` \| (\d+) min \| (\d+) min \|", text, re.M)}
+    assert sorted(rows) == list(range(1, len(CHAPTERS) + 1))
+    for i, path in enumerate(CHAPTERS, start=1):
+        m = sp.measure(path)
+        core, everything = rows[i]
+        assert abs(core - m.core_minutes) <= 1 and abs(everything - m.total_minutes) <= 1, (
+            f"instructors.md, chapter {i}: states {core}/{everything} min, measures "
+            f"{m.core_minutes:.0f}/{m.total_minutes:.0f} (python scripts/student_path.py)"
+        )
