@@ -348,6 +348,17 @@ def lm_loss(model: TinyLM, idx: torch.Tensor, loss_mask: torch.Tensor) -> torch.
     return (ce * mask.reshape(-1)).sum() / mask.sum().clamp_min(1)
 
 
+def _optimizer_step(model: TinyLM, cfg: LMTrainConfig) -> OptimizerStep:
+    """:func:`train_lm`'s optimiser: AdamW (β = 0.9, 0.99; weight decay on the matrices),
+    linear warm-up, cosine decay to ``final_lr_frac``, gradient clipping."""
+    return OptimizerStep(
+        model.parameters(), lr=cfg.lr, train_steps=cfg.train_steps, optimizer="adamw",
+        weight_decay=cfg.weight_decay, betas=(0.9, 0.99), lr_schedule="cosine",
+        warmup=cfg.warmup, final_lr_frac=cfg.final_lr_frac, grad_clip=cfg.grad_clip,
+        what="LM training", advice=f"lower `cfg.lr` (now {cfg.lr:g})",
+    )
+
+
 def train_lm(
     model: TinyLM,
     sampler: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
@@ -389,12 +400,7 @@ def train_lm(
         model.to(check_device(device))
     dev = model.wte.weight.device
     g = make_generator(seed)
-    step_fn = OptimizerStep(
-        model.parameters(), lr=cfg.lr, train_steps=cfg.train_steps, optimizer="adamw",
-        weight_decay=cfg.weight_decay, betas=(0.9, 0.99), lr_schedule="cosine",
-        warmup=cfg.warmup, final_lr_frac=cfg.final_lr_frac, grad_clip=cfg.grad_clip,
-        what="LM training", advice=f"lower `cfg.lr` (now {cfg.lr:g})",
-    )
+    step_fn = _optimizer_step(model, cfg)
     model.train()
     losses: list[float] = []
     tokens = 0
