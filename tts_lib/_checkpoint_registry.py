@@ -1,7 +1,7 @@
 """Pinned commit and manifest hashes of the committed checkpoints (``python -m tts_lib.fetch
 --write-registry`` writes this file; do not edit it by hand)."""
 
-CHECKPOINTS_REF = "c93cd6862f8fb0323e18d18bf4f7c0c9669f9ab9"
+CHECKPOINTS_REF = "d6446b0616947972815c2f0d5863bac8bfdac277"
 MANIFEST_SHA256 = {
     "euclid_base_seed0.json": "50428b4c191e2b610aff77e4091c26d9670409cb2ccf331b9c22963b565069ba",
     "euclid_base_seed1.json": "d6d13ff2f72e1a7c3f370bbe23a3e6d0dbdcdc0b52c5de98534768a50b10588b",
@@ -42,6 +42,6 @@ MANIFEST_SHA256 = {
     "gpt2_cpu20_compact_skewed2_n40_seed0.json": "649c98b2884556484771e0f1af119b073394a0218aa7adda734eceb51ba09a79",
     "gpt2_cpu20_compact_skewed2_n40_seed1.json": "94ad3df8c9d3446a31446f4ccdcda00e88e10c9b561583174977fb4b50889c98",
     "gpt2_cpu20_compact_skewed2_n40_seed2.json": "009b6e274a0c3639ce721659e49a86aa0700121321a8ea8c57e5ced6e1d6e64b",
-    "gpt2_cpu_compact_isotropic_n10_seed0.json": "5245738b0e377d1a73da93d0ae8a59f19e77414f5b57f68dfc574ec0c138d7f3",
-    "gpt2_cpu_compact_isotropic_n20_seed0.json": "d101a86fa68ba3715f4cec2d6f5ccf12425683832764c7825aa2c31081ed6b95",
+    "gpt2_cpu_compact_isotropic_n10_seed0.json": "732964dd9d2788d22846cee052e4c8e2a319e09fc0eef03d5995fd2cf46af9d0",
+    "gpt2_cpu_compact_isotropic_n20_seed0.json": "a1add5be822d57039a04ca342161a659cf61e2a884b75d59ad479505a95b3164",
 }
