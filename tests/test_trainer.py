@@ -6,6 +6,15 @@ The numbers below were recorded from the library *before* the trainers shared on
 (SGD, one task; Adam, a noisy two-task mixture), ``train_lsa_cot`` (k = 3, noisy starts)
 and ``train_gpt2`` (target ``w``; target ``newton`` with label noise; a curriculum with
 two unrolled steps). Same seeds, same losses, to 1e-12.
+
+Chapter 10's ``train_lm`` (AdamW) joined the core later: its numbers were recorded at commit
+1687d99, before it did, with the learning rates and warm-ups of ``tts_lib.euclid_sweep``'s
+runs (3e-3 over 50 warm-up steps, fine-tuning 1e-3 over 20), so the committed ``euclid_*``
+checkpoints retrain to the same weights (the final weights were bit-for-bit equal as well).
+That holds in float32, where every LM of the book trains: the warm-up's learning rate is now
+``lr·((s+1)/w)``, as for the other trainers, where ``train_lm`` computed ``(lr·(s+1))/w``;
+the two differ in the last bit of a float64 at some steps, which float32 parameters do not
+see at these rates (a float64 model's losses agree to 3e-16).
 """
 
 import pytest
@@ -22,6 +31,17 @@ PINNED = {
     "gpt2_w": [1.0142811690102258, 0.3411564563273642, 0.5317062855283508],
     "gpt2_newton": [0.7658680885251566, 0.6231272796472447, 0.2489523536677075],
     "gpt2_curriculum": [1.1043461853847745, 1.164473453278998, 0.7447458570494387],
+    "lm_warmup50": [
+        2.6030964851379395, 2.566011905670166, 2.49404239654541, 2.345573663711548,
+        2.2145845890045166, 2.1372087001800537, 1.9958621263504028, 1.9119956493377686,
+        1.7964808940887451, 1.6830832958221436, 1.5649062395095825, 1.4263087511062622,
+        1.2869408130645752, 1.1455620527267456, 0.9958032965660095, 0.8269372582435608,
+        0.6781917810440063, 0.5496734976768494,
+    ],
+    "lm_finetune": [
+        2.603877544403076, 2.585893154144287, 2.5023629665374756, 2.3621535301208496,
+        2.266540288925171, 2.1593339443206787, 2.0520403385162354, 1.9763842821121216,
+    ],
 }
 
 
@@ -97,6 +117,35 @@ def test_prompt_sampler_equals_sample_prompts():
     assert not torch.equal(sampler.draw(6, 5).X, b.X)  # the next draw continues the stream
     lead = PromptSampler(cov, seed=0).draw(6, 5, dim=2)
     assert lead.X.shape == (5, 6, 2)  # the leading block's prompts (a curriculum's)
+
+def test_train_lm_losses_unchanged():
+    from tts_lib.lm import LMConfig, LMTrainConfig, build_lm, train_lm
+
+    def sampler(batch, g):
+        start = torch.randint(0, 6, (batch, 1), generator=g)
+        return (start + torch.arange(12)) % 13, torch.ones(batch, 12)
+
+    def run(seed, **kw):
+        model = build_lm(LMConfig(vocab_size=13, width=32, layers=2, heads=4, max_len=40), seed=seed)
+        return train_lm(model, sampler, LMTrainConfig(batch_size=4, **kw), seed=seed, progress=False).losses
+
+    _assert_pinned("lm_warmup50", run(4, train_steps=54, lr=3e-3, warmup=50))
+    _assert_pinned("lm_finetune", run(1, train_steps=24, lr=1e-3, warmup=20))
+
+
+def test_adamw_decays_weight_matrices_only():
+    from tts_lib import trainer
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2))
+    step = trainer.OptimizerStep(model.parameters(), lr=0.1, train_steps=3, optimizer="adamw",
+                                 weight_decay=0.5)
+    decays = {p.ndim: g["weight_decay"] for g in step.optimizer.param_groups for p in g["params"]}
+    assert decays == {2: 0.5, 1: 0.0}
+    with pytest.raises(ValueError, match="weight_decay.*adamw"):
+        trainer.OptimizerStep(model.parameters(), lr=0.1, train_steps=3, weight_decay=0.1)
+    with pytest.raises(ValueError, match="betas"):
+        trainer.OptimizerStep(model.parameters(), lr=0.1, train_steps=3, optimizer="adam",
+                              betas=(0.9, 1.0))
 
 
 def test_one_divergence_rule():

@@ -160,14 +160,11 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
     (slope between k = 1 and k = 20; medians over interleaved rounds) and
     ``gpt2_cot_cache_speedup_vs_hf`` (HF / ours, median of the per-round ratios).
     """
-    import inspect
-
     try:
         import transformers
     except ImportError:
         return []
     from .gpt2 import build_model, cot_rollout
-    from .gpt2_checkpoint import state_dict_to_hf
     from .gpt2_config import preset
     from .prompts import sample_prompts
     from .tasks import isotropic_cov
@@ -175,38 +172,12 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
     batch, repeats = (64, 1) if quick else (256, 5)
     cfg, tcfg = preset("cpu")
     model = build_model(cfg, seed=0, device=device)
-    hf_cfg = transformers.GPT2Config(
-        vocab_size=1, n_positions=cfg.n_positions, n_embd=cfg.width, n_layer=cfg.layers, n_head=cfg.heads,
-        activation_function=cfg.activation, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=0, eos_token_id=0,
-    )
-    hf = transformers.GPT2Model(hf_cfg).to(device)
-    hf.load_state_dict(state_dict_to_hf(model.state_dict(), cfg.width))
-    hf.eval()
+    hf = _hf_twin(transformers, model, device)
     pr = sample_prompts(isotropic_cov(cfg.dim), tcfg.context_len, batch, seed=0)
     pr = pr.to(device=device, dtype=torch.float32)
-    m = tcfg.context_len
 
-    @torch.no_grad()
     def hf_rollout(k: int) -> torch.Tensor:
-        data = model.layout.data_tokens(pr.X, pr.y)
-        pos = model.layout.data_positions(m, data.device)[None].expand(batch, -1)
-        mask = torch.ones(batch, m + 1, dtype=torch.long, device=data.device)
-        out = hf(inputs_embeds=model.read_in(data), position_ids=pos, attention_mask=mask[:, :m], use_cache=True)
-        cache = out.past_key_values
-        key = "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"  # renamed in 5.x
-        qpos = torch.full((batch, 1), model.layout.query_position(m), dtype=torch.long, device=data.device)
-        w = pr.X.new_zeros(batch, cfg.dim)
-        its = [w]
-        for _ in range(k):
-            h = hf(
-                inputs_embeds=model.read_in(model.query_tokens(w)), position_ids=qpos, attention_mask=mask,
-                use_cache=True, **{key: cache},
-            ).last_hidden_state
-            cache.crop(-1)  # drop the query token: the next step sees the prompt only
-            w = model.read_out(h[:, -1])
-            its.append(w)
-        return torch.stack(its, 1)
+        return _hf_cot_rollout(hf, model, pr.X, pr.y, k)
 
     gap = float((hf_rollout(5) - cot_rollout(model, pr.X, pr.y, 5)).abs().max())
     if gap > 1e-4:
@@ -225,6 +196,51 @@ def bench_gpt2_hf_cache(device: str, quick: bool) -> list[Record]:
         record("gpt2_cot_step_ms_compact_ours_cache", device, 1000 * statistics.median(per_step["ours"]), "ms/step"),
         record("gpt2_cot_cache_speedup_vs_hf", device, ratio, "x"),
     ]
+
+
+def _hf_twin(transformers: Any, model: Any, device: str) -> Any:
+    """Hugging Face's ``GPT2Model`` with the backbone weights of our ``model`` (a
+    :class:`~tts_lib.gpt2.GPT2Regressor`; the read-in and read-out stay ours)."""
+    from .gpt2_checkpoint import state_dict_to_hf
+
+    cfg = model.config
+    hf_cfg = transformers.GPT2Config(
+        vocab_size=1, n_positions=cfg.n_positions, n_embd=cfg.width, n_layer=cfg.layers, n_head=cfg.heads,
+        activation_function=cfg.activation, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=0, eos_token_id=0,
+    )
+    hf = transformers.GPT2Model(hf_cfg).to(device)
+    hf.load_state_dict(state_dict_to_hf(model.state_dict(), cfg.width))
+    return hf.eval()
+
+
+@torch.no_grad()
+def _hf_cot_rollout(hf: Any, model: Any, X: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`~tts_lib.gpt2.cot_rollout` (cached, zero start) run through Hugging Face's
+    ``hf`` backbone and its ``past_key_values``: the prompt once, then one query token per
+    step, the cache cropped back to the prompt after each. X (batch, m, d), y (batch, m) →
+    (batch, k + 1, d)."""
+    import inspect
+
+    batch, m = y.shape
+    data = model.layout.data_tokens(X, y)
+    pos = model.layout.data_positions(m, data.device)[None].expand(batch, -1)
+    mask = torch.ones(batch, m + 1, dtype=torch.long, device=data.device)
+    out = hf(inputs_embeds=model.read_in(data), position_ids=pos, attention_mask=mask[:, :m], use_cache=True)
+    cache = out.past_key_values
+    key = "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"  # renamed in 5.x
+    qpos = torch.full((batch, 1), model.layout.query_position(m), dtype=torch.long, device=data.device)
+    w = X.new_zeros(batch, model.config.dim)
+    its = [w]
+    for _ in range(k):
+        h = hf(
+            inputs_embeds=model.read_in(model.query_tokens(w)), position_ids=qpos, attention_mask=mask,
+            use_cache=True, **{key: cache},
+        ).last_hidden_state
+        cache.crop(-1)  # drop the query token: the next step sees the prompt only
+        w = model.read_out(h[:, -1])
+        its.append(w)
+    return torch.stack(its, 1)
 
 
 def _garg_model_class(src: str) -> type:
@@ -303,6 +319,65 @@ def _gemm_flops(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
     return sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in pairs)
 
 
+def _our_steps(
+    device: str, d: int, n: int, batch: int, width: int, layers: int, heads: int
+) -> tuple[dict[str, Callable[[], None]], int]:
+    """Our training steps (``"compact"``, ``"interleaved"``) at one size, the compact step's
+    matrix products alone (``"gemms"``), and the model's parameter count."""
+    from .gpt2 import build_model, num_parameters
+    from .gpt2_config import preset
+    from .tasks import isotropic_cov
+
+    steps: dict[str, Callable[[], None]] = {}
+    params = 0
+    for layout in ("compact", "interleaved"):
+        cfg, tcfg = preset(
+            "cpu20", width=width, layers=layers, heads=heads, layout=layout, context_len=n,
+            warmup=0, target="w", batch_size=batch,
+        )
+        model = build_model(cfg, seed=0, device=device)
+        params = params or num_parameters(model)
+        steps[layout] = _train_step(model, isotropic_cov(d), tcfg)
+        if layout == "compact":
+            pairs = _gemm_operands(model, batch, n + 1)
+
+            def gemms(pairs=pairs) -> None:
+                for x, y in pairs:
+                    x @ y
+
+            steps["gemms"] = gemms
+    return steps, params
+
+
+def _garg_step(garg: Any, device: str, d: int, n: int, batch: int) -> Callable[[], None]:
+    """One Adam step of Garg et al.'s model on fresh prompts (loss on every y), as a closure."""
+    opt = torch.optim.Adam(garg.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        xs = torch.randn(batch, n + 1, d, generator=g).to(device)
+        w = torch.randn(batch, d, 1, generator=g).to(device)
+        ys = (xs @ w)[..., 0]
+        opt.zero_grad(set_to_none=True)
+        loss = ((garg(xs, ys) - ys) ** 2).mean()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _interleaved_times(steps: dict[str, Callable[[], None]], device: str, rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of each of ``steps``, ``rounds`` rounds of one call each (after one
+    warm-up call each), so that a drifting machine affects them alike."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for fn in steps.values():  # warm-up
+        timeit(fn, device, 1)
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            times[name].append(timeit(fn, device, 1, warmup=0))
+    return times
+
+
 def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
     """Training step at equal width/depth/heads and prompt content (d = 20, 40 examples and
     the query, batch 64) for ours (compact, interleaved) and Garg et al.'s
@@ -321,14 +396,9 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
     """
     import os
 
-    from .gpt2 import build_model, num_parameters
-    from .gpt2_config import preset
-    from .tasks import isotropic_cov
-
     src = os.environ.get("TTS_GARG_SRC")
     garg_cls = _garg_model_class(src) if src else None
     d, n, batch = 20, 40, 64
-    cov = isotropic_cov(d)
     a = torch.randn(1024, 1024, device=device)
     out: list[Record] = []
     sizes = [(64, 3, 2)] + ([] if quick and device == "cpu" else [(256, 12, 8)])
@@ -336,46 +406,12 @@ def bench_gpt2_vs_garg(device: str, quick: bool) -> list[Record]:
         big = width >= 256
         rounds = (3 if quick else 5) if (big and device == "cpu") else (5 if quick else 30)
         tag = f"{width}_{layers}_{heads}"
-        steps: dict[str, Callable[[], None]] = {}
-        params = 0
-        for layout in ("compact", "interleaved"):
-            cfg, tcfg = preset(
-                "cpu20", width=width, layers=layers, heads=heads, layout=layout, context_len=n,
-                warmup=0, target="w", batch_size=batch,
-            )
-            model = build_model(cfg, seed=0, device=device)
-            params = params or num_parameters(model)
-            steps[layout] = _train_step(model, cov, tcfg)
-            if layout == "compact":
-                pairs = _gemm_operands(model, batch, n + 1)
-
-                def gemms(pairs=pairs) -> None:
-                    for x, y in pairs:
-                        x @ y
-
-                steps["gemms"] = gemms
+        steps, params = _our_steps(device, d, n, batch, width, layers, heads)
         if garg_cls is not None:
-            garg = garg_cls(n_dims=d, n_positions=n + 1, n_embd=width, n_layer=layers, n_head=heads).to(device)
-            opt = torch.optim.Adam(garg.parameters(), lr=1e-4)
-            g = torch.Generator().manual_seed(0)
-
-            def garg_step(garg=garg, opt=opt, g=g) -> None:
-                xs = torch.randn(batch, n + 1, d, generator=g).to(device)
-                w = torch.randn(batch, d, 1, generator=g).to(device)
-                ys = (xs @ w)[..., 0]
-                opt.zero_grad(set_to_none=True)
-                loss = ((garg(xs, ys) - ys) ** 2).mean()
-                loss.backward()
-                opt.step()
-
-            steps["garg"] = garg_step
+            garg = garg_cls(n_dims=d, n_positions=n + 1, n_embd=width, n_layer=layers, n_head=heads)
+            steps["garg"] = _garg_step(garg.to(device), device, d, n, batch)
         steps["matmul"] = lambda: a @ a
-        times: dict[str, list[float]] = {name: [] for name in steps}
-        for fn in steps.values():  # warm-up
-            timeit(fn, device, 1)
-        for _ in range(rounds):
-            for name, fn in steps.items():
-                times[name].append(timeit(fn, device, 1, warmup=0))
+        times = _interleaved_times(steps, device, rounds)
         med = {name: statistics.median(ts) for name, ts in times.items()}
         flops = 6 * params * batch * (n + 1)
         limits = [flops / (2 * 1024**3 / tm) for tm in times["matmul"]]  # seconds per round

@@ -708,6 +708,31 @@ def _check_rollout_work(model: GPT2Regressor, batch: int, m: int, k: int, use_ca
         )
 
 
+def _check_rollout(
+    model: Any, X: Any, y: Any, num_steps: Any, w0: Any, use_cache: Any, keep_history: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """:func:`cot_rollout`'s checks, before any work: the prompt ``X``, ``y``, the start ``w0``
+    (zeros when None) and ``k``."""
+    k = _check_steps(num_steps)
+    if not isinstance(model, GPT2Regressor):
+        raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
+    for name, flag in (("use_cache", use_cache), ("keep_history", keep_history)):
+        if not isinstance(flag, bool):
+            raise InputTypeError(f"`{name}` must be True or False, got {flag!r}")
+    if keep_history and k > MAX_COT_STEPS_HISTORY:
+        raise ValueError(
+            f"`num_steps` must be <= {MAX_COT_STEPS_HISTORY} with keep_history=True (work O(k²)), got {k}"
+        )
+    X, y = model._check_prompt(X, y)
+    _check_rollout_work(model, X.shape[0], X.shape[1], k, use_cache, keep_history)
+    if w0 is None:
+        w0 = X.new_zeros(X.shape[0], model.config.dim)
+    w0 = model._check_estimate(w0, X.shape[0], "w0")
+    if w0.ndim != 2:
+        raise ValueError(f"`w0` must have shape (batch, d), got {tuple(w0.shape)}")
+    return X, y, w0, k
+
+
 @torch.no_grad()
 def cot_rollout(
     model: GPT2Regressor,
@@ -738,23 +763,7 @@ def cot_rollout(
 
     Defined in Chapter 7.
     """
-    k = _check_steps(num_steps)
-    if not isinstance(model, GPT2Regressor):
-        raise InputTypeError(f"`model` must be a GPT2Regressor, got {type(model).__name__}")
-    for name, flag in (("use_cache", use_cache), ("keep_history", keep_history)):
-        if not isinstance(flag, bool):
-            raise InputTypeError(f"`{name}` must be True or False, got {flag!r}")
-    if keep_history and k > MAX_COT_STEPS_HISTORY:
-        raise ValueError(
-            f"`num_steps` must be <= {MAX_COT_STEPS_HISTORY} with keep_history=True (work O(k²)), got {k}"
-        )
-    X, y = model._check_prompt(X, y)
-    _check_rollout_work(model, X.shape[0], X.shape[1], k, use_cache, keep_history)
-    if w0 is None:
-        w0 = X.new_zeros(X.shape[0], model.config.dim)
-    w0 = model._check_estimate(w0, X.shape[0], "w0")
-    if w0.ndim != 2:
-        raise ValueError(f"`w0` must have shape (batch, d), got {tuple(w0.shape)}")
+    X, y, w0, k = _check_rollout(model, X, y, num_steps, w0, use_cache, keep_history)
     iterates = [w0]
     if use_cache:
         cache = model.encode_prompt(X, y, extra=min(k, 64) if keep_history else 1)  # grows by doubling

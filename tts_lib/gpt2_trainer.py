@@ -306,11 +306,7 @@ def train_gpt2(
         model.to(device)
     dev = model.read_in.weight.device
     rank, world = _world()
-    if cfg.batch_size % world:
-        raise ValueError(
-            f"`batch_size`={cfg.batch_size} must be divisible by the number of processes ({world})"
-        )
-    step_fn = TrainStep(model, cov_t, cfg, seed, rank, world)
+    step_fn = TrainStep(model, cov_t, cfg, seed, rank, world)  # checks that `world` divides the batch
     model.train()
     losses: list[float] = []
     bar = tqdm(range(cfg.train_steps), desc=desc, disable=not progress or rank != 0, mininterval=1.0)

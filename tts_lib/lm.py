@@ -11,9 +11,10 @@ the prompt runs once, then each new token runs alone against the cached keys and
 Prompts of different lengths are grouped by length (no padding inside the attention), so
 cached and uncached generation give the same tokens (``tests/test_lm.py``).
 
-Training (:func:`train_lm`) is a small AdamW loop with warm-up and cosine decay on
-batches a caller-supplied sampler draws; the loss is the cross-entropy of the tokens a
-``loss_mask`` marks (in Chapter 10: the completion after the problem statement).
+Training (:func:`train_lm`) runs AdamW with warm-up and cosine decay (the trainer core's
+:class:`~tts_lib.trainer.OptimizerStep`) on batches a caller-supplied sampler draws; the
+loss is the cross-entropy of the tokens a ``loss_mask`` marks (in Chapter 10: the completion
+after the problem statement).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from torch import nn
 
 from ._checks import check_device, check_dtype, check_pos_int, check_real, make_generator
 from .gpt2 import ACTIVATIONS, Block, GPT2RegressorConfig, KVCache
+from .trainer import OptimizerStep
 
 __all__ = [
     "LMConfig",
@@ -346,11 +348,15 @@ def lm_loss(model: TinyLM, idx: torch.Tensor, loss_mask: torch.Tensor) -> torch.
     return (ce * mask.reshape(-1)).sum() / mask.sum().clamp_min(1)
 
 
-def _lr(step: int, cfg: LMTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(cfg.train_steps - cfg.warmup, 1)
-    return cfg.lr * (cfg.final_lr_frac + (1 - cfg.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+def _optimizer_step(model: TinyLM, cfg: LMTrainConfig) -> OptimizerStep:
+    """:func:`train_lm`'s optimiser: AdamW (β = 0.9, 0.99; weight decay on the matrices),
+    linear warm-up, cosine decay to ``final_lr_frac``, gradient clipping."""
+    return OptimizerStep(
+        model.parameters(), lr=cfg.lr, train_steps=cfg.train_steps, optimizer="adamw",
+        weight_decay=cfg.weight_decay, betas=(0.9, 0.99), lr_schedule="cosine",
+        warmup=cfg.warmup, final_lr_frac=cfg.final_lr_frac, grad_clip=cfg.grad_clip,
+        what="LM training", advice=f"lower `cfg.lr` (now {cfg.lr:g})",
+    )
 
 
 def train_lm(
@@ -376,7 +382,8 @@ def train_lm(
         :class:`LMTrainResult` (per-step losses, wall time, target tokens seen).
 
     Raises:
-        FloatingPointError: the loss became NaN or inf (lower ``lr``).
+        TrainingDivergedError: the loss became NaN/inf or blew up (lower ``cfg.lr``); the
+            rule, the optimiser step and the schedule are :class:`~tts_lib.trainer.OptimizerStep`'s.
 
     Defined in Chapter 10.
     """
@@ -393,13 +400,7 @@ def train_lm(
         model.to(check_device(device))
     dev = model.wte.weight.device
     g = make_generator(seed)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.99),
-    )
+    step_fn = _optimizer_step(model, cfg)
     model.train()
     losses: list[float] = []
     tokens = 0
@@ -408,16 +409,7 @@ def train_lm(
     for step in bar:
         idx, mask = sampler(cfg.batch_size, g)
         idx, mask = idx.to(dev), mask.to(device=dev, dtype=model.wte.weight.dtype)
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, cfg)
-        loss = lm_loss(model, idx, mask)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"the loss became {value} at step {step}; lower `lr` (now {cfg.lr})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        value = step_fn(step, lm_loss(model, idx, mask))
         losses.append(value)
         tokens += int(mask[:, 1:].sum())
         if progress and step % 50 == 0:

@@ -377,6 +377,20 @@ def mixture_error(
     sig = _check_target(target_cov, lams[0].shape[0], lams[0].dtype)
     context_lens = check_context_lens(context_lens, len(lams))
     pi = check_weights(weights, len(lams), lams[0])
+    ks, single = _check_num_steps(num_steps)
+    chunk = check_pos_int(chunk, "chunk")
+    flat = pi.reshape(-1, len(lams))
+    eye = torch.eye(sig.shape[0], dtype=sig.dtype, device=sig.device)
+    outs = []
+    for start in range(0, flat.shape[0], chunk):
+        G = multitask_precond(lams, list(context_lens), flat[start : start + chunk])
+        outs.append(_power_norms(eye - G @ sig, ks))
+    out = torch.cat(outs).reshape(*pi.shape[:-1], len(ks))
+    return out[..., 0] if single else out
+
+
+def _check_num_steps(num_steps: Any) -> tuple[list[int], bool]:
+    """``num_steps`` as an increasing list of ``k`` and whether it was a single int."""
     single = isinstance(num_steps, (int, np.integer)) or (isinstance(num_steps, torch.Tensor) and num_steps.ndim == 0)
     if single:
         ks = [check_pos_int(num_steps, "num_steps", minimum=0, maximum=2**62)]
@@ -387,27 +401,23 @@ def mixture_error(
         ks = [check_pos_int(k, f"num_steps[{i}]", minimum=0, maximum=2**62) for i, k in enumerate(steps)]
     if not ks or any(b <= a for a, b in zip(ks, ks[1:], strict=False)):
         raise ValueError(f"`num_steps` must be an int or a non-empty increasing sequence, got {num_steps!r}")
-    chunk = check_pos_int(chunk, "chunk")
-    batch_shape = pi.shape[:-1]
-    flat = pi.reshape(-1, len(lams))
-    d = sig.shape[0]
-    eye = torch.eye(d, dtype=sig.dtype, device=sig.device)
-    outs = []
-    for start in range(0, flat.shape[0], chunk):
-        G = multitask_precond(lams, list(context_lens), flat[start : start + chunk])
-        squares = [eye - G @ sig]  # squares[j] = M^(2^j)
-        while 2 ** len(squares) <= ks[-1]:
-            squares.append(squares[-1] @ squares[-1])
-        errs = []
-        for k in ks:
-            power = None
-            for j, sq in enumerate(squares):
-                if (k >> j) & 1:
-                    power = sq if power is None else power @ sq
-            if power is None:  # k = 0
-                power = eye.expand_as(squares[0])
-            errs.append((power * power).sum((-1, -2)))
-        outs.append(torch.stack(errs, dim=-1))
-    out = torch.cat(outs).reshape(*batch_shape, len(ks))
-    return out[..., 0] if single else out
+    return ks, single
+
+
+def _power_norms(M: torch.Tensor, ks: list[int]) -> torch.Tensor:
+    """``‖M^k‖_F²`` for each ``k`` of the increasing ``ks`` by repeated squaring: M (..., d, d)
+    → (..., len(ks)); ``M^k`` is the product of the squares ``M^(2^j)`` of the bits of ``k``."""
+    squares = [M]  # squares[j] = M^(2^j)
+    while 2 ** len(squares) <= ks[-1]:
+        squares.append(squares[-1] @ squares[-1])
+    errs = []
+    for k in ks:
+        power = None
+        for j, sq in enumerate(squares):
+            if (k >> j) & 1:
+                power = sq if power is None else power @ sq
+        if power is None:  # k = 0
+            power = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device).expand_as(M)
+        errs.append((power * power).sum((-1, -2)))
+    return torch.stack(errs, dim=-1)
 

@@ -1,11 +1,12 @@
 """The trainer core: what every training loop of the library shares.
 
-:func:`tts_lib.train.train_lsa`, :func:`tts_lib.cot_training.train_lsa_cot` and
-:func:`tts_lib.gpt2_trainer.train_gpt2` own their model, loss and targets; they draw prompts
-with a :class:`tts_lib.prompts.PromptSampler` and hand each step's loss to one
-:class:`OptimizerStep`, which owns the rest:
+:func:`tts_lib.train.train_lsa`, :func:`tts_lib.cot_training.train_lsa_cot`,
+:func:`tts_lib.gpt2_trainer.train_gpt2` and Chapter 10's :func:`tts_lib.lm.train_lm` own their
+model, loss and data (the first three draw prompts with a :class:`tts_lib.prompts.PromptSampler`)
+and hand each step's loss to one :class:`OptimizerStep`, which owns the rest:
 
-* the optimiser (:data:`OPTIMIZERS`: plain SGD or Adam with torch's defaults);
+* the optimiser (:data:`OPTIMIZERS`: plain SGD, Adam, or AdamW with weight decay on the
+  weight matrices only, as nanoGPT);
 * the learning-rate schedule (:func:`lr_factor`: optional linear warm-up, then constant or
   a cosine decay to ``final_lr_frac``);
 * one divergence rule (:data:`DIVERGENCE_FACTOR`): a NaN/inf loss, or one above
@@ -29,8 +30,9 @@ import torch
 
 from ._checks import InputTypeError, check_pos_int, check_positive, check_real
 
-#: the optimisers a trainer may use (``torch.optim.SGD`` without momentum, ``torch.optim.Adam``)
-OPTIMIZERS = ("sgd", "adam")
+#: the optimisers a trainer may use (``torch.optim.SGD`` without momentum, ``torch.optim.Adam``,
+#: ``torch.optim.AdamW``)
+OPTIMIZERS = ("sgd", "adam", "adamw")
 #: the learning-rate schedules of :func:`lr_factor`
 LR_SCHEDULES = ("constant", "cosine")
 #: the divergence rule: a loss above this multiple of the first step's loss (or NaN/inf)
@@ -89,7 +91,7 @@ def check_optimizer(optimizer: Any, name: str = "optimizer") -> str:
     Defined in Chapter 3.
     """
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
-        raise ValueError(f"`{name}` must be 'sgd' or 'adam', got {optimizer!r}")
+        raise ValueError(f"`{name}` must be 'sgd', 'adam' or 'adamw', got {optimizer!r}")
     return optimizer
 
 
@@ -110,14 +112,15 @@ class OptimizerStep:
         params: the parameters to train.
         lr: peak learning rate (> 0).
         train_steps: the run's length (for the cosine schedule).
-        optimizer: ``"sgd"`` or ``"adam"``.
+        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        weight_decay: AdamW's decoupled weight decay, applied to the parameters with two or
+            more dimensions (weight matrices, embeddings), not to biases and layer norms.
+        betas: Adam's and AdamW's moment decay rates (torch's default ``(0.9, 0.999)``).
         lr_schedule: ``"constant"`` or ``"cosine"``; ``warmup`` and ``final_lr_frac`` as in
             :func:`lr_factor`.
         grad_clip: clip the gradient norm to this value before each step (None: never).
         what: the run's name in the divergence message (e.g. ``"GPT-2 training"``).
         advice: what the divergence message tells the user to do (e.g. which ``lr`` to lower).
-        names: how the message calls the learning rate and the optimiser's fields
-            (``"config.lr"`` for the LSA trainers, ``"lr"`` for GPT-2).
 
     Call it once per step with the step's loss: it returns the loss as a float (or the
     ``value`` given, e.g. a loss averaged over processes) and raises
@@ -133,6 +136,8 @@ class OptimizerStep:
         lr: float,
         train_steps: int,
         optimizer: str = "sgd",
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
         lr_schedule: str = "constant",
         warmup: int = 0,
         final_lr_frac: float = 0.0,
@@ -157,9 +162,7 @@ class OptimizerStep:
         if not isinstance(what, str) or not isinstance(advice, str):
             raise InputTypeError("`what` and `advice` must be strings")
         self.what, self.advice = what, advice
-        name = check_optimizer(optimizer)
-        cls = torch.optim.SGD if name == "sgd" else torch.optim.Adam
-        self.optimizer: torch.optim.Optimizer = cls(self.params, lr=self.lr)
+        self.optimizer = _optimizer(self.params, self.lr, check_optimizer(optimizer), weight_decay, betas)
         self.first_loss: float | None = None
 
     def factor(self, step: int) -> float:
@@ -184,3 +187,26 @@ class OptimizerStep:
             group["lr"] = self.lr * self.factor(step)
         self.optimizer.step()
         return value
+
+
+def _optimizer(
+    params: list[torch.Tensor], lr: float, name: str, weight_decay: Any, betas: Any
+) -> torch.optim.Optimizer:
+    """torch's optimiser ``name``; AdamW decays the parameters with ``ndim ≥ 2`` only."""
+    weight_decay = check_real(weight_decay, "weight_decay", minimum=0.0, maximum=10.0)
+    if weight_decay and name != "adamw":
+        raise ValueError(f"`weight_decay` needs optimizer='adamw', got optimizer={name!r}")
+    if not (isinstance(betas, tuple) and len(betas) == 2):
+        raise InputTypeError(f"`betas` must be a pair of floats such as (0.9, 0.999), got {betas!r}")
+    betas = tuple(check_real(b, "betas", minimum=0.0, maximum=1.0) for b in betas)
+    if max(betas) == 1.0:
+        raise ValueError(f"`betas` must lie in [0, 1), got {betas!r}")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas)
