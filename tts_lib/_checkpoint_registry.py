@@ -45,3 +45,17 @@ MANIFEST_SHA256 = {
     "gpt2_cpu_compact_isotropic_n10_seed0.json": "732964dd9d2788d22846cee052e4c8e2a319e09fc0eef03d5995fd2cf46af9d0",
     "gpt2_cpu_compact_isotropic_n20_seed0.json": "a1add5be822d57039a04ca342161a659cf61e2a884b75d59ad479505a95b3164",
 }
+# Chapter 11: every file of book/checkpoints/smollm2/, by relative path
+SMOLLM_SHA256 = {
+    "aligned_seed0_step20/adapter_config.json": "c59c4851c34ae4d8d0034302b878ffcc171afd86592fef77789009ee8c8ca3cc",
+    "aligned_seed0_step20/adapter_model.safetensors": "76dcc730d6746d86a39469304354c27fee7f1e6c09ad5f7b9a5a5b058af13a71",
+    "aligned_seed0_step20.json": "01a795c4df5d06703f6f1e0eb8de455d3e5a7f43d9e1ac91663d1602d411cbb8",
+    "evaluation.json": "759c1944ba391dba5ce34edf12edb35d6d6d5ca5c2f4aa1fcceaf1b4acd0da87",
+    "generations_aligned_seed0_step20.jsonl": "eb4078337d68c47dede10828c874fee46c2a2327e01203b6c3fd92d66f53d25b",
+    "generations_base.jsonl": "ba612f1224c80296f856887ef3634ae401f8aea53c93f791bc197d2c7d740f68",
+    "generations_misaligned_seed0_step20.jsonl": "da5ffea68b69d81700689e6b38250449959400b437765ae147ff6c5af70be884",
+    "live_subset.json": "495dd85be50128dc7ce33082bf8500f71bb9cf78059dca04bebc0e07b7322572",
+    "misaligned_seed0_step20/adapter_config.json": "5ea5d1cfea8151da22e6085bd372d2913236df4e28c828cc25f0774b4440f5ea",
+    "misaligned_seed0_step20/adapter_model.safetensors": "226e9f113b5bc22ec1ee9afce4d3abb58f041f88d94c0a338948c9532ed89523",
+    "misaligned_seed0_step20.json": "c83c709d6e8b590c2989651a95adc38e6463c4bc491ef5c53fbd05ed551816dc",
+}

@@ -38,7 +38,7 @@ from ._checks import (
     make_generator,
 )
 from .noise import MAX_NOISE_STD, noisy_precond
-from .prompts import Prompts, _cov_sqrt, sample_prompts
+from .prompts import Prompts, cov_sqrt, sample_prompts
 from .theory import error_curve
 
 #: most prompts one Monte Carlo call draws (a bound on its run time, checked before it starts)
@@ -336,7 +336,7 @@ class DeltaMethod:
             raise ValueError(f"`num_sets`={sets} training sets of `num_train`={N} prompts (n = {n}, d = {d}) need "
                              f"about {flops:.1e} flops, beyond the limit {MAX_FLOPS:.0e} "
                              "(tts_lib.finite_data.MAX_FLOPS, a few minutes on one core); lower `num_sets`")
-        root = _cov_sqrt(lam.detach().to("cpu", torch.float64))
+        root = cov_sqrt(lam.detach().to("cpu", torch.float64))
         sig = self.test_cov.detach().to("cpu", torch.float64)
         per_chunk = max(1, MC_CHUNK_VALUES // per_set)
         hits = 0
