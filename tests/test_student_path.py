@@ -91,3 +91,16 @@ def test_instructors_table_shows_the_measure():
             f"instructors.md, chapter {i}: states {core}/{everything} min, measures "
             f"{m.core_minutes:.0f}/{m.total_minutes:.0f} (python scripts/student_path.py)"
         )
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_time_line_is_its_own_paragraph(path):
+    """``*≈ N min*`` followed by text on the next line would run into that paragraph."""
+    import json
+    import re
+
+    for cell in json.loads(path.read_text(encoding="utf8"))["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            bad = re.search(r"^\*≈\s*\d+\s*min\*[ \t]*\n[ \t]*\S", src, re.M)
+            assert bad is None, f"{path.name}: a blank line must follow {bad.group(0)!r}"
