@@ -29,6 +29,7 @@ from ._checks import (
     MAX_STEPS,
     as_tensor,
     check_cov,
+    check_finite_curve,
     check_memory,
     check_pos_int,
     check_positive,
@@ -137,10 +138,8 @@ def noise_term_curve(
                          f"noise term grows like ρ^(2k) beyond {sig.dtype}; lower `max_steps` or `precond`")
     A = torch.stack(_a_matrices(G, sig, K), dim=-3)  # (..., K+1, d, d)
     out = s**2 / m * torch.einsum("...ij,jl,...il->...", A, sig, A)
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError(f"the noise term overflows {sig.dtype} within `max_steps`={K} (spectral radius of "
-                         f"I − GΣ {rho:.3g}); lower `max_steps` or use float64")
-    return out
+    return check_finite_curve(out, "max_steps", what="the noise term",
+                              fix=f"scale `precond` down (spectral radius of I − GΣ {rho:.3g})")
 
 
 def noisy_error_curve(
@@ -242,7 +241,11 @@ def skill_noise_curves(
     rho = 1 - g * sv
     k = torch.arange(K + 1, dtype=g.dtype)[:, None]
     pk = rho[None, :] ** k
-    return pk**2, s**2 / m * (1 - pk) ** 2 / sv[None, :]
+    fix = "lower `precond_eigvals` (|1 − g_i σ_i| > 1 diverges)"
+    bias = check_finite_curve(pk**2, "max_steps", what="the per-skill bias", fix=fix, step_axis=0)
+    noise = check_finite_curve(s**2 / m * (1 - pk) ** 2 / sv[None, :], "max_steps", what="the per-skill noise term",
+                               fix=fix + " or raise `test_eigvals` above tiny values", step_axis=0)
+    return bias, noise
 
 
 def best_steps_one_skill(rho: float, tau: float) -> tuple[float, int]:
@@ -324,6 +327,8 @@ def isotropic_error_curves(
     s, wts = marchenko_pastur_nodes(d / m, num_nodes)
     k = torch.arange(K + 1, dtype=torch.float64)[:, None]
     pk = (1 - g * s)[None, :] ** k
-    bias = d * (pk**2 * wts).sum(-1)
-    noise = d * sd**2 / m * ((1 - pk) ** 2 / s * wts).sum(-1)
+    fix = "lower `step` (|1 − g s| > 1 diverges)"
+    bias = check_finite_curve(d * (pk**2 * wts).sum(-1), "max_steps", what="the bias", fix=fix)
+    noise = check_finite_curve(d * sd**2 / m * ((1 - pk) ** 2 / s * wts).sum(-1), "max_steps",
+                               what="the noise term", fix=fix)
     return bias, noise

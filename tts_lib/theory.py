@@ -17,7 +17,7 @@ All computations are in float64 unless a dtype is given.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from ._checks import (
     check_cov,
     check_covs,
     check_device,
+    check_finite_curve,
     check_memory,
     check_pos_int,
     check_positive,
@@ -202,17 +203,39 @@ def error_curve(
     return _error_curve(G, sig, _k(max_steps, "max_steps"), test_len)
 
 
-def _error_curve(G: torch.Tensor, sig: torch.Tensor, K: int, test_len: int | None) -> torch.Tensor:
-    """:func:`error_curve` on validated ``G`` and ``Σ`` (``test_len`` still checked here)."""
+def _divergence(G: torch.Tensor, sig: torch.Tensor, source: str) -> Callable[[], str]:
+    """The fix of an overflowing error curve: ``source`` makes ``I − GΣ`` expand (radius > 1)."""
+
+    def fix() -> str:
+        eye = torch.eye(sig.shape[-1], dtype=torch.float64, device=sig.device)
+        M = eye - G.double() @ sig.double()  # (..., d, d): the largest radius of the batch
+        rho = float(torch.linalg.eigvals(M).abs().max()) if M.numel() else 0.0
+        wider = "; float64 reaches further than float32" if sig.dtype == torch.float32 else ""
+        return (f"{source} (the spectral radius of I − GΣ is {rho:.3g} > 1, so the error grows like "
+                f"ρ^(2k) and diverges){wider}")
+
+    return fix
+
+
+def _error_curve(
+    G: torch.Tensor, sig: torch.Tensor, K: int, test_len: int | None, source: str = "scale `precond` down"
+) -> torch.Tensor:
+    """:func:`error_curve` on validated ``G`` and ``Σ`` (``test_len`` still checked here).
+
+    An overflowing curve is refused (:func:`tts_lib._checks.check_finite_curve`); ``source``
+    says what to change besides ``max_steps``.
+    """
     d = sig.shape[0]
     if test_len is not None:  # the O(1/m) term keeps (..., K, d, d) stacks and K x K Grams
         check_memory(4 * G[..., 0, 0].numel() * K * (d * d + K), "max_steps",
                      what=f"the finite-test_len expansion at max_steps={K}, d={d}")
-    if test_len is None or K == 0:
-        return _per_direction_error(G, sig, K).sum(-1)
-    m = _n(test_len, "test_len")
-    pop = _per_direction_error(G, sig, K).sum(-1)
-    corr = _first_order_correction(G, sig, K) / m
+    m = None if test_len is None else _n(test_len, "test_len")
+    pop = check_finite_curve(_per_direction_error(G, sig, K).sum(-1), "max_steps", what="the CoT error curve",
+                             fix=_divergence(G, sig, source))
+    if m is None or K == 0:
+        return pop
+    corr = check_finite_curve(_first_order_correction(G, sig, K) / m, "max_steps",
+                              what="the finite-test_len correction", fix=_divergence(G, sig, source))
     if K >= 2:
         k_ok = int(_trusted_steps(pop, corr).min())
         if k_ok < K:
@@ -292,7 +315,9 @@ def per_direction_error(precond: Any, test_cov: Any, max_steps: int) -> torch.Te
     Defined in Chapter 5.
     """
     G, sig = check_precond(precond, test_cov)
-    return _per_direction_error(G, sig, _k(max_steps, "max_steps"))
+    return check_finite_curve(_per_direction_error(G, sig, _k(max_steps, "max_steps")), "max_steps",
+                              what="the per-direction error", fix=_divergence(G, sig, "scale `precond` down"),
+                              step_axis=-2)
 
 
 def _per_direction_error(G: torch.Tensor, sig: torch.Tensor, K: int) -> torch.Tensor:
@@ -324,7 +349,8 @@ def first_order_correction(precond: Any, test_cov: Any, max_steps: int) -> torch
     d = sig.shape[0]
     check_memory(4 * G[..., 0, 0].numel() * K * (d * d + K), "max_steps",
                  what=f"the finite-test_len expansion at max_steps={K}, d={d}")
-    return _first_order_correction(G, sig, K)
+    return check_finite_curve(_first_order_correction(G, sig, K), "max_steps", what="the first-order correction",
+                              fix=_divergence(G, sig, "scale `precond` down"))
 
 
 def _first_order_correction(G: torch.Tensor, sig: torch.Tensor, K: int) -> torch.Tensor:
@@ -400,7 +426,8 @@ def cot_error_curve(
     Defined in Chapter 4.
     """
     lam, sig = _covs(train_cov, test_cov)  # validated once; the kernels below trust them
-    return _error_curve(_lsa_precond(lam, _n(context_len)), sig, _k(max_steps, "max_steps"), test_len)
+    return _error_curve(_lsa_precond(lam, _n(context_len)), sig, _k(max_steps, "max_steps"), test_len,
+                        source="use a `test_cov` closer to `train_cov` or a smaller `context_len`")
 
 
 def cot_error(
