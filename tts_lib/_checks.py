@@ -13,7 +13,9 @@ argument to lower); a curve over CoT steps that overflows is refused by
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -186,6 +188,16 @@ def check_cov(
             f"`{name}` must be positive semi-definite, its smallest eigenvalue is {eig_min.item():.3g}"
         )
     return c
+
+
+def check_path(value: Any, name: str) -> Path:
+    """A file-system path given as a ``str`` or ``os.PathLike``: non-empty, no NUL byte."""
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)):
+        raise InputTypeError(f"`{name}` must be a path (str or pathlib.Path), got {type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text.strip() or "\x00" in text:
+        raise ValueError(f"`{name}` must be a non-empty path without NUL bytes, got {value!r}")
+    return Path(text)
 
 
 def check_sequence(value: Any, name: str) -> list[Any]:

@@ -318,7 +318,7 @@ def isotropic_error_curves(
     if d >= m:
         raise ValueError(f"`dim` must be below `test_len` (the Marchenko–Pastur ratio d/m < 1), got d={d}, m={m}")
     nodes = check_pos_int(num_nodes, "num_nodes", minimum=16)
-    check_memory(3 * (K + 1) * nodes, "max_steps", what=f"({K + 1}, {nodes}) powers")
+    check_memory(3 * (K + 1) * nodes, "num_nodes" if nodes > K + 1 else "max_steps", what=f"({K + 1}, {nodes}) powers")
     if abs(1 - g * (1 + math.sqrt(d / m)) ** 2) > 1 and K > 0:
         rho_max = max(abs(1 - g * (1 + math.sqrt(d / m)) ** 2), abs(1 - g * (1 - math.sqrt(d / m)) ** 2))
         if K * math.log(rho_max) > 300:

@@ -450,6 +450,8 @@ def check_steps(text: Any, a: int, b: int) -> dict[str, int]:
     """
     if not isinstance(text, str):
         raise InputTypeError(f"`text` must be a string, got {type(text).__name__}")
+    a = check_pos_int(a, "a", maximum=MAX_OPERAND)
+    b = check_pos_int(b, "b", maximum=MAX_OPERAND)
     rows = euclid_steps(a, b) if a >= b else euclid_steps(b, a)
     truth = {(x, q, y, r) for x, q, y, r in rows} | {(x, y, q, r) for x, q, y, r in rows}
     written = correct = on_path = 0
@@ -523,6 +525,10 @@ def bootstrap_change(
     b = np.asarray(check_sequence(base_correct, "base_correct"), dtype=float)
     if c.shape != b.shape or c.ndim != 1:
         raise ValueError(f"`correct` and `base_correct` must be 1-D of one length, got {c.shape} and {b.shape}")
+    for name, v in (("correct", c), ("base_correct", b)):
+        if not np.isin(v, (0.0, 1.0)).all():
+            raise ValueError(f"`{name}` must hold booleans (True/False or 1/0), got values such as "
+                             f"{v[~np.isin(v, (0.0, 1.0))][:3].tolist()}")
     num_boot = check_pos_int(num_boot, "num_boot", minimum=10, maximum=1_000_000)
     level = check_real(level, "level", minimum=0.5, maximum=0.999)
     seed = check_pos_int(seed, "seed", minimum=0, maximum=2**63 - 1)

@@ -696,7 +696,8 @@ def sufficient_context_len(train_cov: Any, num_steps: int, eps: float) -> float:
     k = check_pos_int(num_steps, "num_steps")
     eps = check_positive(eps, "eps")
     h, d = hardness(lam), lam.shape[0]
-    return max(0.0, (1 + h) * (math.pow(d / eps, 1 / (2 * k)) - 1))
+    # (d/ε)^(1/2k) − 1 in the log domain: finite for every positive float ε (d/ε alone overflows below 1e-308)
+    return max(0.0, (1 + h) * math.expm1((math.log(d) - math.log(eps)) / (2 * k)))
 
 
 def max_stable_lr(train_cov: Any, context_len: int, c: float = 1.0) -> float:
@@ -722,6 +723,10 @@ def max_stable_lr(train_cov: Any, context_len: int, c: float = 1.0) -> float:
         raise ValueError(f"`c`={c:g} gives a curvature c²·λ_max of {curvature:.3g}, whose stable step 2/(c²λ) "
                          "is not a finite float; use c of order 1 (the LSA's scale)")
     return 2.0 / curvature
+
+
+#: |c| accepted by :func:`max_stable_lr_sgd` (c⁴ and c⁴·λ⁴ stay finite and non-zero in float64)
+C_RANGE = (1e-60, 1e60)
 
 
 def max_stable_lr_sgd(
@@ -753,7 +758,11 @@ def max_stable_lr_sgd(
     lam = check_cov(train_cov, "train_cov").double()
     n = _n(context_len)
     B = check_pos_int(batch_size, "batch_size")
-    c = check_positive(abs(check_real(c, "c")), "c")
+    c = abs(check_real(c, "c"))
+    if not C_RANGE[0] <= c <= C_RANGE[1]:
+        raise ValueError(f"`c`={c:g} must be within [{C_RANGE[0]:g}, {C_RANGE[1]:g}] in absolute value, where c⁴ "
+                         "times the prompts' fourth moments stays a finite, non-zero float64; use c of order 1 "
+                         "(the LSA's scale)")
     N = check_pos_int(num_samples, "num_samples", maximum=2000 * MAX_STEPS)  # at most MAX_STEPS chunks
     check_memory(min(2000, N) * n * lam.shape[0], "context_len", what="one chunk of 2000 training prompts")
     check_memory(lam.shape[0] ** 4 * 4, "train_cov", what="the (d², d²) moment matrices")
