@@ -857,7 +857,7 @@ def child(modname: str, start: int, out_path: str, timeout: float, mem_gib: floa
         calls, index = [], 0
         for case in cases:  # the valid call first: if it fails the function is skipped
             if index >= start:
-                err, result = run_one(case, fx, timeout * 2)
+                err, result = run_one(case, fx, max(30.0, timeout * 2))  # a first call may warm up
                 if err is not None:
                     emit(dict(module=modname, i=index, key=case["key"],
                               skipped=f"valid call failed: {type(err).__name__}: {str(err)[:200]}"))
@@ -882,10 +882,15 @@ def child(modname: str, start: int, out_path: str, timeout: float, mem_gib: floa
 
 
 def modules_of_tree() -> list[str]:
-    code = ("import tts_lib, json; print(json.dumps(list(getattr(tts_lib, '__all__', [])) + "
-            "list(getattr(tts_lib, '_ON_DEMAND', ()))))")
+    """The public modules of the tts_lib on PYTHONPATH: ``__all__``, ``_ON_DEMAND`` and every
+    ``tts_lib/*.py`` not starting with ``_`` (older trees listed fewer in ``__all__``)."""
+    code = ("import tts_lib, json, pathlib; print(json.dumps([list(getattr(tts_lib, '__all__', [])) + "
+            "list(getattr(tts_lib, '_ON_DEMAND', ())), [p.stem for p in "
+            "pathlib.Path(tts_lib.__file__).parent.glob('*.py')]]))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return [m for m in json.loads(res.stdout) if not m.startswith("_")]
+    listed, files = json.loads(res.stdout)
+    mods = [m for m in listed if not m.startswith("_")]
+    return mods + sorted(f for f in files if not f.startswith("_") and f not in mods)
 
 
 def run_module(modname: str, args: argparse.Namespace, scratch: Path) -> list[dict]:

@@ -809,10 +809,11 @@ SPECS: dict[str, Spec] = {
                              use_cache="flag", batch_size="int>=1")),
     "lm.lm_loss": Spec(lm.lm_loss, dict(model=LMM, idx=IDX, loss_mask=MASK),
                        dict(model="model", idx="token_ids", loss_mask="mask")),
-    "lm.train_lm": Spec(lambda model=None, sampler=_lm_sampler, cfg=LMTCFG, seed=0, device=None: lm.train_lm(
-        lm.build_lm(LMCFG) if model is None else model, sampler, cfg, seed=seed, device=device,
-        progress=False).losses, {}, dict(model="model", sampler="callable", cfg="tcfg", seed="seed",
-                                         device="device")),
+    "lm.train_lm": Spec(lambda model=None, sampler=_lm_sampler, cfg=LMTCFG, seed=0, device=None, progress=False,
+                        desc="LM": lm.train_lm(lm.build_lm(LMCFG) if model is None else model, sampler, cfg,
+                                               seed=seed, device=device, progress=progress, desc=desc).losses, {},
+                        dict(model="model", sampler="callable", cfg="tcfg", seed="seed", device="device",
+                             progress="flag", desc="text")),
     # euclid (chapter 10)
     "euclid.encode": Spec(euclid.encode, dict(text="48,18"), dict(text="text")),
     "euclid.decode": Spec(lambda ids: len(euclid.decode(ids)), dict(ids=euclid.encode("48,18")), dict(ids="ids")),

@@ -134,7 +134,7 @@ def _check_pairs(pairs: Any, name: str = "pairs") -> list[tuple[int, int]]:
     items = check_sequence(pairs, name)
     out = []
     for i, p in enumerate(items):
-        if isinstance(p, torch.Tensor):
+        if isinstance(p, (torch.Tensor, np.ndarray)):
             p = p.tolist()
         if isinstance(p, (str, bytes)) or not isinstance(p, (tuple, list)) or len(p) != 2:
             raise InputTypeError(f"`{name}[{i}]` must be an (a, b) pair of integers, got {p!r}")

@@ -435,6 +435,12 @@ def train_lm(
         raise TypeError(f"`cfg` must be an LMTrainConfig, got {type(cfg).__name__}")
     if not callable(sampler):
         raise TypeError(f"`sampler` must be callable (batch, generator) -> (idx, loss_mask), got {sampler!r}")
+    if model.wte.weight.device.type == "meta":
+        raise ValueError("`model` has weights on the meta device (no data); build it on 'cpu' or 'cuda'")
+    if not isinstance(progress, bool):
+        raise InputTypeError(f"`progress` must be True or False, got {progress!r}")
+    if not isinstance(desc, str):
+        raise InputTypeError(f"`desc` must be a str (the progress bar's label), got {type(desc).__name__}")
     seed = check_pos_int(seed, "seed", minimum=0)
     if device is not None:
         model.to(check_device(device))
