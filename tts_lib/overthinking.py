@@ -155,7 +155,7 @@ def diag_error_curves(
     curve = (a[..., None, :] ** k[:, None]).sum(-1)
 
     def fix() -> str:
-        return (f"use spectra that overthink less (the largest per-step factor (1 − r_i)² is "
+        return (f"lower `test_eigvals` against `train_eigvals` (the largest per-step factor (1 − r_i)² is "
                 f"{float(a.max()):.3g} > 1, so the error grows like it to the power k)")
 
     return check_finite_curve(curve, "max_steps", what="the CoT error curve", fix=fix)

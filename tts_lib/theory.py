@@ -203,6 +203,9 @@ def error_curve(
     return _error_curve(G, sig, _k(max_steps, "max_steps"), test_len)
 
 
+_SCALE_DOWN = "scale `precond` or `test_cov` down"
+
+
 def _divergence(G: torch.Tensor, sig: torch.Tensor, source: str) -> Callable[[], str]:
     """The fix of an overflowing error curve: ``source`` makes ``I − GΣ`` expand (radius > 1)."""
 
@@ -218,7 +221,8 @@ def _divergence(G: torch.Tensor, sig: torch.Tensor, source: str) -> Callable[[],
 
 
 def _error_curve(
-    G: torch.Tensor, sig: torch.Tensor, K: int, test_len: int | None, source: str = "scale `precond` down"
+    G: torch.Tensor, sig: torch.Tensor, K: int, test_len: int | None,
+    source: str = _SCALE_DOWN,
 ) -> torch.Tensor:
     """:func:`error_curve` on validated ``G`` and ``Σ`` (``test_len`` still checked here).
 
@@ -316,7 +320,7 @@ def per_direction_error(precond: Any, test_cov: Any, max_steps: int) -> torch.Te
     """
     G, sig = check_precond(precond, test_cov)
     return check_finite_curve(_per_direction_error(G, sig, _k(max_steps, "max_steps")), "max_steps",
-                              what="the per-direction error", fix=_divergence(G, sig, "scale `precond` down"),
+                              what="the per-direction error", fix=_divergence(G, sig, _SCALE_DOWN),
                               step_axis=-2)
 
 
@@ -350,7 +354,7 @@ def first_order_correction(precond: Any, test_cov: Any, max_steps: int) -> torch
     check_memory(4 * G[..., 0, 0].numel() * K * (d * d + K), "max_steps",
                  what=f"the finite-test_len expansion at max_steps={K}, d={d}")
     return check_finite_curve(_first_order_correction(G, sig, K), "max_steps", what="the first-order correction",
-                              fix=_divergence(G, sig, "scale `precond` down"))
+                              fix=_divergence(G, sig, _SCALE_DOWN))
 
 
 def _first_order_correction(G: torch.Tensor, sig: torch.Tensor, K: int) -> torch.Tensor:
