@@ -195,8 +195,9 @@ def check_path(value: Any, name: str) -> Path:
     if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)):
         raise InputTypeError(f"`{name}` must be a path (str or pathlib.Path), got {type(value).__name__}")
     text = os.fspath(value)
-    if not isinstance(text, str) or not text.strip() or "\x00" in text:
-        raise ValueError(f"`{name}` must be a non-empty path without NUL bytes, got {value!r}")
+    if not isinstance(text, str) or not text.strip() or "\x00" in text or len(text) > 4096:
+        raise ValueError(f"`{name}` must be a non-empty path without NUL bytes, at most 4096 characters, "
+                         f"got {value!r:.100}")
     return Path(text)
 
 

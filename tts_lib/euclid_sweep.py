@@ -147,7 +147,11 @@ def save_lm_checkpoint(
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if any(not torch.isfinite(v).all() for v in state.values()):
         raise ValueError("the model has non-finite weights; not saving a broken checkpoint")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"`out_dir`={str(out_dir)!r} cannot be created ({err.strerror}); "
+                         "pass a writable folder") from err
     pt = out / f"{stem}.pt"
     torch.save(state, pt)
     block = 25

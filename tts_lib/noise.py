@@ -135,7 +135,8 @@ def noise_term_curve(
     rho = float(torch.linalg.eigvals((eye - G @ sig).double()).abs().max()) if G.numel() else 0.0
     if rho > 1 and K > 0 and K * math.log(rho) > 0.9 * math.log(torch.finfo(sig.dtype).max) / 2:
         raise ValueError(f"`max_steps`={K} overflows: the spectral radius of I − GΣ is {rho:.3g} > 1, so the "
-                         f"noise term grows like ρ^(2k) beyond {sig.dtype}; lower `max_steps` or `precond`")
+                         f"noise term grows like ρ^(2k) beyond {sig.dtype}; lower `max_steps`, or scale `precond` "
+                         "or `test_cov` down")
     A = torch.stack(_a_matrices(G, sig, K), dim=-3)  # (..., K+1, d, d)
     out = s**2 / m * torch.einsum("...ij,jl,...il->...", A, sig, A)
     return check_finite_curve(out, "max_steps", what="the noise term",
@@ -237,7 +238,7 @@ def skill_noise_curves(
         rho_max = float((1 - g * sv).abs().max())
         if K * math.log(rho_max) > 0.9 * math.log(torch.finfo(g.dtype).max) / 2:
             raise ValueError(f"`max_steps`={K} overflows: |ρ_i| reaches {rho_max:.3g} > 1 and ρ^(2k) exceeds "
-                             f"{g.dtype}; lower `max_steps` or `precond_eigvals`")
+                             f"{g.dtype}; lower `max_steps`, `precond_eigvals` or `test_eigvals`")
     rho = 1 - g * sv
     k = torch.arange(K + 1, dtype=g.dtype)[:, None]
     pk = rho[None, :] ** k
