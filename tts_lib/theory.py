@@ -188,6 +188,10 @@ def error_curve(
       Monte Carlo in ``tests/test_finite_m.py``). Outside it a ``ValueError`` says so;
       use :func:`mc_error_curve` or :func:`mc_test_error` (Monte Carlo) there.
 
+    A divergent ``G`` (spectral radius of ``I − GΣ`` above 1) over enough steps overflows the
+    float range: that is refused with a ``ValueError`` naming the step where it overflowed
+    (:func:`tts_lib._checks.check_finite_curve`), never returned as inf.
+
     Args:
         precond: ``G``, shape (..., d, d) (leading dims are batched).
         test_cov: ``Σ``, shape (d, d).
