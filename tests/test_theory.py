@@ -236,3 +236,27 @@ def test_mc_error_curve_on_given_prompts_matches_its_own_draw():
     torch.testing.assert_close(theory.mc_error_curve(G, lam, 12, 5, 64, prompts=given), drawn)
     with pytest.raises(ValueError, match="`prompts` hold 64 prompts of 12 examples"):
         theory.mc_error_curve(G, lam, 20, 5, 64, prompts=given)
+
+
+def test_divergent_curves_are_refused_at_the_step_that_overflows():
+    """A divergent preconditioner over many steps: a named error, never inf (one rule, _checks)."""
+    lam = tasks.power_law_cov(3, 1.0, trace=3.0)
+    G = 100 * theory.lsa_precond(lam, 6)  # spectral radius of I − GΛ about 67
+    rho = float(torch.linalg.eigvals(torch.eye(3, dtype=lam.dtype) - G @ lam).abs().max())
+    k_over = math.ceil(math.log(torch.finfo(torch.float64).max) / (2 * math.log(rho)))  # ρ^(2k) > 1.8e308
+    curve = theory.error_curve(G, lam, k_over - 2)  # below the overflow: finite
+    assert bool(torch.isfinite(curve).all()) and curve[-1] > 1e300
+    for call, near in ((lambda: theory.error_curve(G, lam, 500), True),
+                       (lambda: theory.error_curve(torch.stack([G / 100, G]), lam, 500), True),
+                       (lambda: theory.per_direction_error(G, lam, 500), True),
+                       (lambda: theory.first_order_correction(G, lam, 500), True),
+                       (lambda: theory.cot_error_curve(lam, 6, 1e4 * lam, 500), False)):
+        with pytest.raises(ValueError, match=r"overflows torch.float64 at step k = \d+ \(`max_steps`=500\); "
+                                             r"lower `max_steps` to at most \d+") as err:
+            call()
+        k = int(str(err.value).split("step k = ")[1].split(" ")[0])
+        assert not near or k_over - 3 <= k <= k_over + 1, str(err.value)  # the step it overflowed
+    with pytest.raises(ValueError, match="spectral radius of I − GΣ is 66.9"):
+        theory.error_curve(G, lam, 500)
+    with pytest.raises(ValueError, match="float32 at step k = 11.*float64 reaches further"):
+        theory.error_curve(G.float(), lam.float(), 500)

@@ -7,11 +7,15 @@ both a ``TypeError`` and a ``ValueError``. The checks run in this order, so each
 names its cause: type, device (a ``meta`` tensor has no data to check), dtype (float32
 or float64), shape, NaN/inf, range. Work is bounded before it starts: loops over steps
 by :data:`MAX_STEPS`, allocations by :data:`MAX_BYTES` (estimated, then refused with the
-argument to lower).
+argument to lower); a curve over CoT steps that overflows is refused by
+:func:`check_finite_curve` (the step where it overflowed, the argument to lower).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,6 +84,30 @@ def check_memory(numel: int, name: str, *, what: str = "the result", itemsize: i
             f"`{name}` is too large: {what} would need about {need / 2**30:.3g} GiB "
             f"(limit {MAX_BYTES / 2**30:g} GiB, tts_lib._checks.MAX_BYTES); lower `{name}`"
         )
+
+
+def check_finite_curve(
+    curve: torch.Tensor, name: str, *, what: str, fix: str | Callable[[], str], step_axis: int = -1
+) -> torch.Tensor:
+    """Return ``curve`` (values for ``k = 0 … K`` along ``step_axis``) if it is finite.
+
+    Otherwise raise ``ValueError`` naming the first step ``k`` at which it overflowed, the
+    argument ``name`` that set ``K`` (lower it below that ``k``) and ``fix`` (the other way
+    out, e.g. a convergent preconditioner; a callable is only called on failure). One rule
+    for every error curve of the library: a divergent iteration is refused, never returned
+    as inf or NaN.
+    """
+    finite = torch.isfinite(curve)
+    if bool(finite.all()):
+        return curve
+    steps = curve.shape[step_axis]
+    bad = (~finite).movedim(step_axis, 0).reshape(steps, -1).any(-1)
+    k = int(bad.nonzero()[0])
+    advice = f"lower `{name}` to at most {k - 1}" if k >= 1 else f"check `{name}`"
+    fix = fix() if callable(fix) else fix
+    raise ValueError(
+        f"{what} overflows {curve.dtype} at step k = {k} (`{name}`={steps - 1}); {advice}, or {fix}"
+    )
 
 
 def as_tensor(
@@ -160,6 +188,17 @@ def check_cov(
             f"`{name}` must be positive semi-definite, its smallest eigenvalue is {eig_min.item():.3g}"
         )
     return c
+
+
+def check_path(value: Any, name: str) -> Path:
+    """A file-system path given as a ``str`` or ``os.PathLike``: non-empty, no NUL byte."""
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)):
+        raise InputTypeError(f"`{name}` must be a path (str or pathlib.Path), got {type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text.strip() or "\x00" in text or len(text) > 4096:
+        raise ValueError(f"`{name}` must be a non-empty path without NUL bytes, at most 4096 characters, "
+                         f"got {value!r:.100}")
+    return Path(text)
 
 
 def check_sequence(value: Any, name: str) -> list[Any]:

@@ -24,11 +24,11 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from ._checks import check_path
 from .lm import LMConfig, build_lm, generate, lm_loss
 
 Record = dict[str, Any]
@@ -52,7 +52,7 @@ def nanogpt_module(src: str) -> Any:
 
     Defined in Chapter 10.
     """
-    path = Path(src)
+    path = check_path(src, "src")
     if path.is_dir():
         path = path / "model.py"
     if not path.is_file():

@@ -29,9 +29,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from ._checks import check_pos_int, check_real, make_generator
+from ._checks import InputTypeError, check_pos_int, check_real, check_sequence, make_generator
 
 __all__ = [
     "BINS",
@@ -101,6 +102,10 @@ def decode(ids: Iterable[int]) -> str:
         ids = ids.tolist()
     if isinstance(ids, (str, bytes)):
         raise TypeError("`ids` must be token ids, not text")
+    try:
+        ids = list(ids)
+    except TypeError as err:
+        raise InputTypeError(f"`ids` must be a list of token ids, got {type(ids).__name__}") from err
     out = []
     for v in ids:
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < len(VOCAB):
@@ -116,12 +121,27 @@ def decode(ids: Iterable[int]) -> str:
 # --------------------------------------------------------------------------- GCD traces
 
 
-def _check_pair(a: Any, b: Any) -> tuple[int, int]:
-    a = check_pos_int(a, "a")
-    b = check_pos_int(b, "b")
+def _check_pair(a: Any, b: Any, names: tuple[str, str] = ("a", "b")) -> tuple[int, int]:
+    a = check_pos_int(a, names[0])
+    b = check_pos_int(b, names[1])
     if b > a:
-        raise ValueError(f"`b` must be <= `a` (write gcd(a, b) with a >= b), got a={a}, b={b}")
+        raise ValueError(f"`{names[1]}` must be <= `{names[0]}` (write gcd(a, b) with a >= b), got a={a}, b={b}")
     return a, b
+
+
+def _check_pairs(pairs: Any, name: str = "pairs") -> list[tuple[int, int]]:
+    """A list of (a, b) pairs, each checked by :func:`_check_pair` (errors name ``pairs[i]``)."""
+    items = check_sequence(pairs, name)
+    out = []
+    for i, p in enumerate(items):
+        if isinstance(p, (torch.Tensor, np.ndarray)):
+            p = p.tolist()
+        if isinstance(p, (str, bytes)) or not isinstance(p, (tuple, list)) or len(p) != 2:
+            raise InputTypeError(f"`{name}[{i}]` must be an (a, b) pair of integers, got {p!r}")
+        out.append(_check_pair(*p, names=(f"{name}[{i}][0]", f"{name}[{i}][1]")))
+    if not out:
+        raise ValueError(f"`{name}` must hold at least one (a, b) pair")
+    return out
 
 
 def euclid_steps(a: int, b: int) -> list[tuple[int, int, int, int]]:
@@ -242,7 +262,7 @@ def score_gcd(completion: str, a: int, b: int) -> bool:
     """
     a, b = _check_pair(a, b)
     if not isinstance(completion, str):
-        return False
+        return False  # not text at all: a wrong answer, not a bad argument
     parsed = parse_gcd(completion)
     return parsed.well_formed and parsed.answer == math.gcd(a, b)
 
@@ -254,7 +274,7 @@ def first_wrong_step(completion: str, a: int, b: int) -> int | None:
     Defined in Chapter 10.
     """
     truth = euclid_steps(a, b)
-    parsed = parse_gcd(completion)
+    parsed = parse_gcd(completion)  # checks `completion`
     for j, step in enumerate(truth):
         if j >= len(parsed.steps) or parsed.steps[j] != step:
             return j
@@ -343,8 +363,8 @@ def stratified_subset(
     per_bin = check_pos_int(per_bin, "per_bin")
     g = make_generator(seed)
     by_bin: dict[str, list[tuple[int, int]]] = {}
-    for pair in pairs:
-        by_bin.setdefault(chain_bin(chain_length(*_check_pair(*pair))), []).append(tuple(pair))
+    for pair in _check_pairs(pairs):
+        by_bin.setdefault(chain_bin(chain_length(*pair)), []).append(pair)
     out = []
     for label in BINS:
         pool = by_bin.get(label, [])
@@ -436,10 +456,7 @@ def make_sampler(mix: TaskMix, pairs: Sequence[tuple[int, int]]):
     """
     if not isinstance(mix, TaskMix):
         raise TypeError(f"`mix` must be a TaskMix, got {type(mix).__name__}")
-    pairs = [tuple(p) for p in pairs]
-    for p in pairs[:1]:
-        _check_pair(*p)
-    pools = _gcd_pools(mix, pairs)
+    pools = _gcd_pools(mix, _check_pairs(pairs))
 
     def sample(batch: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         pool = pools[int(torch.randint(len(pools), (), generator=g))]  # one bin per batch
@@ -462,7 +479,9 @@ def mean_completion_tokens(mix: TaskMix, pairs: Sequence[tuple[int, int]]) -> fl
 
     Defined in Chapter 10.
     """
-    pools = _gcd_pools(mix, [tuple(p) for p in pairs])
+    if not isinstance(mix, TaskMix):
+        raise InputTypeError(f"`mix` must be a TaskMix, got {type(mix).__name__}")
+    pools = _gcd_pools(mix, _check_pairs(pairs))
     total = mix.gcd_weight + mix.poly_weight
     gcd = sum(sum(len(gcd_trace(a, b, cot=mix.cot)) + 1 for a, b in pool) / len(pool) for pool in pools) / len(pools)
     poly = sum(len(poly_trace(*r)) + 1 for r in _POLYS) / len(_POLYS)
@@ -477,13 +496,22 @@ def accuracy_by_bin(correct: Sequence[bool], lengths: Sequence[int]) -> dict[str
 
     Defined in Chapter 10.
     """
-    correct, lengths = list(correct), list(lengths)
+    correct, lengths = check_sequence(correct, "correct"), check_sequence(lengths, "lengths")
     if len(correct) != len(lengths):
         raise ValueError(f"`correct` and `lengths` must have the same length, got {len(correct)} and {len(lengths)}")
     hits: dict[str, list[bool]] = {}
-    for c, n in zip(correct, lengths, strict=True):
-        hits.setdefault(chain_bin(n), []).append(bool(c))
+    for i, (c, n) in enumerate(zip(correct, lengths, strict=True)):
+        if not _is_flag(c):
+            raise InputTypeError(f"`correct[{i}]` must be True/False (or 1/0), got {c!r}")
+        hits.setdefault(chain_bin(check_pos_int(n, f"lengths[{i}]")), []).append(bool(c))
     return {b: sum(hits[b]) / len(hits[b]) for b in BINS if b in hits}
+
+
+def _is_flag(c: Any) -> bool:
+    """True/False, 1/0 (Python, numpy or a one-element tensor)."""
+    if isinstance(c, torch.Tensor):
+        return c.numel() == 1 and not c.is_complex() and float(c) in (0.0, 1.0)
+    return isinstance(c, (bool, int, float, np.bool_, np.number)) and not isinstance(c, complex) and c in (0, 1)
 
 
 @torch.no_grad()
@@ -493,10 +521,9 @@ def _check_model_and_pairs(model: Any, pairs: Sequence[tuple[int, int]]) -> list
 
     if not isinstance(model, TinyLM):
         raise TypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
-    checked = [_check_pair(*p) for p in pairs]
-    if not checked:
-        raise ValueError("`pairs` must hold at least one (a, b) pair")
-    return checked
+    if any(t.device.type not in ("cpu", "cuda", "mps") for t in model.parameters()):
+        raise ValueError("`model` has weights on the meta device (no data); build or load it on 'cpu' or 'cuda'")
+    return _check_pairs(pairs)
 
 
 def solve_gcd(model: Any, pairs: Sequence[tuple[int, int]], *, use_cache: bool = True) -> list[str]:

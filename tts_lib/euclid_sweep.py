@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import time
@@ -36,7 +37,7 @@ from typing import Any
 
 import torch
 
-from ._checks import InputTypeError, check_pos_int
+from ._checks import InputTypeError, check_device, check_path, check_pos_int
 from .euclid import VOCAB, TaskMix, make_sampler, mean_completion_tokens, split_pairs
 from .gpt2_checkpoint import (
     MAX_MANIFEST_BYTES,
@@ -109,7 +110,7 @@ def checkpoint_stem(experiment: str, seed: int) -> str:
 
     Defined in Chapter 10.
     """
-    if experiment not in EXPERIMENTS:
+    if not isinstance(experiment, str) or experiment not in EXPERIMENTS:
         raise ValueError(f"`experiment` must be one of {tuple(EXPERIMENTS)}, got {experiment!r}")
     return f"euclid_{experiment}_seed{check_pos_int(seed, 'seed', minimum=0)}"
 
@@ -130,12 +131,27 @@ def save_lm_checkpoint(
     """
     if not isinstance(model, TinyLM):
         raise TypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
+    if any(t.device.type == "meta" for t in model.parameters()):
+        raise ValueError("`model` has weights on the meta device (no data); there is nothing to save")
+    out = check_path(out_dir, "out_dir")
     stem = check_stem(stem)
+    if not isinstance(experiment, Experiment):
+        raise InputTypeError(f"`experiment` must be an Experiment (e.g. EXPERIMENTS['cot']), got {experiment!r:.80}")
+    if not isinstance(result, LMTrainResult) or not result.losses:
+        raise InputTypeError(f"`result` must be the LMTrainResult of train_lm (with losses), got {result!r:.80}")
+    if parent_sha256 is not None and not (isinstance(parent_sha256, str)
+                                          and re.fullmatch(r"[0-9a-f]{64}", parent_sha256)):
+        raise ValueError(f"`parent_sha256` must be None or 64 hex digits (the parent's sha256), got {parent_sha256!r}")
+    if command is not None and not isinstance(command, str):
+        raise InputTypeError(f"`command` must be None or the command line as a str, got {type(command).__name__}")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if any(not torch.isfinite(v).all() for v in state.values()):
         raise ValueError("the model has non-finite weights; not saving a broken checkpoint")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"`out_dir`={str(out_dir)!r} cannot be created ({err.strerror}); "
+                         "pass a writable folder") from err
     pt = out / f"{stem}.pt"
     torch.save(state, pt)
     block = 25
@@ -181,9 +197,12 @@ def verify_lm_checkpoint(path: str | Path, *, registry: bool = True) -> tuple[di
     """
     if not isinstance(registry, bool):
         raise InputTypeError(f"`registry` must be True or False, got {registry!r}")
-    mpath = Path(path).with_suffix(".json")
+    mpath = check_path(path, "path")
+    if not mpath.name:
+        raise ValueError(f"`path` must name a manifest file, got {path!r}")
+    mpath = mpath.with_suffix(".json")
     if not mpath.is_file():
-        raise ValueError(f"no manifest {mpath}; pass the .json written by tts_lib.euclid_sweep")
+        raise ValueError(f"`path`: no manifest {mpath}; pass the .json written by tts_lib.euclid_sweep")
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise ValueError(f"{mpath}: larger than {MAX_MANIFEST_BYTES} bytes: not a manifest")
     raw = mpath.read_bytes()
@@ -219,6 +238,7 @@ def load_lm_checkpoint(
 
     Defined in Chapter 10.
     """
+    device = check_device(device) if device is not None else None
     manifest, pt = verify_lm_checkpoint(path, registry=registry)
     try:
         cfg = LMConfig(**manifest["config"]["model"])
@@ -250,8 +270,14 @@ def run_experiment(
 
     Defined in Chapter 10.
     """
-    if name not in EXPERIMENTS:
+    if not isinstance(name, str) or name not in EXPERIMENTS:
         raise ValueError(f"`name` must be one of {tuple(EXPERIMENTS)}, got {name!r}")
+    seed = check_pos_int(seed, "seed", minimum=0)  # every argument checked before minutes of training
+    check_path(out_dir, "out_dir")
+    if command is not None and not isinstance(command, str):
+        raise InputTypeError(f"`command` must be None or the command line as a str, got {type(command).__name__}")
+    if not isinstance(progress, bool):
+        raise InputTypeError(f"`progress` must be True or False, got {progress!r}")
     exp = EXPERIMENTS[name]
     train_pairs, _ = split_pairs(**SPLIT)
     parent_sha = None

@@ -29,7 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_device, check_dtype, check_pos_int, check_real, make_generator
+from ._checks import (
+    InputTypeError,
+    check_device,
+    check_dtype,
+    check_memory,
+    check_pos_int,
+    check_real,
+    make_generator,
+)
 from .gpt2 import ACTIVATIONS, Block, GPT2RegressorConfig, KVCache
 from .trainer import OptimizerStep
 
@@ -129,6 +137,12 @@ class TinyLM(nn.Module):
         ``start … start + t - 1``. With ``cache`` (already extended by ``t``) the tokens
         attend to the cached ones and their keys/values are stored. ``last``: logits of
         the last ``last`` tokens only (t' = last)."""
+        _check_ids(idx, "idx", self.config.vocab_size, self.wte.weight.device)
+        start = check_pos_int(start, "start", minimum=0, maximum=self.config.max_len)
+        if last is not None:
+            last = check_pos_int(last, "last", maximum=idx.shape[1])
+        if cache is not None and not isinstance(cache, KVCache):
+            raise InputTypeError(f"`cache` must be a KVCache from `new_cache` or None, got {type(cache).__name__}")
         t = idx.shape[1]
         if start + t > self.config.max_len:
             raise ValueError(
@@ -144,6 +158,12 @@ class TinyLM(nn.Module):
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         """An empty key/value cache for ``batch`` sequences of up to ``capacity`` tokens."""
+        batch = check_pos_int(batch, "batch", maximum=1 << 16)
+        capacity = check_pos_int(capacity, "capacity", maximum=self.config.max_len)
+        cfg = self.config
+        check_memory(2 * cfg.layers * batch * capacity * cfg.width, "batch",
+                     what=f"the keys and values of {batch} sequences of {capacity} tokens",
+                     itemsize=self.wte.weight.element_size())
         return KVCache.empty(batch, self.config.block_config, capacity, 0, self.wte.weight)
 
 
@@ -167,6 +187,19 @@ def build_lm(
         finally:
             torch.set_default_dtype(previous)
     return model.to(device=device, dtype=dtype)
+
+
+def _check_ids(idx: Any, name: str, vocab: int, device: torch.device) -> None:
+    """Token ids: an integer tensor (batch, t), t >= 1, values in [0, vocab), on the model's device."""
+    if not isinstance(idx, torch.Tensor):
+        raise InputTypeError(f"`{name}` must be a tensor of token ids (batch, t), got {type(idx).__name__}")
+    if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool or idx.ndim != 2 or idx.shape[1] < 1:
+        raise ValueError(f"`{name}` must be integer token ids of shape (batch, t), got {idx.dtype} "
+                         f"of shape {tuple(idx.shape)}")
+    if idx.device != device:
+        raise ValueError(f"`{name}` is on {idx.device} but the model is on {device}; move it with .to()")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
+        raise ValueError(f"`{name}` holds ids outside [0, {vocab}) (the model's vocab_size)")
 
 
 # --------------------------------------------------------------------------- generation
@@ -220,6 +253,8 @@ def generate(
     """
     if not isinstance(model, TinyLM):
         raise TypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
+    if model.wte.weight.device.type == "meta":
+        raise ValueError("`model` has weights on the meta device (no data); build or load it on 'cpu' or 'cuda'")
     cfg = model.config
     max_new_tokens = check_pos_int(max_new_tokens, "max_new_tokens", maximum=MAX_NEW_TOKENS)
     batch_size = check_pos_int(batch_size, "batch_size", maximum=1 << 16)
@@ -341,6 +376,18 @@ def lm_loss(model: TinyLM, idx: torch.Tensor, loss_mask: torch.Tensor) -> torch.
 
     Defined in Chapter 10.
     """
+    if not isinstance(model, TinyLM):
+        raise InputTypeError(f"`model` must be a TinyLM, got {type(model).__name__}")
+    _check_ids(idx, "idx", model.config.vocab_size, model.wte.weight.device)
+    if idx.shape[1] < 2:
+        raise ValueError(f"`idx` must hold at least 2 tokens per row (inputs and next tokens), got {tuple(idx.shape)}")
+    if not isinstance(loss_mask, torch.Tensor) or loss_mask.shape != idx.shape:
+        got = tuple(loss_mask.shape) if isinstance(loss_mask, torch.Tensor) else type(loss_mask).__name__
+        raise InputTypeError(f"`loss_mask` must be a tensor of the shape of `idx` {tuple(idx.shape)}, got {got}")
+    if loss_mask.is_complex() or loss_mask.device != idx.device:
+        raise ValueError(f"`loss_mask` must be a real (bool or 0/1) tensor on {idx.device}")
+    if loss_mask.is_floating_point() and not bool(torch.isfinite(loss_mask).all()):
+        raise ValueError("`loss_mask` contains NaN or inf; pass a bool or 0/1 mask")
     logits = model(idx[:, :-1])
     target = idx[:, 1:]
     mask = loss_mask[:, 1:]
@@ -395,6 +442,12 @@ def train_lm(
         raise TypeError(f"`cfg` must be an LMTrainConfig, got {type(cfg).__name__}")
     if not callable(sampler):
         raise TypeError(f"`sampler` must be callable (batch, generator) -> (idx, loss_mask), got {sampler!r}")
+    if model.wte.weight.device.type == "meta":
+        raise ValueError("`model` has weights on the meta device (no data); build it on 'cpu' or 'cuda'")
+    if not isinstance(progress, bool):
+        raise InputTypeError(f"`progress` must be True or False, got {progress!r}")
+    if not isinstance(desc, str):
+        raise InputTypeError(f"`desc` must be a str (the progress bar's label), got {type(desc).__name__}")
     seed = check_pos_int(seed, "seed", minimum=0)
     if device is not None:
         model.to(check_device(device))

@@ -29,6 +29,7 @@ from ._checks import (
     MAX_STEPS,
     as_tensor,
     check_cov,
+    check_finite_curve,
     check_memory,
     check_pos_int,
     check_positive,
@@ -134,13 +135,12 @@ def noise_term_curve(
     rho = float(torch.linalg.eigvals((eye - G @ sig).double()).abs().max()) if G.numel() else 0.0
     if rho > 1 and K > 0 and K * math.log(rho) > 0.9 * math.log(torch.finfo(sig.dtype).max) / 2:
         raise ValueError(f"`max_steps`={K} overflows: the spectral radius of I − GΣ is {rho:.3g} > 1, so the "
-                         f"noise term grows like ρ^(2k) beyond {sig.dtype}; lower `max_steps` or `precond`")
+                         f"noise term grows like ρ^(2k) beyond {sig.dtype}; lower `max_steps`, or scale `precond` "
+                         "or `test_cov` down")
     A = torch.stack(_a_matrices(G, sig, K), dim=-3)  # (..., K+1, d, d)
     out = s**2 / m * torch.einsum("...ij,jl,...il->...", A, sig, A)
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError(f"the noise term overflows {sig.dtype} within `max_steps`={K} (spectral radius of "
-                         f"I − GΣ {rho:.3g}); lower `max_steps` or use float64")
-    return out
+    return check_finite_curve(out, "max_steps", what="the noise term",
+                              fix=f"scale `precond` down (spectral radius of I − GΣ {rho:.3g})")
 
 
 def noisy_error_curve(
@@ -238,11 +238,15 @@ def skill_noise_curves(
         rho_max = float((1 - g * sv).abs().max())
         if K * math.log(rho_max) > 0.9 * math.log(torch.finfo(g.dtype).max) / 2:
             raise ValueError(f"`max_steps`={K} overflows: |ρ_i| reaches {rho_max:.3g} > 1 and ρ^(2k) exceeds "
-                             f"{g.dtype}; lower `max_steps` or `precond_eigvals`")
+                             f"{g.dtype}; lower `max_steps`, `precond_eigvals` or `test_eigvals`")
     rho = 1 - g * sv
     k = torch.arange(K + 1, dtype=g.dtype)[:, None]
     pk = rho[None, :] ** k
-    return pk**2, s**2 / m * (1 - pk) ** 2 / sv[None, :]
+    fix = "lower `precond_eigvals` (|1 − g_i σ_i| > 1 diverges)"
+    bias = check_finite_curve(pk**2, "max_steps", what="the per-skill bias", fix=fix, step_axis=0)
+    noise = check_finite_curve(s**2 / m * (1 - pk) ** 2 / sv[None, :], "max_steps", what="the per-skill noise term",
+                               fix=fix + " or raise `test_eigvals` above tiny values", step_axis=0)
+    return bias, noise
 
 
 def best_steps_one_skill(rho: float, tau: float) -> tuple[float, int]:
@@ -315,7 +319,7 @@ def isotropic_error_curves(
     if d >= m:
         raise ValueError(f"`dim` must be below `test_len` (the Marchenko–Pastur ratio d/m < 1), got d={d}, m={m}")
     nodes = check_pos_int(num_nodes, "num_nodes", minimum=16)
-    check_memory(3 * (K + 1) * nodes, "max_steps", what=f"({K + 1}, {nodes}) powers")
+    check_memory(3 * (K + 1) * nodes, "num_nodes" if nodes > K + 1 else "max_steps", what=f"({K + 1}, {nodes}) powers")
     if abs(1 - g * (1 + math.sqrt(d / m)) ** 2) > 1 and K > 0:
         rho_max = max(abs(1 - g * (1 + math.sqrt(d / m)) ** 2), abs(1 - g * (1 - math.sqrt(d / m)) ** 2))
         if K * math.log(rho_max) > 300:
@@ -324,6 +328,8 @@ def isotropic_error_curves(
     s, wts = marchenko_pastur_nodes(d / m, num_nodes)
     k = torch.arange(K + 1, dtype=torch.float64)[:, None]
     pk = (1 - g * s)[None, :] ** k
-    bias = d * (pk**2 * wts).sum(-1)
-    noise = d * sd**2 / m * ((1 - pk) ** 2 / s * wts).sum(-1)
+    fix = "lower `step` (|1 − g s| > 1 diverges)"
+    bias = check_finite_curve(d * (pk**2 * wts).sum(-1), "max_steps", what="the bias", fix=fix)
+    noise = check_finite_curve(d * sd**2 / m * ((1 - pk) ** 2 / s * wts).sum(-1), "max_steps",
+                               what="the noise term", fix=fix)
     return bias, noise

@@ -32,7 +32,9 @@ from typing import Any
 import torch
 
 from ._checks import (
+    MAX_STEPS,
     check_context_len_grid,
+    check_finite_curve,
     check_memory,
     check_pos_int,
     check_same_device,
@@ -140,15 +142,23 @@ def diag_error_curves(
     """Population CoT error ``Err(k) = Σ_i (1 − r_i)^{2k}`` for ``k = 0..max_steps``.
 
     Equals :func:`tts_lib.theory.error_curve` for commuting ``Λ``, ``Σ``.
-    Returns shape ``broadcast(...) + (max_steps + 1,)``.
+    Returns shape ``broadcast(...) + (max_steps + 1,)``. A curve that overflows float64
+    (an overthinking skill, ``(1 − r_i)^{2k}`` beyond 1e308) is refused with the step where
+    it overflowed; :func:`phase_diagram` gives ``k*`` for any ``k`` without overflow.
 
     Defined in Chapter 5.
     """
-    K = check_pos_int(max_steps, "max_steps", minimum=0)
+    K = check_pos_int(max_steps, "max_steps", minimum=0, maximum=MAX_STEPS)
     a = (1 - skill_ratios(train_eigvals, context_lens, test_eigvals, precond)) ** 2  # (..., d)
     check_memory(a.numel() * (K + 1), "max_steps", what=f"the ({K + 1}, d) powers per spectrum")
     k = torch.arange(K + 1, dtype=a.dtype, device=a.device)
-    return (a[..., None, :] ** k[:, None]).sum(-1)
+    curve = (a[..., None, :] ** k[:, None]).sum(-1)
+
+    def fix() -> str:
+        return (f"lower `test_eigvals` against `train_eigvals` (the largest per-step factor (1 − r_i)² is "
+                f"{float(a.max()):.3g} > 1, so the error grows like it to the power k)")
+
+    return check_finite_curve(curve, "max_steps", what="the CoT error curve", fix=fix)
 
 
 def _sign_of_increment(log_a: torch.Tensor, a: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

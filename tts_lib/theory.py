@@ -17,7 +17,7 @@ All computations are in float64 unless a dtype is given.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from ._checks import (
     check_cov,
     check_covs,
     check_device,
+    check_finite_curve,
     check_memory,
     check_pos_int,
     check_positive,
@@ -187,6 +188,10 @@ def error_curve(
       Monte Carlo in ``tests/test_finite_m.py``). Outside it a ``ValueError`` says so;
       use :func:`mc_error_curve` or :func:`mc_test_error` (Monte Carlo) there.
 
+    A divergent ``G`` (spectral radius of ``I − GΣ`` above 1) over enough steps overflows the
+    float range: that is refused with a ``ValueError`` naming the step where it overflowed
+    (:func:`tts_lib._checks.check_finite_curve`), never returned as inf.
+
     Args:
         precond: ``G``, shape (..., d, d) (leading dims are batched).
         test_cov: ``Σ``, shape (d, d).
@@ -202,17 +207,43 @@ def error_curve(
     return _error_curve(G, sig, _k(max_steps, "max_steps"), test_len)
 
 
-def _error_curve(G: torch.Tensor, sig: torch.Tensor, K: int, test_len: int | None) -> torch.Tensor:
-    """:func:`error_curve` on validated ``G`` and ``Σ`` (``test_len`` still checked here)."""
+_SCALE_DOWN = "scale `precond` or `test_cov` down"
+
+
+def _divergence(G: torch.Tensor, sig: torch.Tensor, source: str) -> Callable[[], str]:
+    """The fix of an overflowing error curve: ``source`` makes ``I − GΣ`` expand (radius > 1)."""
+
+    def fix() -> str:
+        eye = torch.eye(sig.shape[-1], dtype=torch.float64, device=sig.device)
+        M = eye - G.double() @ sig.double()  # (..., d, d): the largest radius of the batch
+        rho = float(torch.linalg.eigvals(M).abs().max()) if M.numel() else 0.0
+        wider = "; float64 reaches further than float32" if sig.dtype == torch.float32 else ""
+        return (f"{source} (the spectral radius of I − GΣ is {rho:.3g} > 1, so the error grows like "
+                f"ρ^(2k) and diverges){wider}")
+
+    return fix
+
+
+def _error_curve(
+    G: torch.Tensor, sig: torch.Tensor, K: int, test_len: int | None,
+    source: str = _SCALE_DOWN,
+) -> torch.Tensor:
+    """:func:`error_curve` on validated ``G`` and ``Σ`` (``test_len`` still checked here).
+
+    An overflowing curve is refused (:func:`tts_lib._checks.check_finite_curve`); ``source``
+    says what to change besides ``max_steps``.
+    """
     d = sig.shape[0]
     if test_len is not None:  # the O(1/m) term keeps (..., K, d, d) stacks and K x K Grams
         check_memory(4 * G[..., 0, 0].numel() * K * (d * d + K), "max_steps",
                      what=f"the finite-test_len expansion at max_steps={K}, d={d}")
-    if test_len is None or K == 0:
-        return _per_direction_error(G, sig, K).sum(-1)
-    m = _n(test_len, "test_len")
-    pop = _per_direction_error(G, sig, K).sum(-1)
-    corr = _first_order_correction(G, sig, K) / m
+    m = None if test_len is None else _n(test_len, "test_len")
+    pop = check_finite_curve(_per_direction_error(G, sig, K).sum(-1), "max_steps", what="the CoT error curve",
+                             fix=_divergence(G, sig, source))
+    if m is None or K == 0:
+        return pop
+    corr = check_finite_curve(_first_order_correction(G, sig, K) / m, "max_steps",
+                              what="the finite-test_len correction", fix=_divergence(G, sig, source))
     if K >= 2:
         k_ok = int(_trusted_steps(pop, corr).min())
         if k_ok < K:
@@ -292,7 +323,9 @@ def per_direction_error(precond: Any, test_cov: Any, max_steps: int) -> torch.Te
     Defined in Chapter 5.
     """
     G, sig = check_precond(precond, test_cov)
-    return _per_direction_error(G, sig, _k(max_steps, "max_steps"))
+    return check_finite_curve(_per_direction_error(G, sig, _k(max_steps, "max_steps")), "max_steps",
+                              what="the per-direction error", fix=_divergence(G, sig, _SCALE_DOWN),
+                              step_axis=-2)
 
 
 def _per_direction_error(G: torch.Tensor, sig: torch.Tensor, K: int) -> torch.Tensor:
@@ -324,7 +357,8 @@ def first_order_correction(precond: Any, test_cov: Any, max_steps: int) -> torch
     d = sig.shape[0]
     check_memory(4 * G[..., 0, 0].numel() * K * (d * d + K), "max_steps",
                  what=f"the finite-test_len expansion at max_steps={K}, d={d}")
-    return _first_order_correction(G, sig, K)
+    return check_finite_curve(_first_order_correction(G, sig, K), "max_steps", what="the first-order correction",
+                              fix=_divergence(G, sig, _SCALE_DOWN))
 
 
 def _first_order_correction(G: torch.Tensor, sig: torch.Tensor, K: int) -> torch.Tensor:
@@ -400,7 +434,8 @@ def cot_error_curve(
     Defined in Chapter 4.
     """
     lam, sig = _covs(train_cov, test_cov)  # validated once; the kernels below trust them
-    return _error_curve(_lsa_precond(lam, _n(context_len)), sig, _k(max_steps, "max_steps"), test_len)
+    return _error_curve(_lsa_precond(lam, _n(context_len)), sig, _k(max_steps, "max_steps"), test_len,
+                        source="use a `test_cov` closer to `train_cov` or a smaller `context_len`")
 
 
 def cot_error(
@@ -669,7 +704,8 @@ def sufficient_context_len(train_cov: Any, num_steps: int, eps: float) -> float:
     k = check_pos_int(num_steps, "num_steps")
     eps = check_positive(eps, "eps")
     h, d = hardness(lam), lam.shape[0]
-    return max(0.0, (1 + h) * (math.pow(d / eps, 1 / (2 * k)) - 1))
+    # (d/ε)^(1/2k) − 1 in the log domain: finite for every positive float ε (d/ε alone overflows below 1e-308)
+    return max(0.0, (1 + h) * math.expm1((math.log(d) - math.log(eps)) / (2 * k)))
 
 
 def max_stable_lr(train_cov: Any, context_len: int, c: float = 1.0) -> float:
@@ -695,6 +731,10 @@ def max_stable_lr(train_cov: Any, context_len: int, c: float = 1.0) -> float:
         raise ValueError(f"`c`={c:g} gives a curvature c²·λ_max of {curvature:.3g}, whose stable step 2/(c²λ) "
                          "is not a finite float; use c of order 1 (the LSA's scale)")
     return 2.0 / curvature
+
+
+#: |c| accepted by :func:`max_stable_lr_sgd` (c⁴ and c⁴·λ⁴ stay finite and non-zero in float64)
+C_RANGE = (1e-60, 1e60)
 
 
 def max_stable_lr_sgd(
@@ -726,7 +766,11 @@ def max_stable_lr_sgd(
     lam = check_cov(train_cov, "train_cov").double()
     n = _n(context_len)
     B = check_pos_int(batch_size, "batch_size")
-    c = check_positive(abs(check_real(c, "c")), "c")
+    c = abs(check_real(c, "c"))
+    if not C_RANGE[0] <= c <= C_RANGE[1]:
+        raise ValueError(f"`c`={c:g} must be within [{C_RANGE[0]:g}, {C_RANGE[1]:g}] in absolute value, where c⁴ "
+                         "times the prompts' fourth moments stays a finite, non-zero float64; use c of order 1 "
+                         "(the LSA's scale)")
     N = check_pos_int(num_samples, "num_samples", maximum=2000 * MAX_STEPS)  # at most MAX_STEPS chunks
     check_memory(min(2000, N) * n * lam.shape[0], "context_len", what="one chunk of 2000 training prompts")
     check_memory(lam.shape[0] ** 4 * 4, "train_cov", what="the (d², d²) moment matrices")
