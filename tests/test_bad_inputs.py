@@ -327,11 +327,12 @@ def _train_cot(model=None, task=TASK, num_steps=2, config=None, start_noise=0.0,
 
 
 def _opt_step(params=None, lr=0.1, train_steps=3, optimizer="sgd", lr_schedule="cosine", warmup=0,  # noqa: ANN001, ANN202
-              final_lr_frac=0.0, grad_clip=None, what="training", advice="lower lr"):
+              final_lr_frac=0.0, grad_clip=None, what="training", advice="lower lr", weight_decay=0.0):
     model = lsa.StructuredLSA(D)
     step = trainer.OptimizerStep(model.parameters() if params is None else params, lr=lr, train_steps=train_steps,
                                  optimizer=optimizer, lr_schedule=lr_schedule, warmup=warmup,
-                                 final_lr_frac=final_lr_frac, grad_clip=grad_clip, what=what, advice=advice)
+                                 final_lr_frac=final_lr_frac, grad_clip=grad_clip, what=what, advice=advice,
+                                 weight_decay=weight_decay)
     pr = prompts.sample_prompts(C, 6, 4, seed=0)
     return step(0, 0.5 * ((model.predict(pr) - pr.w) ** 2).sum())
 
@@ -497,7 +498,7 @@ SPECS: dict[str, Spec] = {
     "trainer.OptimizerStep": Spec(_opt_step, {}, dict(params="callable", lr=">0", train_steps="int>=1",
                                                       optimizer="str_choice", lr_schedule="str_choice",
                                                       warmup="int>=0", final_lr_frac="frac", grad_clip=">0",
-                                                      what="text", advice="text")),
+                                                      what="text", advice="text", weight_decay=">=0")),
     "trainer.OptimizerStep.factor": Spec(lambda step=2: trainer.OptimizerStep(S_LSA.parameters(), lr=0.1,
                                                                                train_steps=4).factor(step), {}, {}),
     **{f"train.TrainConfig[{k}]": Spec(_train_field(k), {}, {"value": kind}) for k, kind in _CONFIG_FIELDS.items()},
@@ -618,8 +619,9 @@ SPECS: dict[str, Spec] = {
         dict(train_cov="cov", context_len="int>=1", test_cov="cov", max_steps="int>=0", noise_std=">=0",
              num_moment_prompts="int>=1", seed="seed")),
     "finite_data.DeltaMethod.expected_error": Spec(DM.expected_error, dict(num_train=50), dict(num_train="int>=1")),
-    "finite_data.DeltaMethod.overthink_probability": Spec(DM.overthink_probability, dict(num_train=50),
-                                                          dict(num_train="int>=1")),
+    "finite_data.DeltaMethod.overthink_probability": Spec(
+        DM.overthink_probability, dict(num_train=50, num_sets=200, num_draws=200),
+        dict(num_train="int>=1", method="str_choice", num_sets="int>=1", num_draws="int>=1", seed="seed")),
     # finite_m (chapters 8-9)
     "finite_m.exact_error_curves": Spec(
         finite_m.exact_error_curves,
@@ -665,6 +667,8 @@ SPECS: dict[str, Spec] = {
     "fetch.checkpoint_dir": Spec(fetch.checkpoint_dir, dict(local=CKPT_DIR),
                                  dict(local="path", cache_dir="path", base_url="base_url", names="names",
                                       progress="flag")),
+    "fetch.smollm_dir": Spec(fetch.smollm_dir, dict(local=CKPT_DIR / fetch.SMOLLM_FOLDER),
+                             dict(local="path", cache_dir="path", base_url="base_url", progress="flag")),
     # plotting and bench
     "plotting.use_style": Spec(plotting.use_style, {}, dict(inline="flag")),
     "plotting.setup_chapter": Spec(_setup_chapter_restoring, {},
@@ -924,6 +928,8 @@ NOT_AN_INPUT_BOUNDARY = {
     "bench.main": "a CLI: argparse rejects bad arguments with exit status 2",
     "finite_data.FittedSets": "plain record returned by mc_fitted (finite_data.mc_fitted)",
     "finite_data.DeltaMethod": "plain record returned by delta_method; its methods have specs",
+    "finite_data.OverthinkEstimate": "plain record (a float with se, method, samples) returned by "
+                                     "DeltaMethod.overthink_probability",
     "fetch.CheckpointFetchError": "an exception class",
     "plotting.Explorer": "built by plotting.explorer, whose spec covers its arguments",
     "plotting.Explorer.render": "takes no arguments: draws with the controls' current values",

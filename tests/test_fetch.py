@@ -56,6 +56,12 @@ class _Server:
 
 
 @pytest.fixture
+def no_local(monkeypatch):
+    """No local checkpoints anywhere (as on Colab): the default search finds none."""
+    monkeypatch.setattr(fetch, "_local_candidates", lambda: [])
+
+
+@pytest.fixture
 def served(tmp_path):
     folder = tmp_path / "served"
     shutil.copytree(LOCAL, folder)
@@ -77,12 +83,12 @@ def test_local_checkpoints_are_used_and_nothing_is_fetched(served, tmp_path):
     assert server.requests == [] and not (tmp_path / "cache").exists()
 
 
-def test_good_fetch_verifies_and_loads_then_uses_the_cache(served, tmp_path):
+def test_good_fetch_verifies_and_loads_then_uses_the_cache(no_local, served, tmp_path):
     from tts_lib.gpt2_checkpoint import load_checkpoint
 
     folder, server = served
     cache = tmp_path / "cache"
-    got = checkpoint_dir(tmp_path / "absent", cache_dir=cache, base_url=server.url)
+    got = checkpoint_dir(None, cache_dir=cache, base_url=server.url)
     assert got == cache
     # the registry's files: chapter 7's and 10's checkpoints (chapter 11's folder, smollm2/,
     # is read from a clone only)
@@ -94,11 +100,11 @@ def test_good_fetch_verifies_and_loads_then_uses_the_cache(served, tmp_path):
     model, manifest = load_checkpoint(cache / ONE)  # load_checkpoint's own sha256 check passes
     assert manifest["checkpoint"] == ONE.replace(".json", ".pt")
     # a second call finds the verified files in the cache: no request
-    checkpoint_dir(tmp_path / "absent", cache_dir=cache, base_url=server.url)
+    checkpoint_dir(None, cache_dir=cache, base_url=server.url)
     assert len(server.requests) == 2 * len(fetch.MANIFEST_SHA256)
 
 
-def test_tampered_weights_are_refused_and_not_kept(served, tmp_path):
+def test_tampered_weights_are_refused_and_not_kept(no_local, served, tmp_path):
     folder, server = served
     pt = folder / ONE.replace(".json", ".pt")
     data = bytearray(pt.read_bytes())
@@ -106,24 +112,24 @@ def test_tampered_weights_are_refused_and_not_kept(served, tmp_path):
     pt.write_bytes(bytes(data))
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match=r"checkpoint file gpt2_cpu_compact_isotropic_n10_seed0\.pt .*sha256") as err:
-        checkpoint_dir(tmp_path / "absent", cache_dir=cache, base_url=server.url, names=[ONE])
+        checkpoint_dir(None, cache_dir=cache, base_url=server.url, names=[ONE])
     assert "clone https://github.com/tts-course/training-data-tts" in str(err.value)
     assert not (cache / pt.name).exists()
 
 
-def test_tampered_manifest_is_refused(served, tmp_path):
+def test_tampered_manifest_is_refused(no_local, served, tmp_path):
     folder, server = served
     manifest = json.loads((folder / ONE).read_text())
     manifest["seed"] = 1
     (folder / ONE).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=rf"checkpoint file {ONE} .*does not match its sha256"):
-        checkpoint_dir(tmp_path / "absent", cache_dir=tmp_path / "cache", base_url=server.url, names=[ONE])
+        checkpoint_dir(None, cache_dir=tmp_path / "cache", base_url=server.url, names=[ONE])
 
 
-def test_unreachable_host_names_the_file_and_the_fix(tmp_path):
+def test_unreachable_host_names_the_file_and_the_fix(no_local, tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}/book/checkpoints"
     with pytest.raises(CheckpointFetchError) as err:
-        checkpoint_dir(tmp_path / "absent", cache_dir=tmp_path / "cache", base_url=url, names=[ONE])
+        checkpoint_dir(None, cache_dir=tmp_path / "cache", base_url=url, names=[ONE])
     msg = str(err.value)
     assert ONE in msg and url in msg
     assert "check the network" in msg and "clone https://github.com/tts-course/training-data-tts" in msg
@@ -171,11 +177,13 @@ def test_registry_matches_the_committed_checkpoints():
 SMOL = LOCAL / fetch.SMOLLM_FOLDER
 
 
-def test_smollm_fetch_verifies_every_file_then_uses_the_cache(served, tmp_path):
+def test_smollm_fetch_verifies_every_file_then_uses_the_cache(served, tmp_path, monkeypatch):
     """Chapter 11's folder on Colab: every file fetched into its sub-folder and verified."""
     folder, server = served
     cache = tmp_path / "smol"
-    got = fetch.smollm_dir(tmp_path / "absent", cache_dir=cache, base_url=f"{server.url}/smollm2")
+    candidates = fetch._local_candidates
+    monkeypatch.setattr(fetch, "_local_candidates", lambda: [])
+    got = fetch.smollm_dir(None, cache_dir=cache, base_url=f"{server.url}/smollm2")
     assert got == cache
     fetched = sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file())
     assert fetched == sorted(fetch.SMOLLM_SHA256)
@@ -183,20 +191,21 @@ def test_smollm_fetch_verifies_every_file_then_uses_the_cache(served, tmp_path):
         assert (cache / rel).read_bytes() == (SMOL / rel).read_bytes()
     n = len(server.requests)
     assert n == len(fetch.SMOLLM_SHA256)
-    fetch.smollm_dir(tmp_path / "absent", cache_dir=cache, base_url=f"{server.url}/smollm2")
+    fetch.smollm_dir(None, cache_dir=cache, base_url=f"{server.url}/smollm2")
     assert len(server.requests) == n  # the cache answers
     # a local folder wins: nothing fetched
+    monkeypatch.setattr(fetch, "_local_candidates", candidates)
     assert fetch.smollm_dir().resolve() == SMOL.resolve()
 
 
-def test_smollm_tampered_adapter_is_refused(served, tmp_path):
+def test_smollm_tampered_adapter_is_refused(no_local, served, tmp_path):
     folder, server = served
     rel = "aligned_seed0_step20/adapter_model.safetensors"
     data = bytearray((folder / "smollm2" / rel).read_bytes())
     data[100] ^= 0xFF
     (folder / "smollm2" / rel).write_bytes(bytes(data))
     with pytest.raises(ValueError, match="adapter_model.safetensors .*does not match its sha256"):
-        fetch.smollm_dir(tmp_path / "absent", cache_dir=tmp_path / "c",
+        fetch.smollm_dir(None, cache_dir=tmp_path / "c",
                          base_url=f"{server.url}/smollm2")
 
 
@@ -204,6 +213,16 @@ def test_smollm_registry_matches_the_committed_folder():
     local = {p.relative_to(SMOL).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
              for p in SMOL.rglob("*") if p.is_file()}
     assert fetch.SMOLLM_SHA256 == local
+
+
+def test_an_explicit_folder_without_files_is_refused_not_fetched(tmp_path):
+    with pytest.raises(ValueError, match="`local` folder .* holds no checkpoint manifests"):
+        checkpoint_dir(tmp_path / "absent", base_url="http://127.0.0.1:9/")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="`local` folder"):
+        checkpoint_dir(tmp_path / "file")
+    with pytest.raises(ValueError, match="not chapter 11's folder"):
+        fetch.smollm_dir(tmp_path, base_url="http://127.0.0.1:9/")
 
 
 def test_smollm_bad_arguments(tmp_path):

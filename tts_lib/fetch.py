@@ -170,9 +170,10 @@ def checkpoint_dir(
     """The folder of Chapter 7's checkpoints: local when present, else fetched and verified.
 
     Args:
-        local: a folder to use if it holds manifests (``*.json``). Default: ``checkpoints/``,
-            ``book/checkpoints/`` (relative to the working directory) and the source tree's
-            ``book/checkpoints/``. When one is present nothing is fetched.
+        local: the folder of the manifests (``*.json``) and weights, used as it is (a folder
+            without manifests is refused: nothing is fetched in its place). Default (None): the
+            first of ``checkpoints/``, ``book/checkpoints/`` (relative to the working
+            directory) and the source tree's ``book/checkpoints/`` that holds them, else a fetch.
         cache_dir: where fetched files go. Default: pooch's per-user cache
             ``…/tts_lib/checkpoints-<commit>``.
         base_url: URL of the folder of checkpoint files. Default: the raw-file URL of
@@ -205,8 +206,13 @@ def checkpoint_dir(
     unknown = [n for n in wanted if n not in MANIFEST_SHA256]
     if unknown:
         raise ValueError(f"unknown checkpoint manifest(s) {unknown} in `names`; known: {sorted(MANIFEST_SHA256)}")
-    candidates = [local] if local is not None else _local_candidates()
-    for folder in candidates:
+    if local is not None:
+        if not _has_checkpoints(local):
+            raise ValueError(f"`local` folder {str(local)!r} holds no checkpoint manifests (*.json); "
+                             "pass the folder that does (e.g. book/checkpoints of a clone), or local=None "
+                             "to search the usual places and fetch if none has them")
+        return local
+    for folder in _local_candidates():
         if _has_checkpoints(folder):
             return folder
     if cache_dir is None:
@@ -237,9 +243,10 @@ def smollm_dir(
     """The folder of Chapter 11's committed files: local when present, else fetched and verified.
 
     Args:
-        local: a folder to use if it holds ``evaluation.json``. Default: ``checkpoints/smollm2``,
-            ``book/checkpoints/smollm2`` (relative to the working directory) and the source tree's.
-            When one is present nothing is fetched.
+        local: chapter 11's folder, used as it is (a folder without ``evaluation.json`` is
+            refused). Default (None): the first of ``checkpoints/smollm2``,
+            ``book/checkpoints/smollm2`` (relative to the working directory) and the source
+            tree's that holds it, else a fetch.
         cache_dir: where fetched files go. Default: pooch's per-user cache
             ``…/tts_lib/smollm2-<commit>``.
         base_url: URL of the ``smollm2`` folder. Default: its raw-file URL in
@@ -264,10 +271,12 @@ def smollm_dir(
     if not isinstance(progress, bool):
         raise TypeError(f"`progress` must be True or False, got {progress!r}")
     if local is not None:
-        candidates = [local]
-    else:
-        candidates = [folder / SMOLLM_FOLDER for folder in _local_candidates()]
-    for folder in candidates:
+        if not _has_smollm(local):
+            raise ValueError(f"`local` folder {str(local)!r} is not chapter 11's folder (no evaluation.json); "
+                             "pass book/checkpoints/smollm2 of a clone, or local=None to search the usual "
+                             "places and fetch if none has it")
+        return local
+    for folder in (f / SMOLLM_FOLDER for f in _local_candidates()):
         if _has_smollm(folder):
             return folder
     if cache_dir is None:
