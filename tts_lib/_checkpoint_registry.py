@@ -1,5 +1,6 @@
 """Pinned commit and manifest hashes of the committed checkpoints (``python -m tts_lib.fetch
 --write-registry`` writes this file; do not edit it by hand)."""
+# ruff: noqa: E501
 
 CHECKPOINTS_REF = "d6446b0616947972815c2f0d5863bac8bfdac277"
 MANIFEST_SHA256 = {

@@ -313,6 +313,7 @@ def write_registry(folder: str | Path | None = None, ref: str | None = None) -> 
     lines = [
         '"""Pinned commit and manifest hashes of the committed checkpoints (``python -m tts_lib.fetch',
         '--write-registry`` writes this file; do not edit it by hand)."""',
+        "# ruff: noqa: E501",
         "",
         f'CHECKPOINTS_REF = "{ref}"',
         "MANIFEST_SHA256 = {",

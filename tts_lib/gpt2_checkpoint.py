@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from ._checkpoint_registry import MANIFEST_SHA256
-from ._checks import InputTypeError, check_device, check_pos_int
+from ._checks import InputTypeError, check_device, check_path, check_pos_int
 from .gpt2 import GPT2Regressor, GPT2RegressorConfig, num_parameters
 from .gpt2_config import PRESETS, TRAIN_COVS, GPT2TrainConfig, TrainResult, config_from_dict, preset
 
@@ -226,13 +226,23 @@ def save_checkpoint(
         raise ValueError(f"`train_cov` must be one of {TRAIN_COVS}, got {train_cov!r}")
     if not result.losses:
         raise ValueError("`result` has no losses: train at least one step before saving a checkpoint")
+    for name, text in (("preset_name", preset_name), ("command", command)):
+        if text is not None and not isinstance(text, str):
+            raise InputTypeError(f"`{name}` must be a string or None, got {text!r}")
+    if any(p.is_meta for p in model.parameters()):
+        raise ValueError("`model` is on the meta device (no weights): there is nothing to save")
+    out_dir = check_path(out_dir, "out_dir")
     stem = check_stem(stem)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     bad = [k for k, v in state.items() if not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f"the model has non-finite weights in {bad[:3]}; not saving a broken checkpoint")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"`out_dir` {str(out)!r} cannot be created ({err.strerror}): "
+                         "pass a folder you can write to") from err
     manifest: dict[str, Any] = {
         "preset": preset_name,
         "config": {"model": asdict(model.config), "train": asdict(train_cfg)},
@@ -404,6 +414,10 @@ def _check_requested(pt: Path, manifest: dict[str, Any], model_cfgs: tuple[Any, 
                      train_cov: str | None) -> None:
     """Refuse a checkpoint whose configurations differ from the requested ones (None: any)."""
     (cfg, expected), (train_cfg, expected_train) = model_cfgs, train_cfgs
+    for name, value, kind in (("expected", expected, GPT2RegressorConfig),
+                              ("expected_train", expected_train, GPT2TrainConfig)):
+        if value is not None and not isinstance(value, kind):
+            raise InputTypeError(f"`{name}` must be a {kind.__name__} or None, got {value!r}")
     problems: list[str] = []
     if expected is not None:
         problems += _diff(asdict(cfg), asdict(expected))

@@ -165,6 +165,10 @@ def optimizer_step(model: LinearSelfAttention, cfg: TrainConfig, *, what: str, a
 
     Defined in Chapter 3.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise InputTypeError(f"`model` must be an LSA (torch.nn.Module), got {type(model).__name__}")
+    if not isinstance(cfg, TrainConfig):
+        raise InputTypeError(f"`cfg` must be a TrainConfig, got {type(cfg).__name__}")
     return OptimizerStep(
         model.parameters(), lr=cfg.lr, train_steps=cfg.train_steps, optimizer=cfg.optimizer,
         lr_schedule=cfg.lr_schedule, final_lr_frac=cfg.final_lr_frac, what=what, advice=advice,

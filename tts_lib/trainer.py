@@ -100,6 +100,11 @@ def diverged(loss: float, first_loss: float) -> bool:
 
     Defined in Chapter 3.
     """
+    for name, value in (("loss", loss), ("first_loss", first_loss)):
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputTypeError(f"`{name}` must be a number (a loss), got {value!r}")
     loss = float(loss)
     first_loss = float(first_loss)
     return not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(first_loss, 1e-12)
@@ -167,6 +172,7 @@ class OptimizerStep:
 
     def factor(self, step: int) -> float:
         """The learning-rate multiplier of step ``step`` (:func:`lr_factor` of this run)."""
+        step = check_pos_int(step, "step", minimum=0)
         return _lr_factor(step, self.train_steps, self.lr_schedule, self.warmup, self.final_lr_frac)
 
     def __call__(self, step: int, loss: torch.Tensor, value: float | None = None) -> float:
