@@ -83,6 +83,21 @@ def _check_path_like(value: object, name: str) -> Path | None:
     return Path(value)
 
 
+def _check_fetch_args(local: object, cache_dir: object, base_url: object, progress: object,
+                      folder: str) -> tuple[Path | None, Path | None]:
+    """The checks :func:`checkpoint_dir` and :func:`smollm_dir` share; ``folder`` names what
+    ``base_url`` must point to."""
+    local_path = _check_path_like(local, "local")
+    cache_path = _check_path_like(cache_dir, "cache_dir")
+    if base_url is not None:
+        url = _check_str(base_url, "base_url")
+        if not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", url):
+            raise ValueError(f"`base_url` must be an http(s) URL of {folder}, got {base_url!r}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"`progress` must be True or False, got {progress!r}")
+    return local_path, cache_path
+
+
 def raw_url(repository_url: str, ref: str, path: str) -> str:
     """The raw-file URL of ``path`` at ``ref`` in a GitHub repository ``https://github.com/OWNER/NAME``.
 
@@ -190,18 +205,11 @@ def checkpoint_dir(
 
     Defined in Chapter 7.
     """
-    local = _check_path_like(local, "local")
-    cache_dir = _check_path_like(cache_dir, "cache_dir")
-    if base_url is not None:
-        _check_str(base_url, "base_url")
-        if not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", base_url):
-            raise ValueError(f"`base_url` must be an http(s) URL of the folder of checkpoint files, got {base_url!r}")
+    local, cache_dir = _check_fetch_args(local, cache_dir, base_url, progress, "the folder of checkpoint files")
     if names is not None:
         if isinstance(names, (str, bytes, dict)) or not isinstance(names, Iterable):
             raise TypeError(f"`names` must be a list of manifest file names or None, got {type(names).__name__}")
         names = [_check_file_name(n, "names") for n in names]
-    if not isinstance(progress, bool):
-        raise TypeError(f"`progress` must be True or False, got {progress!r}")
     wanted = sorted(MANIFEST_SHA256) if names is None else list(names)
     unknown = [n for n in wanted if n not in MANIFEST_SHA256]
     if unknown:
@@ -262,14 +270,7 @@ def smollm_dir(
 
     Defined in Chapter 11.
     """
-    local = _check_path_like(local, "local")
-    cache_dir = _check_path_like(cache_dir, "cache_dir")
-    if base_url is not None:
-        _check_str(base_url, "base_url")
-        if not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", base_url):
-            raise ValueError(f"`base_url` must be an http(s) URL of the smollm2 folder, got {base_url!r}")
-    if not isinstance(progress, bool):
-        raise TypeError(f"`progress` must be True or False, got {progress!r}")
+    local, cache_dir = _check_fetch_args(local, cache_dir, base_url, progress, "the smollm2 folder")
     if local is not None:
         if not _has_smollm(local):
             raise ValueError(f"`local` folder {str(local)!r} is not chapter 11's folder (no evaluation.json); "
