@@ -104,3 +104,22 @@ def test_time_line_is_its_own_paragraph(path):
         if cell["cell_type"] == "markdown":
             bad = re.search(r"^\*≈\s*\d+\s*min\*[ \t]*\n[ \t]*\S", src, re.M)
             assert bad is None, f"{path.name}: a blank line must follow {bad.group(0)!r}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_figure_says_what_to_see_in_jupyter(path):
+    """A figure's caption lives in cell metadata, which Jupyter does not show: what the figure
+    is for is a visible markdown cell right under it (figures of worked solutions aside)."""
+    import json
+    import re
+
+    cells = json.loads(path.read_text(encoding="utf8"))["cells"]
+    for i, cell in enumerate(cells):
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and re.search(r"^##\s+(Exercises|Appendix)", src, re.M):
+            break
+        if cell["metadata"].get("mystnb", {}).get("figure", {}).get("caption"):
+            after = "".join(cells[i + 1]["source"]).lstrip() if i + 1 < len(cells) else ""
+            assert after.startswith("**What to see.**"), (
+                f"{path.name} cell {i}: put a '**What to see.**' markdown cell under the figure"
+            )
