@@ -401,10 +401,39 @@ LIMITS = {
     "processes": 512,  # processes and threads (RLIMIT_NPROC, counted in the sandbox's user namespace)
     "file_size": 256 * 2**20,  # bytes per file written (RLIMIT_FSIZE)
     "disk": 256 * 2**20,  # bytes in /submission and in /tmp each (size-capped tmpfs, sandbox only)
+    "total_memory": 8 * 2**30,  # resident bytes of all the sandbox's processes together (sampled)
 }
 MAX_LINE = 80 * 2**20  # bytes of one answer from the sandbox
 MAX_REFERENCE_ELEMENTS = 10**6  # numbers in the arguments of one reference call computed for the sandbox
 _JUDGE_LOCK = threading.RLock()  # the tests run one submission at a time (they may patch tts_lib)
+
+
+def tree_usage(root_pid: int) -> tuple[int, int]:
+    """(processes and threads, resident bytes) of the process tree under ``root_pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    threads: dict[int, int] = {}
+    resident: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)  # fields[1]: the parent
+        threads[pid] = int(fields[17])  # num_threads
+        resident[pid] = int(fields[21]) * page  # rss, in pages
+    tasks = rss = 0
+    todo = [root_pid]
+    while todo:
+        pid = todo.pop()
+        tasks += threads.get(pid, 0)
+        rss += resident.get(pid, 0)
+        todo += children.get(pid, [])
+    return tasks, rss
 
 
 def _sandbox_command(runtime: Path, sandbox: bool, limits: dict) -> tuple[list[str], str | None]:
@@ -620,6 +649,7 @@ class _Sandbox:
                                      stderr=self._stderr(), start_new_session=True, cwd=cwd)
         threading.Thread(target=self._read, daemon=True).start()
         self.max_tasks = int((limits or LIMITS)["processes"])
+        self.max_resident = int({**LIMITS, **(limits or {})}["total_memory"])
         threading.Thread(target=self._watch, daemon=True).start()
         self._send({"notebook": notebook, "cell_timeout": timeout})
 
@@ -641,34 +671,23 @@ class _Sandbox:
 
     def _tasks(self) -> int:
         """Processes and threads of the sandbox: the driver's process tree, read from the host's /proc."""
-        children: dict[int, list[int]] = {}
-        threads: dict[int, int] = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            pid = int(entry.name)
-            children.setdefault(int(fields[1]), []).append(pid)  # fields[1]: the parent
-            threads[pid] = int(fields[17])  # num_threads
-        total, todo = 0, [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            total += threads.get(pid, 0)
-            todo += children.get(pid, [])
-        return total
+        return tree_usage(self.proc.pid)[0]
 
     def _watch(self) -> None:
-        """Stop the sandbox once it runs more than ``processes`` tasks (RLIMIT_NPROC spares root)."""
+        """Stop the sandbox once it runs more than ``processes`` tasks (RLIMIT_NPROC spares root) or
+        its processes together hold more than ``total_memory`` bytes (RLIMIT_AS is per process)."""
         while self.proc.poll() is None and self.dead is None:
-            if os.path.isdir("/proc/self") and self._tasks() > self.max_tasks:
-                self.dead = f"started more than {self.max_tasks} processes and threads: stopped"
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                break
+            if os.path.isdir("/proc/self"):
+                tasks, resident = tree_usage(self.proc.pid)
+                if tasks > self.max_tasks:
+                    self.dead = f"started more than {self.max_tasks} processes and threads: stopped"
+                elif resident > self.max_resident:
+                    self.dead = (f"its processes together used more than {self.max_resident / 2**30:g} GiB "
+                                 "of memory: stopped")
+                if self.dead:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.proc.pid, signal.SIGKILL)
+                    break
             time.sleep(0.5)
 
     def _send(self, message: dict) -> None:

@@ -1074,3 +1074,34 @@ def test_build_variant_changes_only_the_hidden_tests(dist, tmp_path):
     cells = [json.loads((d / "hardness" / "student" / "hardness.ipynb").read_text())["cells"] for d in (dist, tmp_path)]
     assert [_src(c) for c in cells[0]] == [_src(c) for c in cells[1]]
     assert _cli(["hardness", "--variant", "-1", "--dist", str(tmp_path)], tmp_path).returncode == 2
+
+
+def test_total_memory_of_a_process_tree_is_measured():
+    """The grader's watcher sums resident memory over the sandbox's whole process tree (RLIMIT_AS
+    bounds one process only): a parent and a child holding 200 MiB each count about 400 MiB."""
+    import time
+
+    build = _load_build()
+    code = ("import os, sys, time\n"
+            "b = bytearray(200 * 2**20)\n"  # zero pages: touch them so they are resident
+            "for i in range(0, len(b), 4096): b[i] = 1\n"
+            "if len(sys.argv) == 1:  # the parent starts one child running the same code\n"
+            "    os.spawnv(os.P_NOWAIT, sys.executable, [sys.executable, '-c', CODE, 'child'])\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(30)\n")
+    code = "CODE = " + repr(code) + "\n" + code
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 20
+        while True:
+            tasks, rss = build.tree_usage(proc.pid)
+            if rss > 380 * 2**20 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert tasks >= 2 and rss > 380 * 2**20, (tasks, rss / 2**20)
+        assert build.LIMITS["total_memory"] < 24 * 2**30  # below this machine's memory
+    finally:
+        subprocess.run(["pkill", "-P", str(proc.pid)], check=False)
+        proc.kill()
+        proc.wait()
