@@ -266,6 +266,7 @@ BAD = {
     "pairs": _bad(None, 5, "abc", [], [(3, 5)], [(0, 0)], [(2.5, 1)], [("a", 1)], [(48,)], [None],
                   [(10**30, 1)]),
     "flags": _bad(None, 5, "abc", [2, 0, 1], [NAN, 1, 0], [None, 1, 0], [[1, 0, 1]]),
+    "measures": _bad(None, 5, "abc", [NAN, 1, 0], [INF, 1, 0], [None, 1, 0], [[1, 0, 1]]),
     "lengths": _bad(None, 5, "abc", [0, 1, 2], [2.5, 1, 2], [NAN, 1, 2], [-1, 1, 2], [None, 1, 2]),
     "counts": _bad(None, 5, "abc", [2.5, 1, 2], [NAN, 1, 2], [-1, 1, 2], [None, 1, 2], [1, 2, 99]),
     "exclude": _bad(None, 5, "abc", [(0, 0)], [(2.5, 1)], [("a", 1)], [(48,)], [None]),
@@ -901,7 +902,7 @@ SPECS: dict[str, Spec] = {
     "smollm.bootstrap_change": Spec(lambda correct, base_correct, num_boot=50, seed=0, level=0.95: list(
         smollm.bootstrap_change(correct, base_correct, num_boot=num_boot, seed=seed, level=level).values()),
         dict(correct=[1, 0, 1], base_correct=[1, 0, 0]),
-        dict(correct="flags", base_correct="flags", num_boot="int>=1", seed="seed", level="frac")),
+        dict(correct="measures", base_correct="measures", num_boot="int>=1", seed="seed", level="frac")),
     "smollm.read_generations": Spec(lambda path: smollm.read_generations(path)["num_tokens"].astype(float),
                                     dict(path=CKPT_DIR / "smollm2" / "generations_base.jsonl"), dict(path="path")),
 }

@@ -528,9 +528,10 @@ def bootstrap_change(
 ) -> dict[str, float]:
     """Accuracy of a model, of the base, and their difference, with paired bootstrap intervals.
 
-    ``correct`` and ``base_correct`` are booleans on the same problems (resampled together).
+    ``correct`` and ``base_correct`` are booleans on the same problems (resampled together), or
+    any finite per-problem measure (Chapter 11 also bootstraps log-probabilities per token).
     Returns ``acc``, ``acc_lo``, ``acc_hi``, ``base``, ``change``, ``change_lo``,
-    ``change_hi`` (fractions) and ``n``.
+    ``change_hi`` (fractions for booleans; means of the measure otherwise) and ``n``.
 
     Defined in Chapter 11.
     """
@@ -539,9 +540,9 @@ def bootstrap_change(
     if c.shape != b.shape or c.ndim != 1:
         raise ValueError(f"`correct` and `base_correct` must be 1-D of one length, got {c.shape} and {b.shape}")
     for name, v in (("correct", c), ("base_correct", b)):
-        if not np.isin(v, (0.0, 1.0)).all():
-            raise ValueError(f"`{name}` must hold booleans (True/False or 1/0), got values such as "
-                             f"{v[~np.isin(v, (0.0, 1.0))][:3].tolist()}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"`{name}` must hold finite numbers (booleans, or a per-problem measure "
+                             f"such as a log-probability), got values such as {v[~np.isfinite(v)][:3].tolist()}")
     num_boot = check_pos_int(num_boot, "num_boot", minimum=10, maximum=1_000_000)
     level = check_real(level, "level", minimum=0.5, maximum=0.999)
     seed = check_pos_int(seed, "seed", minimum=0, maximum=2**63 - 1)
