@@ -107,7 +107,7 @@ def test_cross_references_are_links(reader: pypdf.PdfReader) -> None:
     assert internal >= 20, f"only {internal} internal links (cross-references) in the PDF"
 
 
-HIDDEN_TAGS = {"hide-input", "remove-input", "remove-cell"}
+HIDDEN_TAGS = {"hide-input", "hide-cell", "remove-input", "remove-cell"}  # collapsed in the PDF too
 
 
 def _squash(text: str) -> str:
