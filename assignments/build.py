@@ -648,8 +648,8 @@ class _Sandbox:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._stderr(), start_new_session=True, cwd=cwd)
         threading.Thread(target=self._read, daemon=True).start()
-        self.max_tasks = int((limits or LIMITS)["processes"])
-        self.max_resident = int({**LIMITS, **(limits or {})}["total_memory"])
+        caps = {**LIMITS, **(limits or {})}
+        self.max_tasks, self.max_resident = int(caps["processes"]), int(caps["total_memory"])
         threading.Thread(target=self._watch, daemon=True).start()
         self._send({"notebook": notebook, "cell_timeout": timeout})
 
@@ -668,10 +668,6 @@ class _Sandbox:
             if not line.endswith(b"\n"):  # an answer larger than MAX_LINE: stop listening
                 break
         self.lines.put(None)
-
-    def _tasks(self) -> int:
-        """Processes and threads of the sandbox: the driver's process tree, read from the host's /proc."""
-        return tree_usage(self.proc.pid)[0]
 
     def _watch(self) -> None:
         """Stop the sandbox once it runs more than ``processes`` tasks (RLIMIT_NPROC spares root) or
