@@ -5,6 +5,8 @@ quarter of a chapter's code lines, and each derivation in one place (other chapt
 """
 
 import importlib.util
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -78,8 +80,6 @@ def test_measure_sees_collapsed_blocks():
 
 def test_instructors_table_shows_the_measure():
     """book/instructors.md's "Time per chapter" states each chapter's measured minutes."""
-    import re
-
     text = (sp.BOOK / "instructors.md").read_text(encoding="utf8")
     rows = {int(m.group(1)): (int(m.group(2)), int(m.group(3))) for m in re.finditer(
         r"^\| (\d+) \| \{doc\}`[^`]*` \| (\d+) min \| (\d+) min \|", text, re.M)}
@@ -96,9 +96,6 @@ def test_instructors_table_shows_the_measure():
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_time_line_is_its_own_paragraph(path):
     """``*≈ N min*`` followed by text on the next line would run into that paragraph."""
-    import json
-    import re
-
     for cell in json.loads(path.read_text(encoding="utf8"))["cells"]:
         src = "".join(cell["source"])
         if cell["cell_type"] == "markdown":
@@ -110,9 +107,6 @@ def test_time_line_is_its_own_paragraph(path):
 def test_every_figure_says_what_to_see_in_jupyter(path):
     """A figure's caption lives in cell metadata, which Jupyter does not show: what the figure
     is for is a visible markdown cell right under it (figures of worked solutions aside)."""
-    import json
-    import re
-
     cells = json.loads(path.read_text(encoding="utf8"))["cells"]
     for i, cell in enumerate(cells):
         src = "".join(cell["source"])
