@@ -406,6 +406,45 @@ def _spike_scales(c_top: float, c_mean: float, d: int, m: int, K: int) -> list[f
     return list(np.geomspace(lo, hi, num))
 
 
+def _spiked_wishart(
+    rng: np.random.Generator, b: int, d: int, m: int, spikes: np.ndarray, defensive: float
+) -> np.ndarray:
+    """``b`` draws of ``W`` (b, d, d) from :func:`tail_mc_error_curves`' proposal: with
+    probability ``defensive`` a white Wishart ``ZZᵀ/m``, otherwise one eigenvalue
+    ``s² χ²_m/m`` (``s²`` drawn from ``spikes``), the other ``d − 1`` those of a
+    (d − 1) × (m − 1) white Wishart, and Haar eigenvectors."""
+    spiked = rng.random(b) >= defensive
+    Z = rng.standard_normal((b, d, m))
+    W = Z @ Z.transpose(0, 2, 1) / m
+    ns = int(spiked.sum())
+    if ns:
+        Zs = rng.standard_normal((ns, d - 1, m - 1))
+        mu = np.linalg.eigvalsh(Zs @ Zs.transpose(0, 2, 1) / m) if d > 1 else np.zeros((ns, 0))
+        top = spikes[rng.integers(spikes.size, size=ns)] * rng.chisquare(m, size=ns) / m
+        lam_s = np.concatenate([top[:, None], mu], -1)
+        Q, R = np.linalg.qr(rng.standard_normal((ns, d, d)))
+        Q = Q * np.sign(np.diagonal(R, axis1=1, axis2=2))[:, None, :]  # Haar
+        W[spiked] = (Q * lam_s[:, None, :]) @ Q.transpose(0, 2, 1)
+    return W
+
+
+def _log_spike_ratio(lam: np.ndarray, m: int, spikes: np.ndarray, log_cc: float) -> np.ndarray:
+    """``log q/p`` of the spiked part per prompt, ``lam`` (b, d) the eigenvalues:
+    ``log_cc + log Σ_a r(λ_a) / (w(λ_a) Π_{b≠a}|λ_a − λ_b|)`` with ``log_cc = log C'/C``
+    (:func:`tail_mc_error_curves`); ``r`` is the mixture of ``s² χ²_m / m`` densities."""
+    d = lam.shape[-1]
+    shape = m / 2
+    parts = [shape * np.log(shape / v) - math.lgamma(shape) + (shape - 1) * np.log(lam) - shape * lam / v
+             for v in spikes]
+    stack = np.stack(parts, -1)
+    top = stack.max(-1, keepdims=True)
+    log_r = (top + np.log(np.exp(stack - top).mean(-1, keepdims=True)))[..., 0]
+    diff = np.abs(lam[:, :, None] - lam[:, None, :]) + np.eye(d)
+    log_terms = log_r - ((m - d - 1) / 2 * np.log(lam) - m * lam / 2) - np.log(diff).sum(-1)
+    top_t = log_terms.max(-1)
+    return log_cc + top_t + np.log(np.exp(log_terms - top_t[:, None]).sum(-1))
+
+
 def tail_mc_error_curves(
     precond: Any,
     test_cov: Any,
@@ -460,38 +499,13 @@ def tail_mc_error_curves(
     if sp.size == 0 and alpha0 < 1:
         raise ValueError("`spikes` is empty but `defensive` < 1; pass spike sizes or defensive=1")
     log_cc = _log_eig_const(d - 1, m - 1, m) - _log_eig_const(d, m, m)
-    alpha = (m - d - 1) / 2
     rng = np.random.default_rng(check_pos_int(seed, "seed", minimum=0))
     sums = {key: torch.zeros(K + 1, dtype=torch.float64) for key in ("b", "n", "t", "b2", "n2", "t2")}
     div1 = div2 = 0.0
-
-    def log_r(lam: np.ndarray) -> np.ndarray:  # mixture of s² χ²_m / m densities
-        shape = m / 2
-        parts = [shape * np.log(shape / v) - math.lgamma(shape) + (shape - 1) * np.log(lam) - shape * lam / v
-                 for v in sp]
-        stack = np.stack(parts, -1)
-        top = stack.max(-1, keepdims=True)
-        return (top + np.log(np.exp(stack - top).mean(-1, keepdims=True)))[..., 0]
-
     for start in range(0, P, chunk):
-        b = min(chunk, P - start)
-        spiked = rng.random(b) >= alpha0
-        Z = rng.standard_normal((b, d, m))
-        W = Z @ Z.transpose(0, 2, 1) / m
-        ns = int(spiked.sum())
-        if ns:
-            Zs = rng.standard_normal((ns, d - 1, m - 1))
-            mu = np.linalg.eigvalsh(Zs @ Zs.transpose(0, 2, 1) / m) if d > 1 else np.zeros((ns, 0))
-            top = sp[rng.integers(sp.size, size=ns)] * rng.chisquare(m, size=ns) / m
-            lam_s = np.concatenate([top[:, None], mu], -1)
-            Q, R = np.linalg.qr(rng.standard_normal((ns, d, d)))
-            Q = Q * np.sign(np.diagonal(R, axis1=1, axis2=2))[:, None, :]  # Haar
-            W[spiked] = (Q * lam_s[:, None, :]) @ Q.transpose(0, 2, 1)
+        W = _spiked_wishart(rng, min(chunk, P - start), d, m, sp, alpha0)
         lam = np.clip(np.linalg.eigvalsh(W), 1e-300, None)
-        diff = np.abs(lam[:, :, None] - lam[:, None, :]) + np.eye(d)
-        log_terms = log_r(lam) - (alpha * np.log(lam) - m * lam / 2) - np.log(diff).sum(-1)
-        top_t = log_terms.max(-1)
-        log_ratio = log_cc + top_t + np.log(np.exp(log_terms - top_t[:, None]).sum(-1))
+        log_ratio = _log_spike_ratio(lam, m, sp, log_cc)
         wgt = torch.from_numpy(1.0 / (alpha0 + (1 - alpha0) * np.exp(np.minimum(log_ratio, 700.0))))
         S = root @ torch.from_numpy(W) @ root
         bias, noise = _per_prompt(G, S, K, s, m)
