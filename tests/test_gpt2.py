@@ -361,3 +361,28 @@ def test_gpt2_tokens_use_the_token_slots(layout):
     assert torch.equal(xs[xs.abs().sum(-1) > 0], pr.X.reshape(-1, cfg.dim))
     assert torch.equal(ys[ys != 0], pr.y.reshape(-1)[pr.y.reshape(-1) != 0])
     assert float(data[..., slots.w].abs().sum()) == 0.0 and float(data[..., slots.flag].abs().sum()) == 0.0
+
+
+def test_seed_gives_gpt2_initialisation() -> None:
+    """``build_model(seed=s)``: GPT-2's initialisation (N(0, 0.02) weights and positions, the
+    residual projections N(0, 0.02/sqrt(2·layers)), zero biases, unit layer norms), the
+    same weights for the same seed and other weights for another."""
+    cfg, _ = preset("tiny", width=128, layers=4, heads=4)
+    net = build_model(cfg, seed=5)
+    resid = 0.02 / (2 * cfg.layers) ** 0.5
+
+    def close(w: torch.Tensor, sd: float) -> bool:  # within 4 standard errors of a N(0, sd²) sample
+        w, n = w.detach(), w.numel()
+        return abs(float(w.std()) / sd - 1) < 4 / (2 * n) ** 0.5 and abs(float(w.mean())) < 4 * sd / n**0.5
+
+    for block in net.blocks:
+        for lin, sd in ((block.attn.c_attn, 0.02), (block.attn.c_proj, resid),
+                        (block.mlp.c_fc, 0.02), (block.mlp.c_proj, resid)):
+            assert close(lin.weight, sd)
+            assert not lin.bias.any()
+        for ln in (block.ln_1, block.ln_2):
+            assert bool((ln.weight == 1).all()) and not ln.bias.any()
+    assert close(net.wpe.weight, 0.02)
+    again, other = build_model(cfg, seed=5), build_model(cfg, seed=6)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
+    assert not torch.equal(net.blocks[0].attn.c_attn.weight, other.blocks[0].attn.c_attn.weight)
