@@ -7,7 +7,7 @@ self-attention through :func:`torch.nn.functional.scaled_dot_product_attention`,
 state to ``ŵ ∈ R^d``. The same block forward serves training, full recomputation and
 the cached chain of thought: with a :class:`KVCache` the attention writes the new
 tokens' keys/values into the cache and attends over everything in it.
-``tests/test_gpt2.py`` copies the weights into Hugging Face's ``GPT2Model`` (the
+``tests/test_gpt2_hf.py`` copies the weights into Hugging Face's ``GPT2Model`` (the
 independent reference, test-only) and matches hidden states and CoT iterates.
 
 Tokens
@@ -650,7 +650,7 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         model = GPT2Regressor(config)
         torch.manual_seed(seed)
-        model.reset_parameters()  # the seed's draws only, not the modules' construction draws
+        model.reset_parameters()  # every weight redrawn after seeding: it depends on seed alone
     return model.to(device=device, dtype=dtype)
 
 
