@@ -300,27 +300,37 @@ def test_committed_checkpoint_loads_and_verifies(path: Path) -> None:
 
 
 def test_format2_manifests_load_through_the_key_map(tmp_path: Path) -> None:
-    """The committed format-2 manifests keep their stored names (their digest covers them) and
-    are read with today's names (``V2_KEY_MAP``); a format-2 edit is still refused."""
-    from tts_lib.gpt2_checkpoint import V2_FORMAT, V2_KEY_MAP, verify_checkpoint
+    """A format-2 manifest keeps its stored names (its digest covers them) and is read with
+    today's names (``V2_KEY_MAP``); a format-2 edit is still refused. No committed manifest is
+    format 2 since the retraining, so one is written here from a committed one, as format 2
+    spelled it (no ``final_lr_frac``)."""
+    from tts_lib.gpt2_checkpoint import V2_FORMAT, V2_KEY_MAP, manifest_digest, verify_checkpoint
     from tts_lib.gpt2_train import config_from_dict
 
     path = CHECKPOINTS[0]
-    raw = json.loads(path.read_text())
-    assert raw["format"] == V2_FORMAT and set(V2_KEY_MAP) <= set(raw["config"]["train"])
-    manifest, _ = verify_checkpoint(path)
+    now = json.loads(path.read_text())
+    assert now["config"]["train"]["final_lr_frac"] == 0.1
+    v2_name = {new: old for old, new in V2_KEY_MAP.items()}
+    raw = {v2_name.get(k, k): v for k, v in now.items()}
+    train = {v2_name.get(k, k): v for k, v in now["config"]["train"].items() if k != "final_lr_frac"}
+    raw["config"] = {**now["config"], "train": train}
+    raw["format"] = V2_FORMAT
+    raw["digest"] = manifest_digest(raw)
+    (tmp_path / raw["checkpoint"]).write_bytes(path.with_suffix(".pt").read_bytes())
+    mine = tmp_path / path.name
+    mine.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="pinned"):  # a committed name: the library's registry
+        verify_checkpoint(mine)
+    manifest, _ = verify_checkpoint(mine, registry=False)  # its own digest
     train = manifest["config"]["train"]
     assert manifest["train_steps"] == raw["steps"] and "steps" not in manifest
     assert {train[new] for new in V2_KEY_MAP.values()} == {raw["config"]["train"][old] for old in V2_KEY_MAP}
     _, train_cfg = config_from_dict(manifest["config"])
     assert train_cfg.final_lr_frac == 0.1  # absent in format 2: the value those runs used
     raw["config"]["train"]["batch"] = 128
-    (tmp_path / path.name).write_text(json.dumps(raw))
-    (tmp_path / raw["checkpoint"]).write_bytes(path.with_suffix(".pt").read_bytes())
-    with pytest.raises(ValueError, match="pinned"):  # a committed name: the library's registry
-        verify_checkpoint(tmp_path / path.name)
-    with pytest.raises(ValueError, match="digest"):  # without it: the manifest's own digest
-        verify_checkpoint(tmp_path / path.name, registry=False)
+    mine.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="digest"):  # an edit: the manifest's own digest
+        verify_checkpoint(mine, registry=False)
 
 
 def test_load_preset_checkpoint_names_and_verifies_the_file(tmp_path: Path) -> None:
@@ -361,3 +371,28 @@ def test_gpt2_tokens_use_the_token_slots(layout):
     assert torch.equal(xs[xs.abs().sum(-1) > 0], pr.X.reshape(-1, cfg.dim))
     assert torch.equal(ys[ys != 0], pr.y.reshape(-1)[pr.y.reshape(-1) != 0])
     assert float(data[..., slots.w].abs().sum()) == 0.0 and float(data[..., slots.flag].abs().sum()) == 0.0
+
+
+def test_seed_gives_gpt2_initialisation() -> None:
+    """``build_model(seed=s)``: GPT-2's initialisation (N(0, 0.02) weights and positions, the
+    residual projections N(0, 0.02/sqrt(2·layers)), zero biases, unit layer norms), the
+    same weights for the same seed and other weights for another."""
+    cfg, _ = preset("tiny", width=128, layers=4, heads=4)
+    net = build_model(cfg, seed=5)
+    resid = 0.02 / (2 * cfg.layers) ** 0.5
+
+    def close(w: torch.Tensor, sd: float) -> bool:  # within 4 standard errors of a N(0, sd²) sample
+        w, n = w.detach(), w.numel()
+        return abs(float(w.std()) / sd - 1) < 4 / (2 * n) ** 0.5 and abs(float(w.mean())) < 4 * sd / n**0.5
+
+    for block in net.blocks:
+        for lin, sd in ((block.attn.c_attn, 0.02), (block.attn.c_proj, resid),
+                        (block.mlp.c_fc, 0.02), (block.mlp.c_proj, resid)):
+            assert close(lin.weight, sd)
+            assert not lin.bias.any()
+        for ln in (block.ln_1, block.ln_2):
+            assert bool((ln.weight == 1).all()) and not ln.bias.any()
+    assert close(net.wpe.weight, 0.02)
+    again, other = build_model(cfg, seed=5), build_model(cfg, seed=6)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
+    assert not torch.equal(net.blocks[0].attn.c_attn.weight, other.blocks[0].attn.c_attn.weight)

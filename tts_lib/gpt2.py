@@ -7,7 +7,7 @@ self-attention through :func:`torch.nn.functional.scaled_dot_product_attention`,
 state to ``ŵ ∈ R^d``. The same block forward serves training, full recomputation and
 the cached chain of thought: with a :class:`KVCache` the attention writes the new
 tokens' keys/values into the cache and attends over everything in it.
-``tests/test_gpt2.py`` copies the weights into Hugging Face's ``GPT2Model`` (the
+``tests/test_gpt2_hf.py`` copies the weights into Hugging Face's ``GPT2Model`` (the
 independent reference, test-only) and matches hidden states and CoT iterates.
 
 Tokens
@@ -453,45 +453,24 @@ class GPT2Regressor(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """GPT-2's initialisation: N(0, 0.02) weights and position table, the residual
-        projections N(0, 0.02/sqrt(2·layers)), zero biases, unit layer norms; read-in/read-out
-        keep torch's default ``nn.Linear`` initialisation.
-
-        The draws follow, from torch's global generator, the order of the earlier
-        ``transformers.GPT2Model`` backbone, including draws that are discarded (the
-        backbone's construction draws, a token table of one row, the ``attn.c_proj`` and
-        ``mlp.c_proj`` draws before their rescaled ones) and Conv1D's (in, out) storage
-        (drawn so, then transposed). They stay because every committed checkpoint in
-        ``book/checkpoints`` records its seed and command: with them, ``build_model(cfg,
-        seed=s)`` still gives those runs' initial weights, so a manifest's command retrains
-        its checkpoint. Dropping them changes every seed's weights and means retraining all
-        committed checkpoints with their manifests' commands."""
-        w, std = self.config.width, 0.02
+        projections (``attn.c_proj``, ``mlp.c_proj``) N(0, 0.02/sqrt(2·layers)), zero biases,
+        unit layer norms; read-in/read-out keep torch's default ``nn.Linear`` initialisation.
+        The draws come from torch's global generator in module order."""
+        std = 0.02
         resid = std / math.sqrt(2 * self.config.layers)
-        ref = self.read_in.weight
-
-        def draw(rows: int, cols: int, sd: float) -> torch.Tensor:
-            return torch.empty(rows, cols, dtype=ref.dtype, device=ref.device).normal_(0.0, sd)
-
         self.read_in.reset_parameters()
-        # the backbone's construction: token table (vocab 1), position table, Conv1D layers
-        draw(1, w, 1.0)
-        draw(self.config.n_positions, w, 1.0)
-        for _ in self.blocks:
-            draw(w, 3 * w, std), draw(w, w, std), draw(w, 4 * w, std), draw(4 * w, w, std)
-        # its _init_weights: these are the values kept
-        draw(1, w, std)
-        self.wpe.weight.copy_(draw(self.config.n_positions, w, std))
+        nn.init.normal_(self.wpe.weight, 0.0, std)
         for block in self.blocks:
-            block.attn.c_attn.weight.copy_(draw(w, 3 * w, std).t())
-            draw(w, w, std)
-            block.attn.c_proj.weight.copy_(draw(w, w, resid).t())
-            block.mlp.c_fc.weight.copy_(draw(w, 4 * w, std).t())
-            draw(4 * w, w, std)
-            block.mlp.c_proj.weight.copy_(draw(4 * w, w, resid).t())
-            for lin in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
-                lin.bias.zero_()
-            for ln in (block.ln_1, block.ln_2):
-                ln.reset_parameters()
+            for lin, sd in (
+                (block.attn.c_attn, std),
+                (block.attn.c_proj, resid),
+                (block.mlp.c_fc, std),
+                (block.mlp.c_proj, resid),
+            ):
+                nn.init.normal_(lin.weight, 0.0, sd)
+                nn.init.zeros_(lin.bias)
+            block.ln_1.reset_parameters()
+            block.ln_2.reset_parameters()
         self.ln_f.reset_parameters()
         self.read_out.reset_parameters()
 
@@ -671,7 +650,7 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         model = GPT2Regressor(config)
         torch.manual_seed(seed)
-        model.reset_parameters()  # the seed's draws only, not the modules' construction draws
+        model.reset_parameters()  # every weight redrawn after seeding: it depends on seed alone
     return model.to(device=device, dtype=dtype)
 
 
