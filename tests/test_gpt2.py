@@ -299,38 +299,24 @@ def test_committed_checkpoint_loads_and_verifies(path: Path) -> None:
     assert err[:, k].mean() < factor * err[:, 0].mean()
 
 
-def test_format2_manifests_load_through_the_key_map(tmp_path: Path) -> None:
-    """A format-2 manifest keeps its stored names (its digest covers them) and is read with
-    today's names (``V2_KEY_MAP``); a format-2 edit is still refused. No committed manifest is
-    format 2 since the retraining, so one is written here from a committed one, as format 2
-    spelled it (no ``final_lr_frac``)."""
-    from tts_lib.gpt2_checkpoint import V2_FORMAT, V2_KEY_MAP, manifest_digest, verify_checkpoint
-    from tts_lib.gpt2_train import config_from_dict
+def test_older_manifest_formats_are_refused_with_the_command_to_retrain(tmp_path: Path) -> None:
+    """Formats 1 and 2 (before the December 2026 retraining) are refused by name, with the
+    way out (retrain with the manifest's command); the registry still refuses a changed file
+    under a committed name first."""
+    from tts_lib.gpt2_checkpoint import OLD_FORMATS, manifest_digest, verify_checkpoint
 
     path = CHECKPOINTS[0]
-    now = json.loads(path.read_text())
-    assert now["config"]["train"]["final_lr_frac"] == 0.1
-    v2_name = {new: old for old, new in V2_KEY_MAP.items()}
-    raw = {v2_name.get(k, k): v for k, v in now.items()}
-    train = {v2_name.get(k, k): v for k, v in now["config"]["train"].items() if k != "final_lr_frac"}
-    raw["config"] = {**now["config"], "train": train}
-    raw["format"] = V2_FORMAT
-    raw["digest"] = manifest_digest(raw)
+    raw = json.loads(path.read_text())
     (tmp_path / raw["checkpoint"]).write_bytes(path.with_suffix(".pt").read_bytes())
     mine = tmp_path / path.name
-    mine.write_text(json.dumps(raw))
-    with pytest.raises(ValueError, match="pinned"):  # a committed name: the library's registry
-        verify_checkpoint(mine)
-    manifest, _ = verify_checkpoint(mine, registry=False)  # its own digest
-    train = manifest["config"]["train"]
-    assert manifest["train_steps"] == raw["steps"] and "steps" not in manifest
-    assert {train[new] for new in V2_KEY_MAP.values()} == {raw["config"]["train"][old] for old in V2_KEY_MAP}
-    _, train_cfg = config_from_dict(manifest["config"])
-    assert train_cfg.final_lr_frac == 0.1  # absent in format 2: the value those runs used
-    raw["config"]["train"]["batch"] = 128
-    mine.write_text(json.dumps(raw))
-    with pytest.raises(ValueError, match="digest"):  # an edit: the manifest's own digest
-        verify_checkpoint(mine, registry=False)
+    for old in OLD_FORMATS:
+        raw["format"] = old
+        raw["digest"] = manifest_digest(raw)
+        mine.write_text(json.dumps(raw))
+        with pytest.raises(ValueError, match="pinned"):  # a committed name: the library's registry
+            verify_checkpoint(mine)
+        with pytest.raises(ValueError, match=f"format {old} .*no longer read; retrain"):
+            verify_checkpoint(mine, registry=False)
 
 
 def test_load_preset_checkpoint_names_and_verifies_the_file(tmp_path: Path) -> None:

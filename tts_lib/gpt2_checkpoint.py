@@ -15,17 +15,11 @@ JSON with every field, the digest, the weights file is a plain name inside the m
 folder, its sha256; after loading: the keys and shapes match the configuration exactly
 and every weight is finite. Every failure is a ``ValueError`` naming the file and the field.
 
-Format ``tts_lib.gpt2/1`` (the earlier model built on Hugging Face's ``GPT2Model``) is no
-longer read: the committed checkpoints in ``book/checkpoints`` were converted once, with the
-same weights, through the documented key map :func:`state_dict_from_hf` (which stays for
-Hugging Face state dicts), and no format-1 file is left.
-
-Format ``tts_lib.gpt2/2`` (the committed checkpoints) loads as it is, verified against its
-own digest, and is read through the documented key map :data:`V2_KEY_MAP`: the training
-configuration's ``steps``, ``batch``, ``schedule`` and the manifest's ``steps`` are
-spelled ``train_steps``, ``batch_size``, ``lr_schedule`` and ``train_steps`` since format 3
-(the names of :class:`~tts_lib.train.TrainConfig`); ``final_lr_frac`` (absent there) is
-the 0.1 those models were trained with.
+Formats ``tts_lib.gpt2/1`` (the earlier model built on Hugging Face's ``GPT2Model``) and
+``tts_lib.gpt2/2`` (the manifests' older field names) are no longer read: every committed
+checkpoint was retrained with its manifest's command as format 3 in December 2026, and an
+older manifest is refused with the command to retrain it. :func:`state_dict_from_hf` stays,
+for Hugging Face state dicts.
 """
 
 from __future__ import annotations
@@ -47,31 +41,13 @@ from .gpt2 import GPT2Regressor, GPT2RegressorConfig, num_parameters
 from .gpt2_config import PRESETS, TRAIN_COVS, GPT2TrainConfig, TrainResult, config_from_dict, preset
 
 MANIFEST_FORMAT = "tts_lib.gpt2/3"
-V2_FORMAT = "tts_lib.gpt2/2"
-V1_FORMAT = "tts_lib.gpt2/1"
+OLD_FORMATS = ("tts_lib.gpt2/1", "tts_lib.gpt2/2")
 #: largest weight a checkpoint may hold (trained weights are of order 1; 1e38 predicts NaN)
 MAX_WEIGHT = 1e4
 #: largest manifest file and JSON nesting read (a manifest is a few kB, nested 4 deep)
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
 REQUIRED_FIELDS = ("format", "checkpoint", "sha256", "digest", "config", "train_cov", "seed", "train_steps")
-#: format 2 name -> format 3 name, for the training configuration and the manifest itself
-V2_KEY_MAP = {"steps": "train_steps", "batch": "batch_size", "schedule": "lr_schedule"}
-
-
-def _upgrade_v2(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A format-2 manifest read with format-3 names (:data:`V2_KEY_MAP`); others unchanged."""
-    return _renamed(manifest) if manifest.get("format") == V2_FORMAT else manifest
-
-
-def _renamed(manifest: dict[str, Any]) -> dict[str, Any]:
-    """``manifest`` with the format-1/2 names of :data:`V2_KEY_MAP` replaced."""
-    out = {V2_KEY_MAP.get(k, k): v for k, v in manifest.items()}  # top level: only `steps`
-    config = out.get("config")
-    if isinstance(config, dict) and isinstance(config.get("train"), dict):
-        train = {V2_KEY_MAP.get(k, k): v for k, v in config["train"].items()}
-        out["config"] = {**config, "train": train}
-    return out
 _STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")
 
 
@@ -326,17 +302,17 @@ def _read_manifest(path: str | Path, registry: bool = True) -> tuple[Path, dict[
         raise ValueError(f"{manifest_path}: not a JSON manifest ({err})") from err
     if not isinstance(manifest, dict):
         raise ValueError(f"{manifest_path}: the manifest must be a JSON object, got {type(manifest).__name__}")
-    if manifest.get("format") == V1_FORMAT:
+    if manifest.get("format") in OLD_FORMATS:
         raise ValueError(
-            f"{manifest_path}: format {V1_FORMAT} (Hugging Face key names) is no longer read; load its "
-            "weights with state_dict_from_hf and save them again with save_checkpoint, or retrain"
+            f"{manifest_path}: format {manifest['format']} (before December 2026) is no longer read; retrain "
+            f"with the manifest's command (field `command`) to get a {MANIFEST_FORMAT} checkpoint"
         )
-    if manifest.get("format") not in (MANIFEST_FORMAT, V2_FORMAT):
+    if manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(
             f"{manifest_path}: field `format` is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}"
         )
     for name in REQUIRED_FIELDS:
-        if name not in _upgrade_v2(manifest):
+        if name not in manifest:
             raise ValueError(f"{manifest_path}: missing field `{name}`")
     return manifest_path, manifest
 
@@ -381,7 +357,7 @@ def verify_checkpoint(path: str | Path, *, registry: bool = True) -> tuple[dict[
             f"says {str(manifest['sha256'])[:12]}…: the file was changed or corrupted; retrain with the command "
             "in the manifest"
         )
-    return _upgrade_v2(manifest), pt
+    return manifest, pt
 
 
 def _check_state(state: Any, model: GPT2Regressor, where: Path) -> dict[str, torch.Tensor]:
