@@ -2,7 +2,7 @@
 --write-registry`` writes this file; do not edit it by hand)."""
 # ruff: noqa: E501
 
-CHECKPOINTS_REF = "d6446b0616947972815c2f0d5863bac8bfdac277"
+CHECKPOINTS_REF = "eaf11d710fe14f113aa9e0fa7d04b2685aa28ff5"
 MANIFEST_SHA256 = {
     "euclid_base_seed0.json": "795f4bf5ec41ee8f633e8f992f3fb8c54745f8bd5f3e5391fb5683708f78d3a0",
     "euclid_base_seed1.json": "13415c6d475134ba4b154541f9f587c0ead72b2a15149e6a1f315e8b9c43f24b",
