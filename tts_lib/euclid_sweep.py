@@ -66,7 +66,7 @@ FORMAT = "tts_lib.lm/1"
 MODEL = LMConfig(vocab_size=len(VOCAB), width=64, layers=2, heads=2, max_len=128)
 #: the held-out split every experiment shares
 SPLIT = {"test_frac": 0.25, "seed": 0}
-STEPS = 600
+STEPS = 4000
 #: prompts per step (our choice, sized for a shared 2-core machine)
 BATCH = 32
 REQUIRED = ("format", "checkpoint", "sha256", "digest", "config", "experiment", "seed")
