@@ -2,7 +2,7 @@
 --write-registry`` writes this file; do not edit it by hand)."""
 # ruff: noqa: E501
 
-CHECKPOINTS_REF = "eaf11d710fe14f113aa9e0fa7d04b2685aa28ff5"
+CHECKPOINTS_REF = "fc132cb032f8fe1845bed566970824264b8e4275"
 MANIFEST_SHA256 = {
     "euclid_base_seed0.json": "795f4bf5ec41ee8f633e8f992f3fb8c54745f8bd5f3e5391fb5683708f78d3a0",
     "euclid_base_seed1.json": "13415c6d475134ba4b154541f9f587c0ead72b2a15149e6a1f315e8b9c43f24b",
@@ -25,26 +25,26 @@ MANIFEST_SHA256 = {
     "euclid_short_seed0.json": "2e4a2db1b4449c0dfbe7151061428c6bf4819eb1715a95cc91e5b34e56048bc7",
     "euclid_short_seed1.json": "65f96f8ab19ba8e911db4ecda1c7e36e1adbac65a7e778988166b43ceda1cd6c",
     "euclid_short_seed2.json": "671612b2a095caa8c758feef88cbb7b90440069874e92eb302bc72f814f24be2",
-    "gpt2_cpu20_compact_isotropic_n20_seed0.json": "52fc362d39798be4d55e1e51395e095c3d8613ca5c5878d70e9b2e40f3987aca",
-    "gpt2_cpu20_compact_isotropic_n20_seed1.json": "f252e73eb461e7ee2cb0c8aea3f73d5067bc9ca898b8594c9d51fc411f8f0eb2",
-    "gpt2_cpu20_compact_isotropic_n20_seed2.json": "da0d792c5648d7b49a78aa1bc3371db490e0f3e11a27f00310d9af372cc0d0ed",
-    "gpt2_cpu20_compact_isotropic_n30_seed0.json": "28086b1483dc1f65e4c714371e5bbf128c7260cd52b93f3cfff8f413d96655c3",
-    "gpt2_cpu20_compact_isotropic_n30_seed1.json": "340eaffdf99ac30b0ad77753c27d33fde88fed50455799a6968628d15c0a31e1",
-    "gpt2_cpu20_compact_isotropic_n30_seed2.json": "614d13cb8a1ae49d585f867d8b2f706170a10c20fd07d4caf5782a9853f82e5d",
-    "gpt2_cpu20_compact_isotropic_n40_seed0.json": "911d17533c264a7d698b8495a1d89446315da31375aef79cfdf9cbf99c29d50f",
-    "gpt2_cpu20_compact_isotropic_n40_seed1.json": "b2536b7f00cdd4f2f1ee4dfc1fd8b8c444b5b224f911d9f1dc031e334a008754",
-    "gpt2_cpu20_compact_isotropic_n40_seed2.json": "b2c5d31db15b2776be442c0f17e8ef768012d73a5bd8306d3402be1acf502c19",
-    "gpt2_cpu20_compact_skewed2_n20_seed0.json": "4f9e1d13b1347827d34f1c6f9f9cd74fd1b2bb164ff407f7ef669407db02e822",
-    "gpt2_cpu20_compact_skewed2_n20_seed1.json": "b3a8677ba5dd1801d35a895f7adb3179052015d01535d8ace5e315ae4a178442",
-    "gpt2_cpu20_compact_skewed2_n20_seed2.json": "81c67d15557d4e951b3d9e2574e19af1154bc6b32679a1884e09c80061943f6d",
-    "gpt2_cpu20_compact_skewed2_n30_seed0.json": "4ef6e56faf8ca90cdca28d57eb9d81fd5c2bdce165edcd8216659a3787088376",
-    "gpt2_cpu20_compact_skewed2_n30_seed1.json": "587a4a027e1ae420d16c6c485d39fbefe8de399919f07b84f1516a1664d05d33",
-    "gpt2_cpu20_compact_skewed2_n30_seed2.json": "e51668c9d4dac8a9f05a8c58ac66bab97283f541405672637fab8639a4973689",
-    "gpt2_cpu20_compact_skewed2_n40_seed0.json": "649c98b2884556484771e0f1af119b073394a0218aa7adda734eceb51ba09a79",
-    "gpt2_cpu20_compact_skewed2_n40_seed1.json": "94ad3df8c9d3446a31446f4ccdcda00e88e10c9b561583174977fb4b50889c98",
-    "gpt2_cpu20_compact_skewed2_n40_seed2.json": "009b6e274a0c3639ce721659e49a86aa0700121321a8ea8c57e5ced6e1d6e64b",
-    "gpt2_cpu_compact_isotropic_n10_seed0.json": "732964dd9d2788d22846cee052e4c8e2a319e09fc0eef03d5995fd2cf46af9d0",
-    "gpt2_cpu_compact_isotropic_n20_seed0.json": "a1add5be822d57039a04ca342161a659cf61e2a884b75d59ad479505a95b3164",
+    "gpt2_cpu20_compact_isotropic_n20_seed0.json": "529f7f585948961868c2128d22d83432a72872f8042408163606f165243f832b",
+    "gpt2_cpu20_compact_isotropic_n20_seed1.json": "aecabd152e0c74e3d039cc35d664e041ba264b55214eaad1f0125e93f78ac613",
+    "gpt2_cpu20_compact_isotropic_n20_seed2.json": "a6df42ccd2756dba12df2f88549d09618dc7e030e36e02b05f9176a782707c66",
+    "gpt2_cpu20_compact_isotropic_n30_seed0.json": "ed3487c41846a201c1f3f7c1eaa400a69b15089781829c5958e0e9177315e0b5",
+    "gpt2_cpu20_compact_isotropic_n30_seed1.json": "8e2a452e52f0bf07cb60c3e9731aa02281b4d839c2a34b351f26c5200d9aac0b",
+    "gpt2_cpu20_compact_isotropic_n30_seed2.json": "6097d8641c7473589c8a086848559862bff1f2177cfdc5932a03708925354aa4",
+    "gpt2_cpu20_compact_isotropic_n40_seed0.json": "aa5f82e9f1565386063679fdb3a3cfb98265c1c194bcd63cb602b741c864d957",
+    "gpt2_cpu20_compact_isotropic_n40_seed1.json": "ec221e71eb9560e8dbe5a5a2d2669bdaac53c711ce5322c23f7a0ac1a3c2ad5e",
+    "gpt2_cpu20_compact_isotropic_n40_seed2.json": "69acb7378309281dda25e64d2b26045b8e61bae641a489925274a33b17d682ce",
+    "gpt2_cpu20_compact_skewed2_n20_seed0.json": "3a228c72ec6471531cf18a136b340a3d89c2638185e5d7ad3d88f56872703999",
+    "gpt2_cpu20_compact_skewed2_n20_seed1.json": "f83d1764d806eccc63d0a40d965acdf357dbf663f7647593c45e3a037d21e54d",
+    "gpt2_cpu20_compact_skewed2_n20_seed2.json": "76f51fc531091cd32e8ffd0ec875e067f50136f19e086f833babc654cf3b8733",
+    "gpt2_cpu20_compact_skewed2_n30_seed0.json": "e1c84ce433f838eee9a8a0ff928aecf0839da76cf620618844e360bef8dbc74c",
+    "gpt2_cpu20_compact_skewed2_n30_seed1.json": "72482ef71f4a3793d94df97e86aa5fee856dffb3ff1e692f97a6e043ab2404e4",
+    "gpt2_cpu20_compact_skewed2_n30_seed2.json": "aa2352fca159bc3fa9c180d2e18975976d2de392992c5bbb7b9ae39899643467",
+    "gpt2_cpu20_compact_skewed2_n40_seed0.json": "612ddb641a7b8c868f6897beca0836a381540b219d22dcd4e1b69dff1e4bc512",
+    "gpt2_cpu20_compact_skewed2_n40_seed1.json": "30842a32fde23d28289c24d57dbcf0dde6fbe2f3d47b3d3bcf7e32b12cc4f983",
+    "gpt2_cpu20_compact_skewed2_n40_seed2.json": "82015c9ca6914fa1eb6058b836e69d731378db3b5c8363e414200296ecfde3e7",
+    "gpt2_cpu_compact_isotropic_n10_seed0.json": "550caf81ce07e39c2251a56d3a5317a696c93501e833fc2aa227b9374182cc7d",
+    "gpt2_cpu_compact_isotropic_n20_seed0.json": "02bd6d7ec832037b0ddfcec21697a90d6c56638329dd0655f40febc6b5b396c0",
 }
 # Chapter 11: every file of book/checkpoints/smollm2/, by relative path
 SMOLLM_SHA256 = {
