@@ -75,6 +75,10 @@ def _write(model, folder: Path, hist: dict, args, examples, tokens, load_s: floa
         "command": "OMP_NUM_THREADS=1 nice -n 10 python " + shlex.join(["scripts/smollm_finetune.py", *sys.argv[1:]]),
         "data": args.data,
         "steps": hist["steps"],
+        # the command runs run_steps steps and saves every save_every: this adapter is its
+        # checkpoint at `steps` (the final one when steps == run_steps)
+        "run_steps": args.steps,
+        "save_every": args.save_every,
         "num_examples": len(examples),
         "distinct_examples": len({p.question for p in examples}),
         "mean_answer_tokens": round(sum(tokens[:len(examples)]) / len(examples), 2),
