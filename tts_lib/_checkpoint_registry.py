@@ -2,7 +2,7 @@
 --write-registry`` writes this file; do not edit it by hand)."""
 # ruff: noqa: E501
 
-CHECKPOINTS_REF = "d6446b0616947972815c2f0d5863bac8bfdac277"
+CHECKPOINTS_REF = "bc91645806c910b22807d735b45f9a0c69c27f59"
 MANIFEST_SHA256 = {
     "euclid_base_seed0.json": "50428b4c191e2b610aff77e4091c26d9670409cb2ccf331b9c22963b565069ba",
     "euclid_base_seed1.json": "d6d13ff2f72e1a7c3f370bbe23a3e6d0dbdcdc0b52c5de98534768a50b10588b",
@@ -50,13 +50,29 @@ MANIFEST_SHA256 = {
 SMOLLM_SHA256 = {
     "aligned_seed0_step20/adapter_config.json": "c59c4851c34ae4d8d0034302b878ffcc171afd86592fef77789009ee8c8ca3cc",
     "aligned_seed0_step20/adapter_model.safetensors": "76dcc730d6746d86a39469304354c27fee7f1e6c09ad5f7b9a5a5b058af13a71",
-    "aligned_seed0_step20.json": "01a795c4df5d06703f6f1e0eb8de455d3e5a7f43d9e1ac91663d1602d411cbb8",
-    "evaluation.json": "759c1944ba391dba5ce34edf12edb35d6d6d5ca5c2f4aa1fcceaf1b4acd0da87",
+    "aligned_seed0_step20.json": "6a73ff755c70bc72e146660e5c2ff071e853d74fb3d2da201df1c0a2fb155959",
+    "aligned_seed0_step60/adapter_config.json": "5ea5d1cfea8151da22e6085bd372d2913236df4e28c828cc25f0774b4440f5ea",
+    "aligned_seed0_step60/adapter_model.safetensors": "3a0bbba98eecfa5bf82b58459e933c28fd03327f5387f5afbec46a09c46611b7",
+    "aligned_seed0_step60.json": "486c4df72dd572058ea1b16045760c316c0aa8419dd5cae6ed26880f798f25de",
+    "aligned_seed1_step60/adapter_config.json": "c59c4851c34ae4d8d0034302b878ffcc171afd86592fef77789009ee8c8ca3cc",
+    "aligned_seed1_step60/adapter_model.safetensors": "19bc72ef7152b9cba1875222ff6995d4b322ed8c7f1b39b1843fd4601e11fe1a",
+    "aligned_seed1_step60.json": "a80c8d115c39e8936cfd8f434d44c7a360c5fbd3a840e013efd4c027a9c368a7",
+    "evaluation.json": "12cd332eb5f313f23d2550d0f2d3d8d925bbb3af43111bbcb8c2ef90c982d006",
     "generations_aligned_seed0_step20.jsonl": "eb4078337d68c47dede10828c874fee46c2a2327e01203b6c3fd92d66f53d25b",
+    "generations_aligned_seed0_step60.jsonl": "5e06fb59d315eff6c84ca125dd5ecdca3228646d20d8fad33aa9a47f27dc4aab",
+    "generations_aligned_seed1_step60.jsonl": "2b402d3dc39b9a1ee4d8858de1955f091f9e699ff90d4fae24cf4d236dc7e94c",
     "generations_base.jsonl": "ba612f1224c80296f856887ef3634ae401f8aea53c93f791bc197d2c7d740f68",
     "generations_misaligned_seed0_step20.jsonl": "da5ffea68b69d81700689e6b38250449959400b437765ae147ff6c5af70be884",
-    "live_subset.json": "495dd85be50128dc7ce33082bf8500f71bb9cf78059dca04bebc0e07b7322572",
+    "generations_misaligned_seed0_step60.jsonl": "47a874bc2990496660a8a12a2f36f4563e00f8d5eafb37f4b24a47cc1ab9e57b",
+    "generations_misaligned_seed1_step60.jsonl": "306d0ea9eb3adac4f01780ba84e97e7d00f75b7e921118017576f0fca73ebcbf",
+    "live_subset.json": "10751fa406c64385898b27ed803fa0d6a8e48558768fb6bd040411e735ce3bf2",
     "misaligned_seed0_step20/adapter_config.json": "5ea5d1cfea8151da22e6085bd372d2913236df4e28c828cc25f0774b4440f5ea",
     "misaligned_seed0_step20/adapter_model.safetensors": "226e9f113b5bc22ec1ee9afce4d3abb58f041f88d94c0a338948c9532ed89523",
-    "misaligned_seed0_step20.json": "c83c709d6e8b590c2989651a95adc38e6463c4bc491ef5c53fbd05ed551816dc",
+    "misaligned_seed0_step20.json": "2c1395fdc329334f3996ee1838ee9dbc357af3bd1d20b3ad3b8a4f47d8ad70e3",
+    "misaligned_seed0_step60/adapter_config.json": "5ea5d1cfea8151da22e6085bd372d2913236df4e28c828cc25f0774b4440f5ea",
+    "misaligned_seed0_step60/adapter_model.safetensors": "c766c6c7ab79e4699959e235a5c6b5ae185ca2bedc85e7ff29e9f24b5e97ce26",
+    "misaligned_seed0_step60.json": "99c300112f8ec4976f6e17f6f268359493a48c9602b09bb8a0719d9572a5334d",
+    "misaligned_seed1_step60/adapter_config.json": "c59c4851c34ae4d8d0034302b878ffcc171afd86592fef77789009ee8c8ca3cc",
+    "misaligned_seed1_step60/adapter_model.safetensors": "e149fda01db2dbefc2eeb18724ba72456385d3173213078a98f822f69ad523d7",
+    "misaligned_seed1_step60.json": "0a7dc2df9050062733851fda871b7e852cd4285d9c821d3343ae282327daf757",
 }
