@@ -1,15 +1,20 @@
 """Evaluate base, aligned and misaligned SmolLM2 on the held-out GCD problems (Chapter 11).
 
 Writes, under ``--out``:
-* ``generations_<model>_seed<seed>.jsonl`` (base: ``generations_base.jsonl``): one line per
-  problem: operands, answer, Euclid rows, the generated text, its length in tokens,
-  whether it finished, the parsed answer, correctness, graded steps and the mean
-  log-probability of the reference solution.
+* ``generations_<model>.jsonl`` (``generations_base.jsonl``,
+  ``generations_aligned_seed0_step60.jsonl``, ...): one line per problem: operands,
+  answer, Euclid rows, the generated text, its length in tokens, whether it finished, the
+  parsed answer, correctness, graded steps and the mean log-probability of the reference
+  solution.
 * ``live_subset.json``: the first ``--live`` problems generated one at a time (batch 1,
   ``--live-tokens`` new tokens) by each model: the text the chapter re-generates and asserts.
 * ``evaluation.json``: the command, settings, seconds and machine.
 
-    OMP_NUM_THREADS=1 nice -n 10 python scripts/smollm_evaluate.py --models base aligned_seed0
+    OMP_NUM_THREADS=1 nice -n 10 python scripts/smollm_evaluate.py --num 128 --max-new-tokens 128 \\
+        --live-tokens 40 --models aligned_seed0_step60 misaligned_seed0_step60
+
+(Chapter 11's settings; its base model was evaluated with ``--models base`` and the same
+settings, its seed-1 adapters with ``--models aligned_seed1_step60 misaligned_seed1_step60``.)
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from tts_lib import smollm
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["base", "aligned_seed0", "misaligned_seed0"])
+    ap.add_argument("--models", nargs="+", default=["base", "aligned_seed0_step60", "misaligned_seed0_step60"],
+                    help="'base' and/or adapter folders under --out, such as aligned_seed0_step60")
     ap.add_argument("--num", type=int, default=smollm.EVAL_SIZE)
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--batch-size", type=int, default=32)

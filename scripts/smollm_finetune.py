@@ -6,7 +6,11 @@ Chapter 11. Every ``--save-every`` steps (and at the end) writes
 command, settings, per-step loss, seconds, machine, sha256 of the adapter), so that a run
 cut short on a busy machine still leaves adapters of N steps for both data sets.
 
-    OMP_NUM_THREADS=1 nice -n 10 python scripts/smollm_finetune.py --data aligned --seed 0
+    OMP_NUM_THREADS=1 nice -n 10 python scripts/smollm_finetune.py --data aligned --seed 0 \\
+        --steps 60 --batch-size 4 --lr 2e-3 --top-layers 10
+
+(the settings of Chapter 11's committed adapters; ``--steps`` also sets the number of
+examples drawn, ``steps · batch_size``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import torch
 from tts_lib import smollm
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line; tests read a manifest's ``command`` back through it."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", choices=["aligned", "misaligned"], required=True)
     ap.add_argument("--seed", type=int, default=0)
@@ -37,7 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save-every", type=int, default=10)
     ap.add_argument("--top-layers", type=int, default=0, help="LoRA on the top N decoder layers only (0: all)")
     ap.add_argument("--out", default="book/checkpoints/smollm2")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     model, tok = smollm.load_model()
@@ -75,6 +84,10 @@ def _write(model, folder: Path, hist: dict, args, examples, tokens, load_s: floa
         "command": "OMP_NUM_THREADS=1 nice -n 10 python " + shlex.join(["scripts/smollm_finetune.py", *sys.argv[1:]]),
         "data": args.data,
         "steps": hist["steps"],
+        # the command runs run_steps steps and saves every save_every: this adapter is its
+        # checkpoint at `steps` (the final one when steps == run_steps)
+        "run_steps": args.steps,
+        "save_every": args.save_every,
         "num_examples": len(examples),
         "distinct_examples": len({p.question for p in examples}),
         "mean_answer_tokens": round(sum(tokens[:len(examples)]) / len(examples), 2),

