@@ -8,10 +8,13 @@ bar echoed to the log, and a failing cell reported as the course's error, not Sp
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from queue import Empty
 
@@ -133,6 +136,8 @@ def test_build_says_what_it_executes_and_reports_the_course_error(tmp_path: Path
     _notebook(tmp_path / "a_ok.ipynb", [
         "import time\nfrom tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='demo'):\n    time.sleep(0.5)",
         "time.sleep(2.5)",
+        # while the build runs, _build/building.json names its live process (conftest.py)
+        "import json, os\nos.kill(json.load(open('_build/building.json'))['pid'], 0)",
     ])
     _notebook(tmp_path / "b_fails.ipynb", ["x = 1", "raise ValueError('a course bug')"])
     proc = subprocess.run([jb, "build", "--all", str(tmp_path)], capture_output=True, text=True, timeout=300)
@@ -148,3 +153,61 @@ def test_build_says_what_it_executes_and_reports_the_course_error(tmp_path: Path
     assert "sphinx-doc/sphinx/issues" not in log, log
     times = json.loads((tmp_path / "_build" / "execution_times.json").read_text())
     assert set(times) == {"a_ok.ipynb"} and times["a_ok.ipynb"] >= 4.0, times
+    assert not (tmp_path / "_build" / "building.json").exists(), "a failed build left its lock"
+
+
+def _root_conftest():  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Config:
+    class pluginmanager:  # noqa: N801
+        @staticmethod
+        def get_plugin(name: str) -> None:
+            return None
+
+
+def test_tests_beside_a_build_wait_for_its_stamp_and_not_for_a_dead_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """conftest.py: a chapter not yet stamped waits while a build runs; skipped once stamped."""
+    conf = _root_conftest()
+    monkeypatch.setattr(conf, "STAMPS", tmp_path / "executed.json")
+    monkeypatch.setattr(conf, "BUILDING", tmp_path / "building.json")
+    monkeypatch.setattr(conf, "POLL_S", 0.2)
+    nb = ROOT / "book" / "01_weight_prediction.ipynb"
+    mine = guard.fingerprint(guard.code_of(json.loads(nb.read_text(encoding="utf8"))))
+    name = "book/01_weight_prediction.ipynb"
+    # no build and no stamp: execute it
+    assert conf._verdict(name, nb, _Config) is None
+    # a build that died (no such process) is not waited for
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    conf.BUILDING.write_text(json.dumps({"pid": int(dead)}))
+    assert conf._verdict(name, nb, _Config) is None
+    # a live build: wait until it stamps the chapter, then skip it
+    builder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        conf.BUILDING.write_text(json.dumps({"pid": builder.pid}))
+        conf.STAMPS.write_text(json.dumps({name: {"fingerprint": "another", "at": "x", "seconds": 1}}))
+
+        def stamp_later() -> None:
+            time.sleep(1.0)
+            conf.STAMPS.write_text(json.dumps({name: {"fingerprint": mine, "at": "then", "seconds": 2}}))
+
+        thread = threading.Thread(target=stamp_later)
+        t0 = time.monotonic()
+        thread.start()
+        reason = conf._verdict(name, nb, _Config)
+        thread.join()
+        assert reason and "executed cleanly by the book build at then" in reason, reason
+        assert time.monotonic() - t0 >= 1.0
+        # the build ends without stamping another chapter: that one is executed
+        other = ROOT / "book" / "02_task_hardness.ipynb"
+        builder.kill()
+        builder.wait()
+        assert conf._verdict("book/02_task_hardness.ipynb", other, _Config) is None
+    finally:
+        builder.kill()

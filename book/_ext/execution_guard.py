@@ -35,6 +35,7 @@ import hashlib
 import html
 import importlib.metadata
 import json
+import os
 import re
 import site
 import sys
@@ -303,6 +304,27 @@ def patch_myst_nb(app: Sphinx) -> None:
     cache._course_guard = True
 
 
+def _building(app: Sphinx) -> Path:
+    return Path(app.outdir).parent / "building.json"
+
+
+def _build_started(app: Sphinx) -> None:
+    """Name this build's process in ``_build/building.json`` while it runs (see conftest.py)."""
+    lock = _building(app)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": os.getpid(), "builder": app.builder.name,
+                                "started": time.strftime("%Y-%m-%d %H:%M:%S")}), encoding="utf8")
+
+
+def _build_finished(app: Sphinx, exc: Exception | None) -> None:
+    lock = _building(app)
+    try:
+        if json.loads(lock.read_text(encoding="utf8")).get("pid") == os.getpid():
+            lock.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def _configure(app: Sphinx) -> None:
     SETTINGS["poll"] = float(app.config.course_exec_poll)
     SETTINGS["stall"] = float(app.config.course_exec_stall)
@@ -319,3 +341,5 @@ def setup(app: Sphinx) -> None:
     app.add_config_value("course_exec_echo", 15, "env", [int, float])
     patch_nbclient()
     app.connect("builder-inited", _configure)
+    app.connect("builder-inited", _build_started)
+    app.connect("build-finished", _build_finished)
