@@ -1,6 +1,6 @@
 """tts_lib.smollm: SmolLM2-135M-Instruct offline, GCD prompts, answer parsing, binning, LoRA.
 
-The model is loaded once per module (about 30 s on an idle core); the LoRA test runs two
+The model is loaded once per module (about 20 s on an idle core); the LoRA test runs two
 steps on one short example of a copy, so the shared model stays the base model.
 """
 
@@ -27,11 +27,26 @@ ROOT = Path(__file__).resolve().parent.parent
 CKPT = ROOT / "book" / "checkpoints" / "smollm2"
 
 
+READERS: list[str] = []  # the GGUF files parsed while the module's model loaded
+
+
 @pytest.fixture(scope="module")
 def loaded():
     if not HAVE_MODEL:
         pytest.skip(f"the packaged model is not installed ({smollm.INSTALL_HINT})")
-    return smollm.load_model()
+    import gguf
+
+    original = gguf.GGUFReader
+
+    def counted(path, *args, **kwargs):
+        READERS.append(str(path))
+        return original(path, *args, **kwargs)
+
+    gguf.GGUFReader = counted
+    try:
+        return smollm.load_model()
+    finally:
+        gguf.GGUFReader = original
 
 
 # ----------------------------------------------------------------------------- problems (no model)
@@ -154,6 +169,8 @@ def test_load_prompt_format_and_generation(loaded):
     n = sum(p.numel() for p in model.parameters())
     assert 134.4e6 < n < 134.6e6 and next(model.parameters()).dtype == torch.float32
     assert tok.padding_side == "left" and tok.pad_token is not None
+    # tokenizer, configuration and weights share one parse of the file (8 s each otherwise)
+    assert len(READERS) == 1 and READERS[0].endswith(smollm.GGUF_NAME), READERS
     q = smollm.gcd_prompt(48, 18)
     (text,) = smollm.chat_prompts(tok, [q])
     assert text == (f"<|im_start|>system\n<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n"

@@ -26,6 +26,7 @@ Choices here are the course's, not the paper's (its data and recipe are not publ
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import random
@@ -86,6 +87,35 @@ def gguf_path() -> Path:
     raise ModuleNotFoundError(f"`{PACKAGE}` is installed but holds no {GGUF_NAME}; reinstall it: {INSTALL_HINT}")
 
 
+@contextlib.contextmanager
+def _one_gguf_reader() -> Any:
+    """Parse a GGUF file once per :func:`load_model` call.
+
+    transformers reads the file three times (tokenizer, configuration, weights), each time
+    through a new ``gguf.GGUFReader`` whose parsing of the 49k-token vocabulary takes
+    about 8 s on a laptop core; this hands the three calls the same (read-only) reader.
+    """
+    try:
+        import gguf
+    except ImportError:  # load_model raises the install hint
+        yield
+        return
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def shared(path: Any, mode: str = "r") -> Any:
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def load_model(
     source: str | Path | None = None,
     *,
@@ -124,8 +154,9 @@ def load_model(
         where, kwargs = source, {}
         if str(source).strip() == "":
             raise ValueError("`source` is empty; pass None (the packaged model), a folder or a hub name")
-    tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+    with _one_gguf_reader():
+        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
