@@ -51,6 +51,9 @@ def test_cot_equals_fast_path_and_pseudo_newton(skewed_cov, iso_cov):
     p = sample_prompts(iso_cov, 25, 16, seed=2)
     real = model.cot(p, 6)
     torch.testing.assert_close(real, model.cot_fast(p, 6), rtol=0, atol=1e-10)
+    torch.testing.assert_close(real, model.cot(p, 6, use_cache=True), rtol=0, atol=1e-10)
+    with pytest.raises(TypeError, match="`use_cache` must be True or False"):
+        model.cot(p, 6, use_cache="yes")
     torch.testing.assert_close(real, _pseudo_newton(model.precond, p, 6), rtol=0, atol=1e-10)
 
 

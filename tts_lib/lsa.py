@@ -178,12 +178,20 @@ class LinearSelfAttention(nn.Module):
         """
         return self.cot_fast(prompts, 1, w0)[:, 1]
 
-    def cot(self, prompts: Prompts, num_steps: int, w0: torch.Tensor | None = None) -> torch.Tensor:
+    def cot(
+        self, prompts: Prompts, num_steps: int, w0: torch.Tensor | None = None, *, use_cache: bool = False
+    ) -> torch.Tensor:
         """Chain of thought by really appending tokens: iterates ŵ_0..ŵ_k, (batch, k+1, d).
 
         Step i applies the layer to ``[Z0, q_1, …, q_i]`` (prompt plus the tokens
-        generated so far) and reads ŵ_{i+1} from the last column.
+        generated so far) and reads ŵ_{i+1} from the last column. ``use_cache=True`` runs
+        :meth:`cot_fast` instead (the same iterates from the prompt's Gram matrix, as the
+        GPT-2's ``use_cache`` reuses its key/value cache).
         """
+        if not isinstance(use_cache, bool):
+            raise TypeError(f"`use_cache` must be True or False, got {use_cache!r}")
+        if use_cache:
+            return self.cot_fast(prompts, num_steps, w0)
         self._check_prompts(prompts)
         k = check_pos_int(num_steps, "num_steps", minimum=0, maximum=MAX_STEPS)
         T = prompts.context_len + k + 1

@@ -63,7 +63,7 @@ def cot_squared_errors(model: Any, prompts: Prompts, num_steps: int, **cot_kwarg
             (batch, k + 1, d): an LSA or a GPT-2 regressor.
         prompts: the test prompts (the same prompts for every model compared).
         num_steps: ``k``, CoT steps.
-        cot_kwargs: passed on (``w0``; for the GPT-2 also ``use_cache``, ``keep_history``).
+        cot_kwargs: passed on (``w0``, ``use_cache``; for the GPT-2 also ``keep_history``).
 
     Defined in Chapter 7.
     """
