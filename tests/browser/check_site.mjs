@@ -11,7 +11,7 @@
 // "/./" (launch buttons); the footer's PDF link visible exactly when book.pdf exists.
 // A full-page screenshot per page goes to the artefact folder.
 //
-//   node tests/browser/check_site.mjs [_build/html] [artifacts/screenshots]
+//   node tests/browser/check_site.mjs [_build/html] [artifacts/screenshots] [--shard=I/N]
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import path from "node:path";
@@ -23,8 +23,18 @@ import { serve } from "./serve.mjs";
 const MIN_FIGURE_SCALE = 9 / (11 * 100 / 72);
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
-const root = path.resolve(process.argv[2] ?? "_build/html");
-const shots = path.resolve(process.argv[3] ?? "artifacts/screenshots");
+const argv = process.argv.slice(2);
+const shardArg = argv.find((a) => a.startsWith("--shard="));
+const [positional0, positional1] = argv.filter((a) => !a.startsWith("--"));
+const root = path.resolve(positional0 ?? "_build/html");
+const shots = path.resolve(positional1 ?? "artifacts/screenshots");
+// --shard=I/N: this process checks the I-th of N interleaved parts of the pages (CI runs
+// two at once on its two cores); the parts together are every page.
+const [shard, shards] = shardArg ? shardArg.slice(8).split("/").map(Number) : [1, 1];
+if (!(Number.isInteger(shard) && Number.isInteger(shards) && shard >= 1 && shard <= shards)) {
+  console.error(`check_site: --shard must be I/N with 1 <= I <= N, got ${shardArg}`);
+  process.exit(2);
+}
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png",
   ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".json": "application/json",
   ".ipynb": "application/json", ".txt": "text/plain", ".md": "text/plain", ".ico": "image/x-icon" };
@@ -81,7 +91,7 @@ const browser = await chromium.launch({
     "--disable-component-update", "--disable-sync"],
 });
 fs.mkdirSync(shots, { recursive: true });
-const pages = htmlPages(root).sort();
+const pages = htmlPages(root).sort().filter((_, i) => i % shards === shard - 1);
 const hasPdf = fs.existsSync(path.join(root, "book.pdf"));
 let failed = 0;
 for (const rel of pages) {
@@ -100,7 +110,7 @@ for (const rel of pages) {
   await page.evaluate(async () => { if (window.MathJax?.startup?.promise) await window.MathJax.startup.promise; });
   const views = await page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count();
   if (views > 0) {
-    await page.waitForSelector(".jupyter-widgets", { timeout: 20000 }).catch(() => {});
+    await page.waitForSelector(".jupyter-widgets", { state: "attached", timeout: 20000 }).catch(() => {});
     const rendered = await page.locator(".widget-subarea .jupyter-widgets, .jupyter-widgets.widget-container, .widget-interact").count();
     if (rendered === 0) problems.push(`${views} widget view(s) stored but none rendered`);
   }
@@ -195,5 +205,6 @@ for (const rel of pages) {
 }
 await browser.close();
 server.close();
-console.log(`${pages.length - failed}/${pages.length} pages passed; screenshots in ${shots}`);
+console.log(`${pages.length - failed}/${pages.length} pages passed${shards > 1 ? ` (part ${shard} of ${shards})` : ""}; ` +
+  `screenshots in ${shots}`);
 process.exit(failed || pages.length === 0 ? 1 : 0);
