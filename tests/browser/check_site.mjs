@@ -9,7 +9,8 @@
 // display equation wider than its column; every figure shown at ≥ MIN_FIGURE_SCALE of
 // its drawn size (text drawn at the course's 11 pt stays ≥ 9 px on screen); no link with
 // "/./" (launch buttons); the footer's PDF link visible exactly when book.pdf exists.
-// A full-page screenshot per page goes to the artefact folder.
+// A screenshot per page goes to the artefact folder: the first screen, or the whole page
+// where the page failed (or with SCREENSHOTS=full).
 //
 //   node tests/browser/check_site.mjs [_build/html] [artifacts/screenshots] [--shard=I/N]
 import { chromium } from "playwright-core";
@@ -59,12 +60,14 @@ async function axeSerious(page, mode) {
     document.documentElement.dataset.mode = m;
   }, mode);
   await page.waitForTimeout(600);   // let colour transitions finish before axe reads colours
-  const res = await page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+  const res = await page.evaluate(async (m) => {
+    // dark mode changes colours only: there, the colour rules (light mode runs them all)
+    const only = m === "dark" ? { runOnly: { type: "rule", values: ["color-contrast", "link-in-text-block"] } } : {};
+    const r = await window.axe.run(document, { resultTypes: ["violations"], ...only });
     return r.violations.filter((v) => ["critical", "serious"].includes(v.impact))
       .map((v) => ({ id: v.id, impact: v.impact, n: v.nodes.length,
         where: v.nodes.slice(0, 3).map((n) => `${n.target.join(" ")} ${(n.failureSummary ?? "").split("\n")[1] ?? ""}`) }));
-  });
+  }, mode);
   return res.map((v) => `axe ${mode} ${v.impact} ${v.id} (${v.n} nodes): ${v.where.join(" | ")}`);
 }
 
@@ -195,7 +198,9 @@ for (const rel of pages) {
     else if (u.hash.length > 1 && file.endsWith(".html") && !hasAnchor(file, u.hash.slice(1)))
       problems.push(`missing anchor: ${u.pathname}${u.hash}`);
   }
-  await page.screenshot({ path: path.join(shots, rel.replace(/[\\/]/g, "__").replace(/\.html$/, ".png")), fullPage: true });
+  // the first screen of every page; the whole page where something failed (4 s a chapter)
+  await page.screenshot({ path: path.join(shots, rel.replace(/[\\/]/g, "__").replace(/\.html$/, ".png")),
+    fullPage: problems.length > 0 || process.env.SCREENSHOTS === "full" });
   await page.close();
   failed += problems.length ? 1 : 0;
   const counts = `${layout.figures} figures${expected !== null ? ` of ${expected}` : ""}` +
