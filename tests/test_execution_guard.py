@@ -1,8 +1,9 @@
 """book/_ext/execution_guard.py: slow cells run on, stalls are named, chapters say they start.
 
-nbclient-level tests run small notebooks in a real kernel with short slices; the last test
-builds a two-notebook book with ``jupyter-book`` (about 20 s): a line per notebook, a tqdm
-bar echoed to the log, and a failing cell reported as the course's error, not Sphinx's.
+nbclient-level tests run small notebooks in a real kernel with short slices; two tests
+build small books with ``jupyter-book`` (about 20 s each): a line per notebook, a tqdm bar
+echoed to the log, a failing cell reported as the course's error, not Sphinx's, and the
+chapters executed two at a time into the cache.
 """
 
 from __future__ import annotations
@@ -154,6 +155,33 @@ def test_build_says_what_it_executes_and_reports_the_course_error(tmp_path: Path
     times = json.loads((tmp_path / "_build" / "execution_times.json").read_text())
     assert set(times) == {"a_ok.ipynb"} and times["a_ok.ipynb"] >= 4.0, times
     assert not (tmp_path / "_build" / "building.json").exists(), "a failed build left its lock"
+
+
+def test_build_executes_two_chapters_at_a_time_into_the_cache(tmp_path: Path) -> None:
+    """course_exec_workers = 2 (the default): the chapters run side by side (their sleeps
+    overlap), each once; Sphinx then reads each from the cache; each is stamped."""
+    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
+    (tmp_path / "_config.yml").write_text(MINI_CONFIG.format(ext=json.dumps(str(ROOT / "book" / "_ext"))))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: a\nchapters:\n- file: b\n- file: c\n")
+    for name in "abc":
+        _notebook(tmp_path / f"{name}.ipynb", [
+            "import json, time\nt0 = time.time()\ntime.sleep(3)",
+            f"json.dump([t0, time.time()], open('{name}.json', 'w'))\nprint('ran {name}')",
+        ])
+    proc = subprocess.run([jb, "build", "--all", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    assert "executing 3 notebooks, 2 at a time (course_exec_workers), longest first" in log, log
+    for name in "abc":
+        assert log.count(f"executing {name}.ipynb (notebook") == 1, log
+        assert f"{name}.ipynb: Using cached notebook" in log, log
+        assert f"ran {name}" in (tmp_path / "_build" / "html" / f"{name}.html").read_text()
+    spans = [json.loads((tmp_path / f"{n}.json").read_text()) for n in "abc"]
+    overlaps = [max(0.0, min(p[1], q[1]) - max(p[0], q[0])) for p, q in
+                ((spans[0], spans[1]), (spans[0], spans[2]), (spans[1], spans[2]))]
+    assert max(overlaps) > 1.0, spans  # two of them slept at the same time
+    stamps = json.loads((tmp_path / "_build" / "executed.json").read_text())
+    assert set(stamps) == {"a.ipynb", "b.ipynb", "c.ipynb"}, stamps
 
 
 def _root_conftest():  # noqa: ANN202

@@ -18,11 +18,17 @@ Loaded by ``site_fixes`` (``sphinx.local_extensions``); the settings live in ``_
   measured table ``execution_times.json`` beside this file) and when it ends; the text of
   a ``tqdm`` bar drawn in the notebook (a widget) is echoed to the build log, at most every
   ``course_exec_echo`` seconds and when it completes.
+* **Two chapters at a time.** Before Sphinx reads the pages one by one, the chapters it
+  will have to execute run ``course_exec_workers`` at a time (default 2, at most the
+  number of cores), longest first, each in its own process with the guard above, into
+  myst-nb's execution cache; Sphinx then finds each one cached. A chapter that fails there
+  is executed again when Sphinx reads it, so that its error is reported as below.
 * **One execution serves the tests too.** After a chapter executes cleanly the build
   writes its fingerprint to ``_build/executed.json`` (the notebook's code, the library
   and checkpoints, the installed packages, the Python): ``book/conftest.py`` then lets
   ``python -m pytest`` skip nbval's second execution of a chapter whose fingerprint still
-  matches (CI builds first, then runs the README's test command).
+  matches (CI runs the README's test command beside the build: a chapter not yet stamped
+  is waited for while ``_build/building.json`` names a running build).
 * **The course's errors are the course's.** A chapter that fails to execute stops the
   build with a Sphinx error naming the notebook, the cell and this repository's issue
   tracker, instead of Sphinx's "please report this to sphinx-doc" text.
@@ -56,7 +62,7 @@ INPUTS = ("tts_lib/**/*.py", "book/checkpoints/**/*", "book/*.bib")
 
 #: Module settings, filled from the Sphinx config at ``builder-inited`` (defaults for tests).
 SETTINGS: dict[str, Any] = {"poll": 30.0, "stall": 120.0, "echo": 15.0, "say": None}
-#: The notebook being executed (the build executes one at a time).
+#: The notebook being executed in this process (the build's, or one of its workers').
 CURRENT: dict[str, Any] = {"name": None}
 TQDM_STATS = re.compile(r"^\s*\d[\d.]*[kMG]?(/\d[\d.]*[kMG]?)?\s*\[")
 
@@ -236,6 +242,23 @@ def fingerprint(code: str) -> str:
     return h.hexdigest()
 
 
+def _record(name: str, seconds: float, stamp: str, store: Path) -> None:
+    """A clean execution: its line, its time (``store``) and its stamp (``executed.json``)."""
+    _say(f"executed {name} in {seconds:.0f} s")
+    times = _load_times(store)
+    times[name] = round(seconds, 1)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text(json.dumps(times, indent=1, sort_keys=True), encoding="utf8")
+    done = store.parent / "executed.json"
+    try:
+        stamps = json.loads(done.read_text(encoding="utf8"))
+    except (OSError, ValueError):
+        stamps = {}
+    stamps[name] = {"fingerprint": stamp, "seconds": round(seconds, 1),
+                    "python": sys.executable, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    done.write_text(json.dumps(stamps, indent=1, sort_keys=True), encoding="utf8")
+
+
 def patch_myst_nb(app: Sphinx) -> None:
     """A line when a chapter starts and ends executing; course errors as Sphinx errors."""
     from myst_nb.core.execute import cache, direct
@@ -257,19 +280,7 @@ def patch_myst_nb(app: Sphinx) -> None:
             stamp = fingerprint(code_of(nb))
             result = run(nb, *args, **kwargs)
             if result.err is None:
-                _say(f"executed {name} in {result.time:.0f} s")
-                times = _load_times(store)
-                times[name] = round(result.time, 1)
-                store.parent.mkdir(parents=True, exist_ok=True)
-                store.write_text(json.dumps(times, indent=1, sort_keys=True), encoding="utf8")
-                done = store.parent / "executed.json"
-                try:
-                    stamps = json.loads(done.read_text(encoding="utf8"))
-                except (OSError, ValueError):
-                    stamps = {}
-                stamps[name] = {"fingerprint": stamp, "seconds": round(result.time, 1),
-                                "python": sys.executable, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
-                done.write_text(json.dumps(stamps, indent=1, sort_keys=True), encoding="utf8")
+                _record(name, result.time, stamp, store)
             return result
 
         return single_nb_execution
@@ -302,6 +313,92 @@ def patch_myst_nb(app: Sphinx) -> None:
         module.single_nb_execution = timed(module.single_nb_execution)
         client.start_client = named(client.start_client)
     cache._course_guard = True
+
+
+def _execute_one(path: str, name: str, header: str, timeout: int | None, allow_errors: bool,
+                 settings: dict[str, float]) -> tuple[Any, float, str | None]:
+    """In a worker process: execute one notebook as myst-nb's cache mode does, with this
+    module's guard. Returns (executed notebook or None, seconds, error or None)."""
+    import nbformat
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    SETTINGS.update(settings)
+    SETTINGS["say"] = None  # lines go to stderr, the build log
+    CURRENT["name"] = name
+    patch_nbclient()
+    _say(header)
+    nb = nbformat.read(path, as_version=4)
+    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
+                                 allow_errors=allow_errors, meta_override=True)
+    if result.err is not None:
+        return None, result.time, f"{type(result.err).__name__}: {str(result.err).strip()[:200]}"
+    return result.nb, result.time, None
+
+
+def _execute_ahead(app: Sphinx, env: Any, docnames: list[str]) -> None:
+    """Execute the chapters this build has to execute, ``course_exec_workers`` at a time
+    (longest first), into the execution cache, before Sphinx reads them one by one.
+
+    Sphinx then finds each chapter cached; one that failed here is executed again as it is
+    read, so that its error is reported as before (ChapterExecutionError).
+    """
+    workers = min(int(app.config.course_exec_workers), os.cpu_count() or 1)
+    config = getattr(env, "mystnb_config", None)  # myst-nb's settings, resolved at builder-inited
+    if workers < 2 or config is None or config.execution_mode != "cache" or config.execution_in_temp:
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache = get_cache(config.execution_cache_path)
+    src = Path(app.srcdir).resolve()
+    docs = sorted(d for d in env.found_docs if str(env.doc2path(d)).endswith(".ipynb"))
+    store = Path(app.outdir).parent / "execution_times.json"
+    todo = []
+    for doc in docnames:
+        path = Path(env.doc2path(doc)).resolve()
+        if path.suffix != ".ipynb" or any(path.match(p) for p in config.execution_excludepatterns):
+            continue
+        nb = nbformat.read(path, as_version=4)
+        try:
+            cache.match_cache_notebook(nb)
+            continue  # cached already
+        except KeyError:
+            pass
+        todo.append((doc, path, path.relative_to(src).as_posix(), fingerprint(code_of(nb))))
+    if len(todo) < 2:
+        return  # nothing to run side by side: myst-nb executes it as it reads it
+    last, table = _load_times(store), _load_times(TABLE)
+    todo.sort(key=lambda t: -last.get(t[2], table.get(t[2], 60.0)))
+    timeout, allow = config.execution_timeout, bool(config.execution_allow_errors)
+    settings = {k: SETTINGS[k] for k in ("poll", "stall", "echo")}
+    workers = min(workers, len(todo))
+    _say(f"executing {len(todo)} notebooks, {workers} at a time (course_exec_workers), longest first")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = {}
+        for doc, path, name, stamp in todo:
+            place = f"notebook {docs.index(doc) + 1} of {len(docs)}, " if doc in docs else ""
+            header = (f"executing {name} ({place}{_expected(name, store)}; "
+                      f"cells may take up to {timeout} s each)")
+            jobs[pool.submit(_execute_one, str(path), name, header, timeout, allow, settings)] = (
+                name, path, stamp)
+        for job in as_completed(jobs):
+            name, path, stamp = jobs[job]
+            try:
+                executed, seconds, error = job.result()
+            except Exception as exc:  # a worker that died: the serial path reports it
+                executed, seconds, error = None, 0.0, f"{type(exc).__name__}: {exc}"
+            if error is not None:
+                _say(f"{name} failed ({error.splitlines()[0]}); it is executed again when the "
+                     "build reads it, to report the error")
+                continue
+            cache.cache_notebook_bundle(
+                CacheBundleIn(executed, str(path), data={"execution_seconds": seconds}),
+                check_validity=False, overwrite=True)
+            _record(name, seconds, stamp, store)
 
 
 def _building(app: Sphinx) -> Path:
@@ -339,7 +436,9 @@ def setup(app: Sphinx) -> None:
     app.add_config_value("course_exec_poll", 30, "env", [int, float])
     app.add_config_value("course_exec_stall", 120, "env", [int, float])
     app.add_config_value("course_exec_echo", 15, "env", [int, float])
+    app.add_config_value("course_exec_workers", 2, "env", [int])
     patch_nbclient()
     app.connect("builder-inited", _configure)
     app.connect("builder-inited", _build_started)
     app.connect("build-finished", _build_finished)
+    app.connect("env-before-read-docs", _execute_ahead)
