@@ -176,6 +176,9 @@ def test_build_executes_two_chapters_at_a_time_into_the_cache(tmp_path: Path) ->
         assert log.count(f"executing {name}.ipynb (notebook") == 1, log
         assert f"{name}.ipynb: Using cached notebook" in log, log
         assert f"ran {name}" in (tmp_path / "_build" / "html" / f"{name}.html").read_text()
+        # the executed copy that the slides and the browser test read has its outputs
+        executed = nbformat.read(tmp_path / "_build" / "jupyter_execute" / f"{name}.ipynb", as_version=4)
+        assert f"ran {name}" in executed.cells[2].outputs[0]["text"], executed.cells[2]
     spans = [json.loads((tmp_path / f"{n}.json").read_text()) for n in "abc"]
     overlaps = [max(0.0, min(p[1], q[1]) - max(p[0], q[0])) for p, q in
                 ((spans[0], spans[1]), (spans[0], spans[2]), (spans[1], spans[2]))]

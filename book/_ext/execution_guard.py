@@ -401,6 +401,41 @@ def _execute_ahead(app: Sphinx, env: Any, docnames: list[str]) -> None:
             _record(name, seconds, stamp, store)
 
 
+READ: list[str] = []  # the notebooks Sphinx reads in this build (env-before-read-docs)
+
+
+def _note_read(app: Sphinx, env: Any, docnames: list[str]) -> None:
+    READ[:] = [d for d in docnames if str(env.doc2path(d)).endswith(".ipynb")]
+
+
+def _outputs_back(app: Sphinx, env: Any) -> None:
+    """Give ``_build/jupyter_execute/*.ipynb`` their outputs back.
+
+    myst-nb 1.4 writes there the notebook as read, not as executed: a chapter taken from
+    the execution cache (every chapter, since they are executed ahead) would have no
+    outputs, and the slides, the browser test and the PDF test read them.
+    """
+    config = getattr(env, "mystnb_config", None)
+    if config is None or config.execution_mode != "cache" or not READ:
+        return
+    import nbformat
+    from jupyter_cache import get_cache
+
+    cache = get_cache(config.execution_cache_path)
+    for doc in READ:
+        target = Path(config.output_folder) / f"{doc}.ipynb"
+        if not target.is_file():
+            continue
+        nb = nbformat.read(target, as_version=4)
+        if any(c.get("outputs") for c in nb.cells if c.cell_type == "code"):
+            continue
+        try:
+            _, merged = cache.merge_match_into_notebook(nb)
+        except KeyError:  # not executed (failed, or excluded)
+            continue
+        target.write_text(nbformat.writes(merged), encoding="utf8")
+
+
 def _building(app: Sphinx) -> Path:
     return Path(app.outdir).parent / "building.json"
 
@@ -441,4 +476,6 @@ def setup(app: Sphinx) -> None:
     app.connect("builder-inited", _configure)
     app.connect("builder-inited", _build_started)
     app.connect("build-finished", _build_finished)
+    app.connect("env-before-read-docs", _note_read)
     app.connect("env-before-read-docs", _execute_ahead)
+    app.connect("env-updated", _outputs_back)
