@@ -199,6 +199,7 @@ for (const rel of pages) {
       problems.push(`missing anchor: ${u.pathname}${u.hash}`);
   }
   // the first screen of every page; the whole page where something failed (4 s a chapter)
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(shots, rel.replace(/[\\/]/g, "__").replace(/\.html$/, ".png")),
     fullPage: problems.length > 0 || process.env.SCREENSHOTS === "full" });
   await page.close();
