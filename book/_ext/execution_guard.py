@@ -242,6 +242,13 @@ def fingerprint(code: str) -> str:
     return h.hexdigest()
 
 
+def _starting(env: Any, doc: str | None, name: str, store: Path, timeout: Any) -> str:
+    """The line that says a chapter starts: its place in the book and its expected time."""
+    docs = sorted(d for d in env.found_docs if str(env.doc2path(d)).endswith(".ipynb"))
+    place = f"notebook {docs.index(doc) + 1} of {len(docs)}, " if doc in docs else ""
+    return f"executing {name} ({place}{_expected(name, store)}; cells may take up to {timeout} s each)"
+
+
 def _record(name: str, seconds: float, stamp: str, store: Path) -> None:
     """A clean execution: its line, its time (``store``) and its stamp (``executed.json``)."""
     _say(f"executed {name} in {seconds:.0f} s")
@@ -272,11 +279,7 @@ def patch_myst_nb(app: Sphinx) -> None:
     def timed(run: Any) -> Any:
         def single_nb_execution(nb: Any, *args: Any, **kwargs: Any) -> Any:
             name = CURRENT["name"] or "notebook"
-            docs = sorted(d for d in app.env.found_docs if str(app.env.doc2path(d)).endswith(".ipynb"))
-            doc = CURRENT.get("doc")
-            place = f"notebook {docs.index(doc) + 1} of {len(docs)}, " if doc in docs else ""
-            _say(f"executing {name} ({place}{_expected(name, store)}; "
-                 f"cells may take up to {kwargs.get('timeout')} s each)")
+            _say(_starting(app.env, CURRENT.get("doc"), name, store, kwargs.get("timeout")))
             stamp = fingerprint(code_of(nb))
             result = run(nb, *args, **kwargs)
             if result.err is None:
@@ -313,6 +316,13 @@ def patch_myst_nb(app: Sphinx) -> None:
         module.single_nb_execution = timed(module.single_nb_execution)
         client.start_client = named(client.start_client)
     cache._course_guard = True
+
+
+READ: list[str] = []  # the notebooks Sphinx reads in this build (env-before-read-docs)
+
+
+def _note_read(app: Sphinx, env: Any, docnames: list[str]) -> None:
+    READ[:] = [d for d in docnames if str(env.doc2path(d)).endswith(".ipynb")]
 
 
 def _execute_one(path: str, name: str, header: str, timeout: int | None, allow_errors: bool,
@@ -355,12 +365,11 @@ def _execute_ahead(app: Sphinx, env: Any, docnames: list[str]) -> None:
 
     cache = get_cache(config.execution_cache_path)
     src = Path(app.srcdir).resolve()
-    docs = sorted(d for d in env.found_docs if str(env.doc2path(d)).endswith(".ipynb"))
     store = Path(app.outdir).parent / "execution_times.json"
     todo = []
-    for doc in docnames:
+    for doc in READ:  # the notebooks among docnames (_note_read runs first)
         path = Path(env.doc2path(doc)).resolve()
-        if path.suffix != ".ipynb" or any(path.match(p) for p in config.execution_excludepatterns):
+        if any(path.match(p) for p in config.execution_excludepatterns):
             continue
         nb = nbformat.read(path, as_version=4)
         try:
@@ -380,9 +389,7 @@ def _execute_ahead(app: Sphinx, env: Any, docnames: list[str]) -> None:
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         jobs = {}
         for doc, path, name, stamp in todo:
-            place = f"notebook {docs.index(doc) + 1} of {len(docs)}, " if doc in docs else ""
-            header = (f"executing {name} ({place}{_expected(name, store)}; "
-                      f"cells may take up to {timeout} s each)")
+            header = _starting(env, doc, name, store, timeout)
             jobs[pool.submit(_execute_one, str(path), name, header, timeout, allow, settings)] = (
                 name, path, stamp)
         for job in as_completed(jobs):
@@ -399,13 +406,6 @@ def _execute_ahead(app: Sphinx, env: Any, docnames: list[str]) -> None:
                 CacheBundleIn(executed, str(path), data={"execution_seconds": seconds}),
                 check_validity=False, overwrite=True)
             _record(name, seconds, stamp, store)
-
-
-READ: list[str] = []  # the notebooks Sphinx reads in this build (env-before-read-docs)
-
-
-def _note_read(app: Sphinx, env: Any, docnames: list[str]) -> None:
-    READ[:] = [d for d in docnames if str(env.doc2path(d)).endswith(".ipynb")]
 
 
 def _outputs_back(app: Sphinx, env: Any) -> None:
