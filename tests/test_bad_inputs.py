@@ -781,15 +781,16 @@ SPECS: dict[str, Spec] = {
                                             dict(manifest="json_dict")),
     "gpt2_checkpoint.verify_checkpoint": Spec(lambda path, registry=True: gpt2_checkpoint.verify_checkpoint(
         path, registry=registry)[0]["seed"], dict(path=GCK), dict(path="path", registry="flag")),
-    "gpt2_checkpoint.load_checkpoint": Spec(lambda path, device=None, registry=True: gpt2_checkpoint.load_checkpoint(
-        path, device=device, registry=registry)[0].config.dim, dict(path=GCK),
-        dict(path="path", device="device", registry="flag")),
+    "gpt2_checkpoint.load_checkpoint": Spec(
+        lambda path, device=None, registry=True, dtype=None: gpt2_checkpoint.load_checkpoint(
+            path, device=device, registry=registry, dtype=dtype)[0].config.dim, dict(path=GCK),
+        dict(path="path", device="device", registry="flag", dtype="dtype")),
     "gpt2_checkpoint.load_preset_checkpoint": Spec(
-        lambda folder=CKPT_DIR, preset_name="cpu20", train_cov="isotropic", context_len=20, seed=0, device=None:
-        gpt2_checkpoint.load_preset_checkpoint(folder, preset_name, train_cov, context_len, seed,
-                                               device=device)[0].config.dim, {},
+        lambda folder=CKPT_DIR, preset_name="cpu20", train_cov="isotropic", context_len=20, seed=0, device=None,
+        dtype=None: gpt2_checkpoint.load_preset_checkpoint(folder, preset_name, train_cov, context_len, seed,
+                                                           device=device, dtype=dtype)[0].config.dim, {},
         dict(folder="path", preset_name="str_choice", train_cov="str_choice", context_len="int>=1", seed="seed",
-             device="device")),
+             device="device", dtype="dtype")),
     "gpt2_checkpoint.state_dict_from_hf": Spec(lambda state: len(gpt2_checkpoint.state_dict_from_hf(state)),
                                                dict(state=GSTATE), dict(state="state")),
     "gpt2_checkpoint.state_dict_to_hf": Spec(lambda state, width=GCFG.width: len(

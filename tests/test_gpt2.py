@@ -326,6 +326,19 @@ def test_load_preset_checkpoint_names_and_verifies_the_file(tmp_path: Path) -> N
     model, manifest = load_preset_checkpoint(folder, "cpu20", "isotropic", 20, 1)
     assert manifest["checkpoint"] == "gpt2_cpu20_compact_isotropic_n20_seed1.pt"
     assert model.config.dim == 20 and not model.training
+    # the saved dtype (float32), not torch's default (the chapters set float64)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert next(load_preset_checkpoint(folder, "cpu20", "isotropic", 20, 1)[0].parameters()).dtype == torch.float32
+    finally:
+        torch.set_default_dtype(before)
+    model64, _ = load_preset_checkpoint(folder, "cpu20", "isotropic", 20, 1, dtype=torch.float64)
+    assert {p.dtype for p in model64.parameters()} == {torch.float64}
+    for a, b in zip(model.parameters(), model64.parameters(), strict=True):
+        assert torch.equal(a.double(), b)  # float32 weights widened exactly
+    with pytest.raises(ValueError, match="`dtype`"):
+        load_preset_checkpoint(folder, "cpu20", "isotropic", 20, dtype=torch.float16)
     with pytest.raises(ValueError, match="`preset_name`"):
         load_preset_checkpoint(folder, "cpu21", "isotropic", 20)
     with pytest.raises(TypeError, match="`folder`"):

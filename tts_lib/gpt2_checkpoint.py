@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from ._checkpoint_registry import MANIFEST_SHA256
-from ._checks import InputTypeError, check_device, check_path, check_pos_int
+from ._checks import InputTypeError, check_device, check_dtype, check_path, check_pos_int
 from .gpt2 import GPT2Regressor, GPT2RegressorConfig, num_parameters
 from .gpt2_config import PRESETS, TRAIN_COVS, GPT2TrainConfig, TrainResult, config_from_dict, preset
 
@@ -417,6 +417,7 @@ def load_checkpoint(
     train_cov: str | None = None,
     device: torch.device | str | None = None,
     registry: bool = True,
+    dtype: torch.dtype | None = None,
 ) -> tuple[GPT2Regressor, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint` (eval mode), verified (module doc).
 
@@ -428,6 +429,10 @@ def load_checkpoint(
         device: where to put the model.
         registry: check a committed checkpoint against the library's pinned manifest hashes
             (see :func:`verify_checkpoint`).
+        dtype: the model's dtype; ``None`` (default): the dtype its weights were saved in
+            (float32 for every committed checkpoint), whatever ``torch``'s default dtype.
+            A chapter's float64 default would otherwise evaluate the model in float64,
+            2.7x slower on one CPU thread.
 
     Returns:
         ``(model, manifest)``.
@@ -439,6 +444,8 @@ def load_checkpoint(
     Defined in Chapter 7.
     """
     device = check_device(device)
+    if dtype is not None:
+        dtype = check_dtype(dtype)
     manifest, pt = verify_checkpoint(path, registry=registry)
     where = pt.with_suffix(".json")
     try:
@@ -454,7 +461,16 @@ def load_checkpoint(
         state = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file with a matching hash
         raise ValueError(f"{pt}: not a loadable weights file ({type(err).__name__}: {err})") from err
-    model.load_state_dict(_check_state(state, model, pt))
+    state = _check_state(state, model, pt)
+    if dtype is None:  # the saved dtype (one for all weights; mixed: the widest)
+        saved = [v.dtype for v in state.values()]
+        dtype = saved[0]
+        for other in saved[1:]:
+            dtype = torch.promote_types(dtype, other)
+        if dtype not in (torch.float32, torch.float64):  # e.g. float16 weights: float32
+            dtype = torch.float32
+    model.to(dtype=dtype)
+    model.load_state_dict(state)
     model.to(device=device)
     model.eval()
     return model, manifest
@@ -537,11 +553,13 @@ def load_preset_checkpoint(
     seed: int = 0,
     *,
     device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> tuple[GPT2Regressor, dict[str, Any]]:
     """Load the checkpoint of preset ``preset_name`` trained on ``train_cov`` with training
     context ``context_len`` and ``seed`` from ``folder`` (e.g. ``fetch.checkpoint_dir()``):
     the file named by :func:`checkpoint_stem`, verified, and refused unless its
-    configuration is exactly the preset's. Returns ``(model, manifest)``.
+    configuration is exactly the preset's. Returns ``(model, manifest)``; ``device`` and
+    ``dtype`` as in :func:`load_checkpoint` (default: the saved dtype, float32).
 
     Defined in Chapter 7.
     """
@@ -554,5 +572,6 @@ def load_preset_checkpoint(
     cfg, train_cfg = preset(preset_name, context_len=check_pos_int(context_len, "context_len"))
     stem = checkpoint_stem(preset_name, cfg, train_cfg, train_cov, check_pos_int(seed, "seed", minimum=0))
     return load_checkpoint(
-        Path(folder) / f"{stem}.json", expected=cfg, expected_train=train_cfg, train_cov=train_cov, device=device
+        Path(folder) / f"{stem}.json", expected=cfg, expected_train=train_cfg, train_cov=train_cov, device=device,
+        dtype=dtype
     )
