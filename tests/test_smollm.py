@@ -28,6 +28,8 @@ CKPT = ROOT / "book" / "checkpoints" / "smollm2"
 
 
 READERS: list[str] = []  # the GGUF files parsed while the module's model loaded
+NAME_MAPS: list[tuple] = []  # gguf's tensor-name maps built meanwhile (arch, blocks)
+METADATA: list[bool] = []  # transformers' GGUF reads (return_tensors) meanwhile
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +37,27 @@ def loaded():
     if not HAVE_MODEL:
         pytest.skip(f"the packaged model is not installed ({smollm.INSTALL_HINT})")
     import gguf
+    from transformers import modeling_gguf_pytorch_utils as hf_gguf
 
-    original = gguf.GGUFReader
+    originals = (gguf.GGUFReader, gguf.get_tensor_name_map, hf_gguf.load_gguf_checkpoint)
 
     def counted(path, *args, **kwargs):
         READERS.append(str(path))
-        return original(path, *args, **kwargs)
+        return originals[0](path, *args, **kwargs)
 
-    gguf.GGUFReader = counted
+    def counted_map(arch, n_blocks):
+        NAME_MAPS.append((arch, n_blocks))
+        return originals[1](arch, n_blocks)
+
+    def counted_read(path, return_tensors=False, **kwargs):
+        METADATA.append(return_tensors)
+        return originals[2](path, return_tensors=return_tensors, **kwargs)
+
+    gguf.GGUFReader, gguf.get_tensor_name_map, hf_gguf.load_gguf_checkpoint = counted, counted_map, counted_read
     try:
         return smollm.load_model()
     finally:
-        gguf.GGUFReader = original
+        gguf.GGUFReader, gguf.get_tensor_name_map, hf_gguf.load_gguf_checkpoint = originals
 
 
 # ----------------------------------------------------------------------------- problems (no model)
@@ -171,6 +182,8 @@ def test_load_prompt_format_and_generation(loaded):
     assert tok.padding_side == "left" and tok.pad_token is not None
     # tokenizer, configuration and weights share one parse of the file (8 s each otherwise)
     assert len(READERS) == 1 and READERS[0].endswith(smollm.GGUF_NAME), READERS
+    # the metadata read once (configuration and tokenizer), the weights once; one name map
+    assert sorted(METADATA) == [False, True] and len(NAME_MAPS) == len(set(NAME_MAPS)) == 1, (METADATA, NAME_MAPS)
     q = smollm.gcd_prompt(48, 18)
     (text,) = smollm.chat_prompts(tok, [q])
     assert text == (f"<|im_start|>system\n<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n"

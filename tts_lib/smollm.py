@@ -27,6 +27,7 @@ Choices here are the course's, not the paper's (its data and recipe are not publ
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import math
 import random
@@ -94,26 +95,46 @@ def _one_gguf_reader() -> Any:
     transformers reads the file three times (tokenizer, configuration, weights), each time
     through a new ``gguf.GGUFReader`` whose parsing of the 49k-token vocabulary takes
     about 8 s on a laptop core; this hands the three calls the same (read-only) reader.
+    Likewise the metadata (``load_gguf_checkpoint(..., return_tensors=False)``, asked for
+    twice: each caller gets its own copy) and gguf's tensor-name map, which transformers
+    rebuilds for each of the model's 397 modules (about 8 s in all).
     """
     try:
         import gguf
+        from transformers import modeling_gguf_pytorch_utils as hf_gguf
     except ImportError:  # load_model raises the install hint
         yield
         return
-    original = gguf.GGUFReader
+    originals = (gguf.GGUFReader, gguf.get_tensor_name_map, hf_gguf.load_gguf_checkpoint)
+    reader_of, name_map_of, metadata_of = originals
     readers: dict[tuple[str, str], Any] = {}
+    name_maps: dict[tuple[Any, int], Any] = {}
+    metadata: dict[str, Any] = {}
 
     def shared(path: Any, mode: str = "r") -> Any:
         key = (str(Path(path).resolve()), mode)
         if key not in readers:
-            readers[key] = original(path, mode)
+            readers[key] = reader_of(path, mode)
         return readers[key]
 
-    gguf.GGUFReader = shared
+    def name_map(arch: Any, n_blocks: int) -> Any:
+        if (arch, n_blocks) not in name_maps:
+            name_maps[arch, n_blocks] = name_map_of(arch, n_blocks)
+        return name_maps[arch, n_blocks]
+
+    def parsed(path: Any, return_tensors: bool = False, **kwargs: Any) -> Any:
+        if return_tensors or kwargs:
+            return metadata_of(path, return_tensors=return_tensors, **kwargs)
+        key = str(Path(path).resolve())
+        if key not in metadata:
+            metadata[key] = metadata_of(path, return_tensors=False)
+        return copy.deepcopy(metadata[key])
+
+    gguf.GGUFReader, gguf.get_tensor_name_map, hf_gguf.load_gguf_checkpoint = shared, name_map, parsed
     try:
         yield
     finally:
-        gguf.GGUFReader = original
+        gguf.GGUFReader, gguf.get_tensor_name_map, hf_gguf.load_gguf_checkpoint = originals
 
 
 def load_model(
