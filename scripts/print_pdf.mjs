@@ -42,9 +42,11 @@ const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
 await page.route("**/*", (route) =>
   new URL(route.request().url()).hostname === "127.0.0.1" ? route.continue() : route.abort());
 await page.goto(`${base}/print.html`, { waitUntil: "load", timeout: 120000 });
-await page.waitForLoadState("networkidle").catch(() => {});
+// No wait for "network idle": the whole book's page never reaches it, and the wait ran out
+// its 30 s doing nothing. MathJax's promise, the fonts and the images are awaited instead.
 const report = await page.evaluate(async () => {
   if (window.MathJax?.startup?.promise) await window.MathJax.startup.promise;
+  await document.fonts.ready;
   // dropdowns open, except the worked solutions: they print collapsed (title only)
   document.querySelectorAll(".toggle-hidden:not(.solution)").forEach((e) => e.classList.remove("toggle-hidden"));
   document.querySelectorAll("div.solution > .admonition-title").forEach((title) => {
