@@ -162,24 +162,35 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
-def _plotting_loaded_by(module: str) -> str:
+GPT2_MODULES = ("tts_lib.gpt2", "tts_lib.gpt2_train", "tts_lib.gpt2_checkpoint")
+
+
+@pytest.fixture(scope="module")
+def plotting_loaded() -> dict[str, list[str]]:
     """Beyond what torch itself loads (torch imports tqdm for its hub): which of matplotlib,
-    tqdm and ipywidgets ``import module`` loads, in a fresh interpreter."""
-    code = ("import sys, torch; before = set(sys.modules); "
-            f"import {module}; new = set(sys.modules) - before; "
-            "print(sorted({m.split('.')[0] for m in new} & {'matplotlib', 'tqdm', 'ipywidgets'}))")
+    tqdm and ipywidgets each ``import module`` newly loads, in one fresh interpreter that
+    imports the GPT-2 modules one after another, then ``tts_lib.plotting`` (the control: a
+    module that does load them). A module that loads one is named, whatever the order: a
+    later module cannot hide what an earlier one loaded."""
+    code = ("import json, sys, torch\nout = {}\n"
+            f"for name in {[*GPT2_MODULES, 'tts_lib.plotting']!r}:\n"
+            "    before = set(sys.modules)\n"
+            "    __import__(name)\n"
+            "    new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+            "    out[name] = sorted(new & {'matplotlib', 'tqdm', 'ipywidgets'})\n"
+            "print(json.dumps(out))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    return out.stdout.strip()
+    return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("module", ["tts_lib.gpt2", "tts_lib.gpt2_train", "tts_lib.gpt2_checkpoint"])
-def test_gpt2_imports_no_plotting(module):
+@pytest.mark.parametrize("module", GPT2_MODULES)
+def test_gpt2_imports_no_plotting(module, plotting_loaded):
     """The GPT-2 modules load no matplotlib, tqdm or ipywidgets."""
-    assert _plotting_loaded_by(module) == "[]", f"import {module} loaded {_plotting_loaded_by(module)}"
+    assert plotting_loaded[module] == [], f"import {module} loaded {plotting_loaded[module]}"
 
 
-def test_the_plotting_probe_can_fail():
-    assert "matplotlib" in _plotting_loaded_by("tts_lib.plotting")
+def test_the_plotting_probe_can_fail(plotting_loaded):
+    assert "matplotlib" in plotting_loaded["tts_lib.plotting"]
 
 
 def test_modules_load_on_first_use():
