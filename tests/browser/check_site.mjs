@@ -59,7 +59,7 @@ async function axeSerious(page, mode) {
     document.documentElement.dataset.theme = m;
     document.documentElement.dataset.mode = m;
   }, mode);
-  await page.waitForTimeout(600);   // let colour transitions finish before axe reads colours
+  await settle(page);   // transitions are off (below): the new colours are final after a frame
   const res = await page.evaluate(async (m) => {
     // dark mode changes colours only: there, the colour rules (light mode runs them all)
     const only = m === "dark" ? { runOnly: { type: "rule", values: ["color-contrast", "link-in-text-block"] } } : {};
@@ -70,6 +70,14 @@ async function axeSerious(page, mode) {
   }, mode);
   return res.map((v) => `axe ${mode} ${v.impact} ${v.id} (${v.n} nodes): ${v.where.join(" | ")}`);
 }
+
+// two animation frames: style changes (theme switch, a dropdown's click) applied and painted
+const settle = (page) => page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
+// as Playwright's isVisible: a non-empty box and not visibility: hidden
+const VISIBLE = (els) => els.filter((e) => {
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== "hidden";
+}).length;
 
 function htmlPages(dir) {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -111,6 +119,9 @@ for (const rel of pages) {
   await page.goto(`${base}/${rel}`, { waitUntil: "load" });
   await page.waitForLoadState("networkidle").catch(() => {});
   await page.evaluate(async () => { if (window.MathJax?.startup?.promise) await window.MathJax.startup.promise; });
+  // no CSS transitions: a theme switch or a dropdown's click takes effect at once, so the
+  // checks below wait a frame instead of a transition's length (was 600 + 300 ms each)
+  await page.addStyleTag({ content: "*, *::before, *::after { transition: none !important; }" });
   const views = await page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count();
   if (views > 0) {
     await page.waitForSelector(".jupyter-widgets", { state: "attached", timeout: 20000 }).catch(() => {});
@@ -170,18 +181,13 @@ for (const rel of pages) {
     const sol = solutions.nth(i);
     const body = sol.locator(":scope > :not(.admonition-title)");
     const label = (await sol.locator(".admonition-title").first().textContent())?.trim().slice(0, 40);
-    const shown = async () => {
-      const n = await body.count();
-      let visible = 0;
-      for (let j = 0; j < n; j++) visible += (await body.nth(j).isVisible()) ? 1 : 0;
-      return [visible, n];
-    };
+    const shown = async () => [await body.evaluateAll(VISIBLE), await body.count()];
     const [before, n] = await shown();
     if (n === 0) { problems.push(`solution ${label} has no content`); continue; }
     if (before > 0) problems.push(`solution ${label}: content visible before a click`);
     const opener = sol.locator("button.toggle-button, .admonition-title").first();
     await opener.click();
-    await page.waitForTimeout(300);
+    await settle(page);
     const [after] = await shown();
     if (after === 0) problems.push(`solution ${label}: content still hidden after a click`);
   }
