@@ -462,13 +462,8 @@ def load_checkpoint(
     except Exception as err:  # a truncated or foreign file with a matching hash
         raise ValueError(f"{pt}: not a loadable weights file ({type(err).__name__}: {err})") from err
     state = _check_state(state, model, pt)
-    if dtype is None:  # the saved dtype (one for all weights; mixed: the widest)
-        saved = [v.dtype for v in state.values()]
-        dtype = saved[0]
-        for other in saved[1:]:
-            dtype = torch.promote_types(dtype, other)
-        if dtype not in (torch.float32, torch.float64):  # e.g. float16 weights: float32
-            dtype = torch.float32
+    if dtype is None:  # the saved dtype: float64 if any weight is, else float32 (float16 too)
+        dtype = torch.float64 if any(v.dtype == torch.float64 for v in state.values()) else torch.float32
     model.to(dtype=dtype)
     model.load_state_dict(state)
     model.to(device=device)

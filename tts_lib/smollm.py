@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib.util
 import math
 import random
@@ -107,28 +108,18 @@ def _one_gguf_reader() -> Any:
         return
     originals = (gguf.GGUFReader, gguf.get_tensor_name_map, hf_gguf.load_gguf_checkpoint)
     reader_of, name_map_of, metadata_of = originals
-    readers: dict[tuple[str, str], Any] = {}
-    name_maps: dict[tuple[Any, int], Any] = {}
-    metadata: dict[str, Any] = {}
+    # one cache per call, keyed by the file's resolved path (and the reader's mode)
+    read = functools.cache(reader_of)
+    name_map = functools.cache(name_map_of)
+    read_metadata = functools.cache(lambda file: metadata_of(file, return_tensors=False))
 
     def shared(path: Any, mode: str = "r") -> Any:
-        key = (str(Path(path).resolve()), mode)
-        if key not in readers:
-            readers[key] = reader_of(path, mode)
-        return readers[key]
-
-    def name_map(arch: Any, n_blocks: int) -> Any:
-        if (arch, n_blocks) not in name_maps:
-            name_maps[arch, n_blocks] = name_map_of(arch, n_blocks)
-        return name_maps[arch, n_blocks]
+        return read(str(Path(path).resolve()), mode)
 
     def parsed(path: Any, return_tensors: bool = False, **kwargs: Any) -> Any:
         if return_tensors or kwargs:
             return metadata_of(path, return_tensors=return_tensors, **kwargs)
-        key = str(Path(path).resolve())
-        if key not in metadata:
-            metadata[key] = metadata_of(path, return_tensors=False)
-        return copy.deepcopy(metadata[key])
+        return copy.deepcopy(read_metadata(str(Path(path).resolve())))
 
     gguf.GGUFReader, gguf.get_tensor_name_map, hf_gguf.load_gguf_checkpoint = shared, name_map, parsed
     try:
