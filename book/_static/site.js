@@ -43,9 +43,11 @@ function showPdfLink() {
   document.querySelectorAll(".course-pdf-link[hidden]").forEach((span) => {
     const a = span.querySelector("a");
     if (!a || location.protocol === "file:") return;
+    // data-pdf-checked says the answer came (the browser test waits for it)
     fetch(a.href, { method: "HEAD" })
       .then((r) => { if (r.ok) span.hidden = false; })
-      .catch(() => {});
+      .catch(() => {})
+      .finally(() => { span.dataset.pdfChecked = "1"; });
   });
 }
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", showPdfLink);

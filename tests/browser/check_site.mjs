@@ -134,6 +134,12 @@ for (const rel of pages) {
     broken: [...document.images].filter((i) => !i.complete || i.naturalWidth === 0).map((i) => i.getAttribute("src")),
     links: [...document.querySelectorAll("a[href]")].map((a) => a.href),
   }));
+  // the footer's PDF link is shown by site.js once its HEAD request for book.pdf answers
+  const pdfSettled = await page.waitForFunction(() => {
+    const s = document.querySelector(".course-pdf-link");
+    return !s || !s.hidden || s.dataset.pdfChecked === "1";
+  }, null, { timeout: 20000 }).then(() => true, () => false);
+  if (!pdfSettled) problems.push("the footer's PDF link was never checked (site.js: no answer to its HEAD request in 20 s)");
   const layout = await page.evaluate((minScale) => {
     const article = document.querySelector("article.bd-article") ?? document.querySelector("main") ?? document.body;
     const imgs = [...article.querySelectorAll("img")];
