@@ -856,8 +856,9 @@ SPECS: dict[str, Spec] = {
     "euclid.solve_gcd": Spec(lambda model, pairs, use_cache=True: len(euclid.solve_gcd(model, pairs,
                                                                                        use_cache=use_cache)),
                              dict(model=EU_LM, pairs=PAIRS[:1]), dict(model="model", pairs="pairs", use_cache="flag")),
-    "euclid.score_steps": Spec(lambda model, pairs: euclid.score_steps(model, pairs).length, dict(
-        model=EU_LM, pairs=PAIRS[:1]), dict(model="model", pairs="pairs")),
+    "euclid.score_steps": Spec(lambda model, pairs, batch_size=256: euclid.score_steps(
+        model, pairs, batch_size=batch_size).length, dict(model=EU_LM, pairs=PAIRS[:1]),
+        dict(model="model", pairs="pairs", batch_size="int>=1")),
     # euclid_sweep (chapter 10's checkpoints)
     "euclid_sweep.checkpoint_stem": Spec(euclid_sweep.checkpoint_stem, dict(experiment="cot", seed=0),
                                          dict(experiment="name", seed="seed")),
@@ -941,8 +942,8 @@ NOT_AN_INPUT_BOUNDARY = {
     # public boundary only); chapter 10's language model composes them the same way.
     **{f"gpt2.{n}": "a building block of the forward path (inputs checked by the model's public calls)"
        for n in ("TokenLayout", "CompactLayout", "InterleavedLayout", "KVCache", "KVCache.empty", "KVCache.extend",
-                 "KVCache.store", "CausalSelfAttention", "CausalSelfAttention.forward", "MLP", "MLP.forward",
-                 "Block", "Block.forward", "GPT2Regressor.hidden_states", "GPT2Regressor.prompt_tokens",
+                 "KVCache.take", "KVCache.store", "CausalSelfAttention", "CausalSelfAttention.forward", "MLP",
+                 "MLP.forward", "Block", "Block.forward", "GPT2Regressor.hidden_states", "GPT2Regressor.prompt_tokens",
                  "GPT2Regressor.query_tokens")},
     **{f"gpt2.{cls}.{m}": "token-layout arithmetic on the model's checked sizes (a building block)"
        for cls in ("TokenLayout", "CompactLayout", "InterleavedLayout")

@@ -246,3 +246,45 @@ def test_an_edited_committed_manifest_is_refused_by_the_registry(tmp_path):
     with pytest.raises(ValueError, match="pinned"):
         sw.load_lm_checkpoint(path)
     sw.load_lm_checkpoint(path, registry=False)  # checksummed, not signed
+
+
+def _committed(name: str):
+    from tts_lib.euclid_sweep import checkpoint_stem, load_lm_checkpoint
+    from tts_lib.fetch import checkpoint_dir
+
+    return load_lm_checkpoint(checkpoint_dir() / f"{checkpoint_stem(name, 0)}.json")[0]
+
+
+def _decoded_step_verdicts(model, pairs):
+    """score_steps' definition run literally: greedy-decode each correct prefix."""
+    from tts_lib.lm import generate
+
+    prompts, targets = [], []
+    for a, b in pairs:
+        written = [f"{x}={q}*{y}+{r}" for x, q, y, r in eu.euclid_steps(a, b)]
+        for j, w in enumerate(written):
+            prompts.append(eu.encode(eu.gcd_prompt(a, b) + " " + "".join(s + "; " for s in written[:j])))
+            targets.append(w)
+    out = generate(model, prompts, 16, stop_id=eu.encode(";")[0])
+    return [eu.decode(ids).split(";")[0] == t for ids, t in zip(out, targets, strict=True)]
+
+
+@pytest.mark.parametrize("name", ["base", "ft_poly"])  # both write right digits, then no ";"
+def test_teacher_forced_step_scores_equal_decoding_each_prefix(name):
+    model = _committed(name)
+    _, test = eu.split_pairs()
+    pairs = eu.stratified_subset(test, 25, seed=1)
+    forced = eu.score_steps(model, pairs, batch_size=16).correct  # several batches
+    decoded = _decoded_step_verdicts(model, pairs)
+    assert forced == decoded
+    assert 0 < sum(forced) < len(forced)  # right and wrong steps both occur
+
+
+def test_one_mixed_batch_writes_what_each_prompt_alone_writes():
+    model = _committed("cot")
+    _, test = eu.split_pairs()
+    pairs = eu.stratified_subset(test, 8, seed=2)  # prompts of 10-11 characters, chains of 1-9 steps
+    together = eu.solve_gcd(model, pairs)
+    alone = [eu.solve_gcd(model, [p])[0] for p in pairs]
+    assert together == alone
+    assert len({len(t) for t in together}) > 5  # sequences finished at many different steps

@@ -146,3 +146,15 @@ def test_bench_lm_runs_without_nanogpt_and_refuses_a_missing_copy(monkeypatch, t
     assert [r["name"] for r in records] == ["lm_train_ms_per_step_ours"] and records[0]["value"] > 0
     with pytest.raises(SystemExit, match="TTS_NANOGPT_SRC"):
         bench_lm.nanogpt_module(str(tmp_path / "missing"))
+
+
+def test_cache_take_keeps_the_original_cache_usable():
+    model = build_lm(CFG, seed=4)
+    x = torch.randint(1, 13, (3, 6))
+    cache = model.new_cache(3, 10).extend(6)
+    model(x, cache, 0)
+    part = cache.take(torch.tensor([2, 0]))
+    nxt = torch.tensor([[5], [7], [9]])
+    full = model(nxt, cache.extend(1), 6)[:, -1]
+    kept = model(nxt[[2, 0]], part.extend(1), 6)[:, -1]
+    assert torch.allclose(kept, full[[2, 0]], atol=1e-6)

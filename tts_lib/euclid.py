@@ -564,27 +564,56 @@ class StepScores:
 
 
 @torch.no_grad()
-def score_steps(model: Any, pairs: Sequence[tuple[int, int]]) -> StepScores:
+def score_steps(model: Any, pairs: Sequence[tuple[int, int]], *, batch_size: int = 256) -> StepScores:
     """Every division step of every problem, written by the model after the **correct**
     prefix (``"gcd(a,b): "`` and Euclid's earlier steps): one skill at a time, without the
-    errors of earlier steps compounding. A step counts as correct when the text the model
-    writes up to the next ``";"`` is exactly Euclid's ``"a=q*b+r"``.
+    errors of earlier steps compounding. A step counts as correct when the text greedy
+    decoding writes up to the next ``";"`` (at most 16 characters) is exactly Euclid's
+    ``"a=q*b+r"``.
+
+    Teacher forcing: the correct prefix of step j is the start of the whole correct trace,
+    so one forward pass over each problem's trace gives every step's greedy check (each
+    character of the step is the argmax after the correct characters before it, and then
+    ``";"``), the same verdict as decoding each prefix with :func:`~tts_lib.lm.generate`
+    (``tests/test_euclid.py``).
 
     Defined in Chapter 10.
     """
-    from .lm import generate
-
     pairs = _check_model_and_pairs(model, pairs)
-    prompts, meta, targets = [], [], []
-    for i, (a, b) in enumerate(pairs):
-        steps = euclid_steps(a, b)
-        written = [f"{x}={q}*{y}+{r}" for x, q, y, r in steps]
-        for j, (_, q, _, _) in enumerate(steps):
-            prefix = gcd_prompt(a, b) + " " + "".join(w + "; " for w in written[:j])
-            prompts.append(encode(prefix))
-            meta.append((i, j, q, len(steps)))
-            targets.append(written[j])
-    out = generate(model, prompts, 16, stop_id=_ID[";"])
-    correct = [decode(ids).split(";")[0] == t for ids, t in zip(out, targets, strict=True)]
+    batch_size = check_pos_int(batch_size, "batch_size", maximum=1 << 16)
+    max_len, most = model.config.max_len, 16  # the characters a step may take
+    dev = model.wte.weight.device
+    was_training = model.training
+    model.eval()
+    texts = [gcd_prompt(a, b) + gcd_trace(a, b) for a, b in pairs]
+    order = sorted(range(len(pairs)), key=lambda i: len(texts[i]))  # little padding
+    verdicts: list[list[tuple[int, int, int, int, bool]]] = [[] for _ in pairs]
+    try:
+        for s in range(0, len(order), batch_size):
+            chunk = order[s : s + batch_size]
+            width = min(max(len(texts[i]) for i in chunk), max_len)
+            x = torch.zeros(len(chunk), width, dtype=torch.long, device=dev)
+            for r, i in enumerate(chunk):
+                ids = encode(texts[i])[:width]
+                x[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            # greedy[r][c]: the model's next character after the first c + 1 of row r
+            greedy, given = model(x).argmax(-1).tolist(), x.tolist()
+            for r, i in enumerate(chunk):
+                a, b = pairs[i]
+                steps = euclid_steps(a, b)
+                start = len(gcd_prompt(a, b)) + 1  # the first step's first character
+                row, want = greedy[r], given[r]
+                for j, (xa, q, ya, ra) in enumerate(steps):
+                    n = len(f"{xa}={q}*{ya}+{ra}")
+                    room = min(most, max_len - start)  # the characters decoding may write
+                    ok = n <= room and row[start - 1 : start - 1 + n] == want[start : start + n]
+                    if ok and n < room:  # then it must close the step
+                        ok = row[start - 1 + n] == _ID[";"]
+                    verdicts[i].append((i, j, q, len(steps), bool(ok)))
+                    start += n + 2  # the step, then "; "
+    finally:
+        model.train(was_training)
+    meta = [v[:4] for vs in verdicts for v in vs]
+    correct = [v[4] for vs in verdicts for v in vs]
     pair, step, quotient, length = (list(col) for col in zip(*meta, strict=True))
     return StepScores(pair, step, quotient, length, correct)

@@ -320,6 +320,14 @@ class KVCache:
             writes[j] += 1
         return KVCache(keys, values, need, self.prompt_len, self.query_pos, writes)
 
+    def take(self, rows: torch.Tensor) -> KVCache:
+        """A cache of the batch rows ``rows`` (indices) only: copies, this cache keeps its
+        meaning (generation drops the sequences that have finished)."""
+        self._check_valid()
+        keys = [z[rows] for z in self.keys]
+        values = [z[rows] for z in self.values]
+        return KVCache(keys, values, self.length, self.prompt_len, self.query_pos, list(self._writes))
+
     def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write the new tokens' keys/values (batch, heads, t, hd) into the last ``t`` slots;
         return views of all ``length`` keys and values."""

@@ -8,8 +8,11 @@ fewer parameters, and the benchmark against nanoGPT compares like with like.
 
 Generation is batched greedy decoding with Chapter 7's :class:`~tts_lib.gpt2.KVCache`:
 the prompt runs once, then each new token runs alone against the cached keys and values.
-Prompts of different lengths are grouped by length (no padding inside the attention), so
-cached and uncached generation give the same tokens (``tests/test_lm.py``).
+Prompts of different lengths share one batch without padding: every sequence starts at
+position 0, the batch runs from the shortest prompt's end, and a longer prompt's next token
+is its own (forced) until it ends; only then do its greedy tokens count. So each sequence
+sees exactly its own tokens, and cached and uncached generation give the same tokens
+(``tests/test_lm.py``).
 
 Training (:func:`train_lm`) runs AdamW with warm-up and cosine decay (the trainer core's
 :class:`~tts_lib.trainer.OptimizerStep`) on batches a caller-supplied sampler draws; the
@@ -237,9 +240,10 @@ def generate(
 ) -> list[list[int]]:
     """Batched greedy decoding: the generated ids of every prompt (without the prompt).
 
-    Prompts are grouped by length and each group runs as one batch (at most
-    ``batch_size`` sequences). A sequence stops after ``stop_id`` (kept in the output) or
-    after ``max_new_tokens`` tokens, or when it reaches the model's ``max_len``.
+    Prompts run in batches of at most ``batch_size`` sequences (sorted by length; a batch
+    mixes lengths, see the module docstring). A sequence stops after ``stop_id`` (kept in
+    the output) or after ``max_new_tokens`` tokens, or when it reaches the model's
+    ``max_len``.
 
     Args:
         model: a :class:`TinyLM`.
@@ -271,52 +275,66 @@ def generate(
         )
     was_training = model.training
     model.eval()
-    dev = model.wte.weight.device
     out: list[list[int]] = [[] for _ in ids]
-    groups: dict[int, list[int]] = {}
-    for i, p in enumerate(ids):
-        groups.setdefault(len(p), []).append(i)
-    for length, members in sorted(groups.items()):
-        for s in range(0, len(members), batch_size):
-            chunk = members[s : s + batch_size]
-            x = torch.tensor([ids[i] for i in chunk], dtype=torch.long, device=dev)
-            new = _generate_group(model, x, min(max_new_tokens, cfg.max_len - length), stop_id, use_cache)
-            for row, i in zip(new, chunk, strict=True):
-                out[i] = row
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for s in range(0, len(order), batch_size):
+        chunk = order[s : s + batch_size]
+        new = _generate_batch(model, [ids[i] for i in chunk], max_new_tokens, stop_id, use_cache)
+        for row, i in zip(new, chunk, strict=True):
+            out[i] = row
     model.train(was_training)
     return out
 
 
-def _generate_group(
-    model: TinyLM, x: torch.Tensor, steps: int, stop_id: int | None, use_cache: bool
+def _generate_batch(
+    model: TinyLM, prompts: list[list[int]], max_new: int, stop_id: int | None, use_cache: bool
 ) -> list[list[int]]:
-    b, t = x.shape
-    done = torch.zeros(b, dtype=torch.bool, device=x.device)
-    tokens = []
+    """Greedy tokens of prompts of any lengths (each < max_len) in one batch; finished
+    sequences leave the batch (whenever a quarter of it has finished)."""
+    dev = model.wte.weight.device
+    b, max_len = len(prompts), model.config.max_len
+    lens = torch.tensor([len(p) for p in prompts], device=dev)
+    t0 = int(lens.min())
+    # each sequence's end: its prompt, then its new tokens, within max_len
+    ends = torch.tensor([min(len(p) + max_new, max_len) for p in prompts], device=dev)
+    total = int(ends.max())
+    # the prompts, left-aligned; a prompt's columns are forced, the rest are greedy
+    x = torch.zeros(b, total, dtype=torch.long, device=dev)
+    for r, p in enumerate(prompts):
+        x[r, : len(p)] = torch.tensor(p, dtype=torch.long)
+    alive = torch.arange(b, device=dev)  # the rows still in the batch
+    done = torch.zeros(b, dtype=torch.bool, device=dev)  # of the rows alive
     if use_cache:
-        cache = model.new_cache(b, t + steps).extend(t)
-        logits = model(x, cache, 0, last=1)[:, -1]
+        cache = model.new_cache(b, total).extend(t0)
+        logits = model(x[:, :t0], cache, 0, last=1)[:, -1]
     else:
-        seq = x
-        logits = model(seq, last=1)[:, -1]
-    for j in range(steps):
-        nxt = logits.argmax(-1)
-        tokens.append(nxt)
+        logits = model(x[:, :t0], last=1)[:, -1]
+    for p in range(t0, total):
+        in_prompt = p < lens[alive]
+        col = torch.where(in_prompt, x[alive, p], logits.argmax(-1))
+        x[alive, p] = col
         if stop_id is not None:
-            done |= nxt == stop_id
-            if bool(done.all()):
-                break
-        if j == steps - 1:
+            done |= ~in_prompt & (col == stop_id)
+        done |= p + 1 >= ends[alive]
+        finished = int(done.sum())
+        if p == total - 1 or finished == len(alive):
             break
+        if 4 * finished >= len(alive):  # drop the finished rows
+            keep = (~done).nonzero().squeeze(1)
+            alive, done = alive[keep], done[keep]
+            if use_cache:
+                cache = cache.take(keep)
         if use_cache:
             cache = cache.extend(1)
-            logits = model(nxt[:, None], cache, t + j)[:, -1]
+            logits = model(x[alive, p : p + 1], cache, p)[:, -1]
         else:
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-            logits = model(seq, last=1)[:, -1]
-    rows = torch.stack(tokens, 1).tolist()
-    if stop_id is not None:
-        rows = [r[: r.index(stop_id) + 1] if stop_id in r else r for r in rows]
+            logits = model(x[alive, : p + 1], last=1)[:, -1]
+    rows = []
+    for r, p in enumerate(prompts):
+        row = x[r, len(p) : int(ends[r])].tolist()
+        if stop_id is not None and stop_id in row:
+            row = row[: row.index(stop_id) + 1]
+        rows.append(row)
     return rows
 
 
