@@ -161,10 +161,9 @@ def main() -> None:
             continue
         cell.metadata["otter_sandbox_index"] = i
         cells.append(cell)
-    os.makedirs("/tmp/otter-none", exist_ok=True)
-    init = nbformat.v4.new_code_cell("from otter import Notebook as _N\n_N.init_grading_mode('/tmp/otter-none')")
+    # `otter` here is the runtime's stand-in (_otter_standin.py): its checks do nothing
     helper = nbformat.v4.new_code_cell(HELPER.format(here=HERE, mime=MIME))
-    nb.cells = [init, *cells, helper]
+    nb.cells = [*cells, helper]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     client = NotebookClient(nb, timeout=max(1, int(float(header.get("cell_timeout", 600)))), kernel_name="python3",
                             allow_errors=True, interrupt_on_timeout=True,

@@ -510,7 +510,8 @@ def _stub_source(source: str, funcs: list[str], module: str) -> str:
 
 
 def _runtime(root: Path, forbidden: dict[str, list[str]] | None = None) -> Path:
-    """A folder with the driver, the value codec and a copy of the ``tts_lib`` package.
+    """A folder with the driver, the value codec, a copy of the ``tts_lib`` package and a
+    stand-in for ``otter`` (``_otter_standin.py``: no check counts in the sandbox).
 
     ``forbidden`` maps ``tts_lib.MODULE.FUNCTION`` to the questions that forbid it: in the copy,
     those functions are stubs that ask the grader (:func:`_stub_source`), which answers only
@@ -528,6 +529,8 @@ def _runtime(root: Path, forbidden: dict[str, list[str]] | None = None) -> Path:
     shutil.copyfile(DRIVER, runtime / "driver.py")
     for helper in ("_grading_codec.py", "_grading_client.py"):
         shutil.copyfile(HERE / helper, runtime / "site" / helper)
+    (runtime / "site" / "otter").mkdir()  # the sandbox's otter: a stand-in (_otter_standin.py)
+    shutil.copyfile(HERE / "_otter_standin.py", runtime / "site" / "otter" / "__init__.py")
     package = runtime / "site" / "tts_lib"
     shutil.copytree(Path(list(spec.submodule_search_locations)[0]).resolve(), package,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -235,10 +235,24 @@ CHECKER = """\
 cov = tasks.power_law_cov(5, 1.0)
 assert abs(hardness(cov.numpy()) - tasks.hardness(cov)) < 1e-9
 """
-# Forging submissions (blank answers): one patches otter's checker and its results, one runs a
-# thread that rewrites every result-like file it can reach and writes fake protocol lines to its
-# standard streams. Neither changes a score: no check runs in the sandbox and no file decides one.
+# Forging submissions (blank answers): one answers with an object equal to everything and
+# patches otter's checker and its results, one runs a thread that rewrites every result-like
+# file it can reach and writes fake protocol lines to its standard streams. Neither changes a
+# score: no check runs in the sandbox (whose otter is a stand-in without a checker, so the patch
+# fails to import there) and no file decides one.
 FORGE_CHECKER = """\
+class Anything:  # equal to everything, 5.0 as a float
+    def __eq__(self, other):
+        return True
+
+    def __float__(self):
+        return 5.0
+
+
+def hardness(cov):
+    return Anything()
+
+
 from otter.execute import Checker
 
 _check = Checker.check.__func__
@@ -252,18 +266,6 @@ def _forged(cls, *args, **kwargs):  # every test case passes (scored 9 / 9 by th
 
 
 Checker.check = classmethod(_forged)
-
-
-class Anything:  # equal to everything, 5.0 as a float
-    def __eq__(self, other):
-        return True
-
-    def __float__(self):
-        return 5.0
-
-
-def hardness(cov):
-    return Anything()
 """
 FORGE_THREAD = """\
 import glob, json, os, pickle, threading, time
