@@ -13,6 +13,7 @@
 // where the page failed (or with SCREENSHOTS=full).
 //
 //   node tests/browser/check_site.mjs [_build/html] [artifacts/screenshots] [--shard=I/N]
+//   CHECK_SITE_TIMES=1 adds each page's seconds per phase to its line (where the time goes).
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import path from "node:path";
@@ -116,6 +117,9 @@ for (const rel of pages) {
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("response", (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+  const phases = [];
+  let mark = performance.now();
+  const lap = (name) => { const now = performance.now(); phases.push(`${name} ${((now - mark) / 1000).toFixed(1)}`); mark = now; };
   await page.goto(`${base}/${rel}`, { waitUntil: "load" });
   await page.waitForLoadState("networkidle").catch(() => {});
   await page.evaluate(async () => { if (window.MathJax?.startup?.promise) await window.MathJax.startup.promise; });
@@ -135,6 +139,7 @@ for (const rel of pages) {
     links: [...document.querySelectorAll("a[href]")].map((a) => a.href),
   }));
   // the footer's PDF link is shown by site.js once its HEAD request for book.pdf answers
+  lap("load+math");
   const pdfSettled = await page.waitForFunction(() => {
     const s = document.querySelector(".course-pdf-link");
     return !s || !s.hidden || s.dataset.pdfChecked === "1";
@@ -181,6 +186,7 @@ for (const rel of pages) {
   if (layout.pdfLink !== null && layout.pdfLink !== hasPdf)
     problems.push(`PDF link ${layout.pdfLink ? "shown" : "hidden"} but book.pdf ${hasPdf ? "exists" : "is missing"}`);
   // sphinx-exercise solutions (div.solution, a dropdown): hidden before a click, shown after.
+  lap("layout");
   const solutions = page.locator("div.solution");
   const nSol = await solutions.count();
   for (let i = 0; i < nSol; i++) {
@@ -197,8 +203,12 @@ for (const rel of pages) {
     const [after] = await shown();
     if (after === 0) problems.push(`solution ${label}: content still hidden after a click`);
   }
+  lap("solutions");
   await page.addScriptTag({ path: AXE });
-  for (const mode of ["light", "dark"]) (await axeSerious(page, mode)).forEach((p) => problems.push(p));
+  for (const mode of ["light", "dark"]) {
+    (await axeSerious(page, mode)).forEach((p) => problems.push(p));
+    lap(`axe-${mode}`);
+  }
   await page.evaluate(() => { document.documentElement.dataset.theme = "light"; document.documentElement.dataset.mode = "light"; });
   report.rawMath.forEach((m) => problems.push(`math not typeset: ${m}`));
   report.broken.forEach((src) => problems.push(`broken image: ${src}`));
@@ -215,10 +225,12 @@ for (const rel of pages) {
   await page.screenshot({ path: path.join(shots, rel.replace(/[\\/]/g, "__").replace(/\.html$/, ".png")),
     fullPage: problems.length > 0 || process.env.SCREENSHOTS === "full" });
   await page.close();
+  lap("links+shot");
   failed += problems.length ? 1 : 0;
   const counts = `${layout.figures} figures${expected !== null ? ` of ${expected}` : ""}` +
     `${nSol ? `, ${nSol} solutions` : ""}${views ? `, ${views} widget views` : ""}`;
-  console.log(`${problems.length ? "FAIL" : "ok  "} ${rel} (${counts})`);
+  const times = process.env.CHECK_SITE_TIMES ? ` [s: ${phases.join(", ")}]` : "";
+  console.log(`${problems.length ? "FAIL" : "ok  "} ${rel} (${counts})${times}`);
   problems.forEach((p) => console.log(`       ${p}`));
 }
 await browser.close();
