@@ -41,7 +41,11 @@ const browser = await chromium.launch({
 const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
 await page.route("**/*", (route) =>
   new URL(route.request().url()).hostname === "127.0.0.1" ? route.continue() : route.abort());
+const t0 = performance.now();
+const secs = () => ((performance.now() - t0) / 1000).toFixed(0);
+const times = [];
 await page.goto(`${base}/print.html`, { waitUntil: "load", timeout: 120000 });
+times.push(`loaded ${secs()} s`);
 // No wait for "network idle": the whole book's page never reaches it, and the wait ran out
 // its 30 s doing nothing. MathJax's promise, the fonts and the images are awaited instead.
 const report = await page.evaluate(async () => {
@@ -65,6 +69,7 @@ const report = await page.evaluate(async () => {
     images: document.images.length,
   };
 });
+times.push(`typeset ${secs()} s`);
 if (report.raw || report.broken.length) {
   console.error(`not ready to print: ${report.raw} math blocks untypeset, broken images ${report.broken}`);
   process.exit(1);
@@ -87,6 +92,7 @@ if (wide.length) {
   console.error(`${wide.length} block(s) wider than the printed column (would be cut):\n  ${wide.join("\n  ")}`);
   process.exit(1);
 }
+times.push(`laid out ${secs()} s`);
 fs.mkdirSync(path.dirname(path.resolve(output)), { recursive: true });
 await page.pdf({ path: output, format: "A4", printBackground: true, outline: true, tagged: true,
   margin: { top: "16mm", bottom: "16mm", left: "14mm", right: "14mm" },
@@ -94,4 +100,6 @@ await page.pdf({ path: output, format: "A4", printBackground: true, outline: tru
   footerTemplate: '<div style="font-size:8px;width:100%;text-align:center"><span class="pageNumber"></span></div>' });
 await browser.close();
 server.close();
-console.log(`${output}: ${report.images} images, math typeset, nothing wider than the column`);
+times.push(`printed ${secs()} s`);
+console.log(`${output}: ${report.images} images, math typeset, nothing wider than the column ` +
+  `(${times.join(", ")})`);
