@@ -192,6 +192,11 @@ def gcd_prompt(a: int, b: int) -> str:
     return f"gcd({a},{b}):"
 
 
+def _step_text(a: int, q: int, b: int, r: int) -> str:
+    """One division step as the traces write it: ``"a=q*b+r"``."""
+    return f"{a}={q}*{b}+{r}"
+
+
 def gcd_trace(a: int, b: int, *, cot: bool = True) -> str:
     """The completion after :func:`gcd_prompt`: the written-out steps and the answer
     (``cot=True``, e.g. ``" 84=2*36+12; 36=3*12+0; so 12"``) or the answer only
@@ -205,7 +210,7 @@ def gcd_trace(a: int, b: int, *, cot: bool = True) -> str:
     answer = steps[-1][2]
     if not cot:
         return f" so {answer}"
-    body = "; ".join(f"{x}={q}*{y}+{r}" for x, q, y, r in steps)
+    body = "; ".join(_step_text(*step) for step in steps)
     return f" {body}; so {answer}"
 
 
@@ -603,8 +608,8 @@ def score_steps(model: Any, pairs: Sequence[tuple[int, int]], *, batch_size: int
                 steps = euclid_steps(a, b)
                 start = len(gcd_prompt(a, b)) + 1  # the first step's first character
                 row, want = greedy[r], given[r]
-                for j, (xa, q, ya, ra) in enumerate(steps):
-                    n = len(f"{xa}={q}*{ya}+{ra}")
+                for j, step in enumerate(steps):
+                    q, n = step[1], len(_step_text(*step))
                     room = min(most, max_len - start)  # the characters decoding may write
                     ok = n <= room and row[start - 1 : start - 1 + n] == want[start : start + n]
                     if ok and n < room:  # then it must close the step

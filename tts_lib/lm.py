@@ -309,15 +309,15 @@ def _generate_batch(
         logits = model(x[:, :t0], cache, 0, last=1)[:, -1]
     else:
         logits = model(x[:, :t0], last=1)[:, -1]
-    for p in range(t0, total):
-        in_prompt = p < lens[alive]
-        col = torch.where(in_prompt, x[alive, p], logits.argmax(-1))
-        x[alive, p] = col
+    for pos in range(t0, total):
+        in_prompt = pos < lens[alive]
+        col = torch.where(in_prompt, x[alive, pos], logits.argmax(-1))
+        x[alive, pos] = col
         if stop_id is not None:
             done |= ~in_prompt & (col == stop_id)
-        done |= p + 1 >= ends[alive]
+        done |= pos + 1 >= ends[alive]  # every row is done at the last column
         finished = int(done.sum())
-        if p == total - 1 or finished == len(alive):
+        if finished == len(alive):
             break
         if 4 * finished >= len(alive):  # drop the finished rows
             keep = (~done).nonzero().squeeze(1)
@@ -326,9 +326,9 @@ def _generate_batch(
                 cache = cache.take(keep)
         if use_cache:
             cache = cache.extend(1)
-            logits = model(x[alive, p : p + 1], cache, p)[:, -1]
+            logits = model(x[alive, pos : pos + 1], cache, pos)[:, -1]
         else:
-            logits = model(x[alive, : p + 1], last=1)[:, -1]
+            logits = model(x[alive, : pos + 1], last=1)[:, -1]
     rows = []
     for r, p in enumerate(prompts):
         row = x[r, len(p) : int(ends[r])].tolist()
