@@ -18,6 +18,12 @@ That holds in float32, where every LM of the book trains: the warm-up's learning
 ``lr·((s+1)/w)``, as for the other trainers, where ``train_lm`` computed ``(lr·(s+1))/w``;
 the two differ in the last bit of a float64 at some steps, which float32 parameters do not
 see at these rates (a float64 model's losses agree to 3e-16).
+
+The float64 runs are pinned to 1e-12 on every machine. The float32 LM runs are pinned to
+1e-5: a float32 matrix product may round differently on another CPU (an Intel Xeon gave
+losses 1.3e-7 apart, one float32 ulp, from the AMD EPYC that recorded them), while a
+change in the trainer moves them by far more (measured: the learning rate 0.1% higher,
+2e-3; 49 warm-up steps instead of 50, 3e-2).
 """
 
 import pytest
@@ -48,11 +54,15 @@ PINNED = {
 }
 
 
+FLOAT32_RUNS = {"lm_warmup50", "lm_finetune"}  # pinned to a few float32 ulps, not 1e-12
+
+
 def _assert_pinned(name: str, losses: list[float]) -> None:
     got = losses[::3]
     assert len(got) == len(PINNED[name])
+    rel = 1e-5 if name in FLOAT32_RUNS else 1e-12
     for a, b in zip(got, PINNED[name], strict=True):
-        assert a == pytest.approx(b, rel=1e-12, abs=0.0), (name, got)
+        assert a == pytest.approx(b, rel=rel, abs=0.0), (name, got)
 
 
 def _cfg(**kw) -> TrainConfig:
