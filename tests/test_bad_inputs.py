@@ -295,6 +295,11 @@ class Spec:
     args: dict[str, str]
 
 
+def _in_eval_mode(model: Any) -> float:
+    with lm.eval_mode(model) as m:
+        return float(m.training)
+
+
 def _cfg(**changes: Any) -> train.TrainConfig:
     cfg = train.TrainConfig(train_steps=2, batch_size=4, progress=False)
     for k, v in changes.items():
@@ -810,6 +815,7 @@ SPECS: dict[str, Spec] = {
     "lm.build_lm": Spec(lambda config, seed=0, device=None, dtype=torch.float32: num_parameters_of(
         lm.build_lm(config, seed=seed, device=device, dtype=dtype)), dict(config=LMCFG),
         dict(config="gcfg", seed="seed", device="device", dtype="dtype")),
+    "lm.eval_mode": Spec(_in_eval_mode, dict(model=LMM), dict(model="module")),
     "lm.generate": Spec(lm.generate, dict(model=LMM, prompts=[[1, 2, 3], [4, 5]], max_new_tokens=3),
                         dict(model="model", prompts="token_prompts", max_new_tokens="int>=1", stop_id="int>=0",
                              use_cache="flag", batch_size="int>=1")),

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tts_lib import gpt2
-from tts_lib.lm import LMConfig, LMTrainConfig, TinyLM, build_lm, generate, lm_loss, train_lm
+from tts_lib.lm import LMConfig, LMTrainConfig, TinyLM, build_lm, eval_mode, generate, lm_loss, train_lm
 
 CFG = LMConfig(vocab_size=13, width=32, layers=2, heads=4, max_len=40)
 
@@ -158,3 +158,17 @@ def test_cache_take_keeps_the_original_cache_usable():
     full = model(nxt, cache.extend(1), 6)[:, -1]
     kept = model(nxt[[2, 0]], part.extend(1), 6)[:, -1]
     assert torch.allclose(kept, full[[2, 0]], atol=1e-6)
+
+
+def test_eval_mode_restores_the_training_flag_even_after_an_error():
+    model = build_lm(LMConfig(vocab_size=8, width=16, layers=1, heads=2, max_len=16))
+    for flag in (True, False):
+        model.train(flag)
+        with pytest.raises(RuntimeError, match="inside"):
+            with eval_mode(model):
+                assert not model.training
+                raise RuntimeError("inside")
+        assert model.training is flag
+    model.train()
+    generate(model, [[1, 2]], 2)  # generation runs in eval mode and leaves the flag
+    assert model.training

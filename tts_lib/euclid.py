@@ -588,12 +588,12 @@ def score_steps(model: Any, pairs: Sequence[tuple[int, int]], *, batch_size: int
     batch_size = check_pos_int(batch_size, "batch_size", maximum=1 << 16)
     max_len, most = model.config.max_len, 16  # the characters a step may take
     dev = model.wte.weight.device
-    was_training = model.training
-    model.eval()
+    from .lm import eval_mode
+
     texts = [gcd_prompt(a, b) + gcd_trace(a, b) for a, b in pairs]
     order = sorted(range(len(pairs)), key=lambda i: len(texts[i]))  # little padding
     verdicts: list[list[tuple[int, int, int, int, bool]]] = [[] for _ in pairs]
-    try:
+    with eval_mode(model):
         for s in range(0, len(order), batch_size):
             chunk = order[s : s + batch_size]
             width = min(max(len(texts[i]) for i in chunk), max_len)
@@ -616,8 +616,6 @@ def score_steps(model: Any, pairs: Sequence[tuple[int, int]], *, batch_size: int
                         ok = row[start - 1 + n] == _ID[";"]
                     verdicts[i].append((i, j, q, len(steps), bool(ok)))
                     start += n + 2  # the step, then "; "
-    finally:
-        model.train(was_training)
     meta = [v[:4] for vs in verdicts for v in vs]
     correct = [v[4] for vs in verdicts for v in vs]
     pair, step, quotient, length = (list(col) for col in zip(*meta, strict=True))

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ __all__ = [
     "LMTrainResult",
     "TinyLM",
     "build_lm",
+    "eval_mode",
     "generate",
     "lm_loss",
     "train_lm",
@@ -273,17 +275,32 @@ def generate(
         raise ValueError(
             f"`prompts[{too_long[0]}]` has {len(ids[too_long[0]])} tokens, the model's max_len is {cfg.max_len}"
         )
-    was_training = model.training
-    model.eval()
     out: list[list[int]] = [[] for _ in ids]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for s in range(0, len(order), batch_size):
-        chunk = order[s : s + batch_size]
-        new = _generate_batch(model, [ids[i] for i in chunk], max_new_tokens, stop_id, use_cache)
-        for row, i in zip(new, chunk, strict=True):
-            out[i] = row
-    model.train(was_training)
+    with eval_mode(model):
+        for s in range(0, len(order), batch_size):
+            chunk = order[s : s + batch_size]
+            new = _generate_batch(model, [ids[i] for i in chunk], max_new_tokens, stop_id, use_cache)
+            for row, i in zip(new, chunk, strict=True):
+                out[i] = row
     return out
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in evaluation mode inside the block; its training flag is restored after,
+    even when the block raises (generation and Chapter 10's step scoring).
+
+    Defined in Chapter 10.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def _generate_batch(
